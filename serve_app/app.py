@@ -1,0 +1,25 @@
+"""The Serve application graph; ``serve_app.app:build_app`` is the config files' import path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from serve_app.embeddings.deployment import EmbeddingDeployment
+from serve_app.ingress import Ingress
+
+ALL_MODELS = ("embeddings",)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Bind the ingress to the model deployments named in ``args["models"]`` (default: all)."""
+    args = args or {}
+    models = tuple(args.get("models", ALL_MODELS))
+    unknown = set(models) - set(ALL_MODELS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; known: {list(ALL_MODELS)}")
+    handles: dict[str, Any] = {}
+    if "embeddings" in models:
+        handles["embeddings"] = EmbeddingDeployment.bind()
+    return Ingress.bind(**handles)

@@ -1,0 +1,218 @@
+"""``serve-app``: run the server, show its status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from serve_app.settings import Settings, get_settings, is_loopback
+
+SERVE_NAMESPACE = "serve"
+
+
+class CliError(Exception):
+    """A problem the operator can fix; printed without a traceback."""
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback without a token (API.md)."""
+    if settings.api_token_value() is None and not is_loopback(host):
+        raise CliError(
+            f"refusing to listen on {host}: no API token is configured. Set "
+            "SERVE_APP_API_TOKEN (clients send 'Authorization: Bearer <token>') or bind to "
+            "127.0.0.1."
+        )
+
+
+def load_config(path: Path, host: str, port: int) -> Any:
+    """Read a `serve deploy` config file and point its HTTP options at host:port."""
+    from ray.serve.schema import ServeDeploySchema
+
+    if not path.is_file():
+        raise CliError(f"config file {path} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("http_options", {})
+    raw["http_options"]["host"] = host
+    raw["http_options"]["port"] = port
+    try:
+        return ServeDeploySchema.model_validate(raw)
+    except Exception as exc:
+        raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
+
+
+def start_ray() -> None:
+    """Join RAY_ADDRESS when set, else start a local Ray for this process."""
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(
+        address=address or None,
+        namespace=SERVE_NAMESPACE,
+        include_dashboard=False if not address else None,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+def deploy(config: Any) -> None:
+    """Deploy a config through Ray's own path (what `serve run config.yaml` does)."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+
+    client = serve_api.serve_start(
+        http_options=config.http_options.model_dump(),
+        proxy_location=config.proxy_location,
+        grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+    )
+    client.deploy_apps(config, _blocking=False)
+
+
+def wait_ready(url: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:
+    """Poll /health until 200; print component states as they change."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/health", timeout=10)
+            body = response.json()
+            summary = ", ".join(
+                f"{name}: {c.get('status')}" for name, c in body.get("components", {}).items()
+            )
+            if response.status_code == 200:
+                return body
+        except (httpx.HTTPError, ValueError):
+            summary = "waiting for the HTTP proxy"
+        if summary != last and not quiet:
+            print(f"  ... {summary}", flush=True)
+            last = summary
+        time.sleep(1.0)
+    raise CliError(f"server not ready after {timeout_s:.0f} s ({last})")
+
+
+def drain(config: Any, timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) for HTTP requests in flight to finish before shutdown."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    for app in config.applications:
+        try:
+            handle = serve.get_deployment_handle("ingress", app_name=app.name)
+            while True:
+                left = handle.drain.remote().result(timeout_s=5)
+                if left == 0 or time.monotonic() > deadline:
+                    if left:
+                        print(f"drain timeout: {left} requests still in flight", flush=True)
+                    break
+                print(f"  ... waiting for {left} requests in flight", flush=True)
+                time.sleep(0.5)
+        except Exception as exc:  # nothing to drain when the app never came up
+            print(f"  (no drain for {app.name}: {type(exc).__name__})", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    check_bind(host, settings)
+    config = load_config(Path(args.config or settings.config), host, port)
+    started = time.monotonic()
+    print(f"starting Ray and deploying {args.config or settings.config} ...", flush=True)
+    start_ray()
+    from ray import serve
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        print(
+            f"\nreceived {signal.Signals(signum).name}; draining and shutting down ...", flush=True
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        deploy(config)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+        url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+        health = wait_ready(url, args.ready_timeout)
+        ready_s = time.monotonic() - started
+        print(f"ready in {ready_s:.1f} s: {url}  (status: {health['status']})", flush=True)
+        stop.wait()
+    finally:
+        drain(config, args.drain_timeout)
+        serve.shutdown()
+        import ray
+
+        ray.shutdown()
+        print("stopped", flush=True)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS", "auto"),
+        namespace=SERVE_NAMESPACE,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    status = serve.status()
+    if not status.applications:
+        print("no Serve applications running")
+        return 1
+    for app_name, app in status.applications.items():
+        print(f"application {app_name}: {app.status.value}")
+        for name, dep in app.deployments.items():
+            replicas = ", ".join(
+                f"{getattr(state, 'value', state).lower()}={n}"
+                for state, n in dep.replica_states.items()
+            )
+            print(f"  {name:<12} {dep.status.value:<12} replicas: {replicas or 'none'}")
+            if dep.message:
+                print(f"  {'':<12} {dep.message}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="serve-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start Ray (or join RAY_ADDRESS) and serve a config")
+    run.add_argument("--config", help="Serve config file (default: SERVE_APP_CONFIG)")
+    run.add_argument("--host", help="listen address (default: SERVE_APP_HOST, 127.0.0.1)")
+    run.add_argument("--port", type=int, help="listen port (default: SERVE_APP_PORT, 8000)")
+    run.add_argument("--ready-timeout", type=float, default=900, help="seconds to wait for /health")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30,
+        help="seconds to let in-flight requests finish on SIGTERM/Ctrl-C",
+    )
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="replicas and state of each deployment")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"serve-app: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Text embeddings: all-MiniLM-L6-v2, OpenAI-compatible."""

@@ -1,0 +1,80 @@
+"""Ray Serve deployment for embeddings: cross-request batching with a token budget."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+
+from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult
+from serve_app.embeddings.runtime import EmbeddingRuntime
+from serve_app.settings import get_settings
+
+
+def _job_tokens(jobs: list[EmbedJob]) -> int:
+    return sum(job.est_tokens for job in jobs)
+
+
+@serve.deployment(name="embeddings")
+class EmbeddingDeployment:
+    """Holds one :class:`EmbeddingRuntime`; batches jobs from concurrent requests.
+
+    ``user_config`` keys: ``max_batch_tokens`` (estimated tokens per batch across requests),
+    ``batch_wait_timeout_s``, ``forward_batch_tokens`` (padded tokens per forward pass).
+    """
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.runtime = EmbeddingRuntime(
+            model_dir=settings.embeddings_model_dir,
+            device=settings.embeddings_device,
+            max_tokens=settings.embeddings_max_tokens,
+            torch_threads=settings.embeddings_torch_threads,
+        )
+        self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Apply batch settings from ``user_config`` without a restart."""
+        budget = int(config.get("max_batch_tokens", 16384))
+        if budget < JOB_MAX_TOKENS:
+            raise ValueError(f"max_batch_tokens must be >= {JOB_MAX_TOKENS}, got {budget}")
+        self._embed_batch.set_max_batch_size(budget)
+        self._embed_batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.005)))
+        self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
+
+    @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.005, batch_size_fn=_job_tokens)
+    async def _embed_batch(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
+        texts = [text for job in jobs for text in job.texts]
+        # Off the event loop, so the next batch fills while this one runs.
+        output = await asyncio.to_thread(self.runtime.embed, texts)
+        results: list[EmbedResult] = []
+        start = 0
+        for i, job in enumerate(jobs):
+            end = start + len(job.texts)
+            results.append(
+                EmbedResult(
+                    vectors=output.vectors[start:end],
+                    token_counts=output.token_counts[start:end],
+                    batch_jobs=len(jobs),
+                    batch_texts=len(texts),
+                    batch_leader=i == 0,
+                )
+            )
+            start = end
+        return results
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Embed one job (joins the current batch)."""
+        return await self._embed_batch(job)
+
+    def info(self) -> dict[str, Any]:
+        """What ``/health`` reports for this model."""
+        return {
+            "status": "ready",
+            "device": self.runtime.device,
+            "weights": "pretrained",
+            "model": get_settings().embeddings_model_name,
+            "dimensions": self.runtime.dimensions,
+            "load_seconds": round(self.runtime.load_seconds, 3),
+        }

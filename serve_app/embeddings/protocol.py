@@ -1,0 +1,105 @@
+"""Request and response schemas for ``POST /v1/embeddings`` (OpenAI-compatible)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+# Largest estimated token count of one job sent to the deployment; the deployment's
+# token budget per batch must be at least this.
+JOB_MAX_TOKENS = 4096
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request; token-id inputs are not supported."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: StrictStr | list[StrictStr] = Field(
+        ..., description="One text or a list of texts (not empty)."
+    )
+    model: str | None = Field(None, description="Model name; defaults to the served model.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, description="Must equal the model's dimensions.")
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts:
+            raise ValueError("input must not be an empty list")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"input[{i}] is empty")
+        return value
+
+    def texts(self) -> list[str]:
+        """The inputs as a list."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(
+        ..., description="Floats, or base64 of little-endian float32 when asked."
+    )
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Texts sent to one embedding replica call, with their estimated token count."""
+
+    texts: list[str]
+    est_tokens: int
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """One job's vectors plus what the batch it ran in looked like (for metrics)."""
+
+    vectors: np.ndarray
+    token_counts: list[int]
+    batch_jobs: int
+    batch_texts: int
+    batch_leader: bool  # True for exactly one job per batch, so each batch is counted once
+
+
+def estimate_tokens(text: str, max_tokens: int) -> int:
+    """Cheap WordPiece estimate (about 4 characters a token), truncated like the model."""
+    return min(max_tokens, len(text) // 4 + 3)
+
+
+def split_jobs(
+    texts: list[str], max_tokens: int, job_max_tokens: int = JOB_MAX_TOKENS
+) -> list[EmbedJob]:
+    """Cut a request's texts into jobs of at most ``job_max_tokens`` estimated tokens."""
+    jobs: list[EmbedJob] = []
+    current: list[str] = []
+    tokens = 0
+    for text in texts:
+        est = estimate_tokens(text, max_tokens)
+        if current and tokens + est > job_max_tokens:
+            jobs.append(EmbedJob(current, tokens))
+            current, tokens = [], 0
+        current.append(text)
+        tokens += est
+    if current:
+        jobs.append(EmbedJob(current, tokens))
+    return jobs

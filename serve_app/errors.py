@@ -1,0 +1,56 @@
+"""The one JSON error shape, and the exception that carries it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+
+class ApiError(Exception):
+    """An error that becomes ``{"error": {"code", "message", "request_id"}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """The documented error document."""
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON error response in the one shape."""
+    return Response(
+        orjson.dumps(error_body(code, message, request_id)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def overloaded(what: str, retry_after_s: int) -> ApiError:
+    """503 with Retry-After, for queues that are full or replicas that are gone."""
+    return ApiError(
+        503,
+        "overloaded",
+        f"The {what} service is overloaded; retry after {retry_after_s} s.",
+        {"Retry-After": str(retry_after_s)},
+    )

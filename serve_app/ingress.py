@@ -1,0 +1,236 @@
+"""The HTTP ingress: one FastAPI app in a Serve deployment in front of the model deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from serve_app import __version__
+from serve_app.embeddings.routes import router as embeddings_router
+from serve_app.embeddings.serving import EmbeddingService
+from serve_app.errors import ApiError, error_response
+from serve_app.metrics import REGISTRY, REPLICAS
+from serve_app.middleware import InflightCounter, IngressMiddleware
+from serve_app.models import ModelClient
+from serve_app.responses import FastJSONResponse
+from serve_app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": name.replace("_", " ")}
+    for code, name in _STATUS_CODES.items()
+    if code not in (405,)
+}
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "invalid_json", "The request body is not valid JSON."
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return 422, "validation_error", "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every failure leaves in the one JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        status, code, message = _validation_message(exc)
+        return error_response(status, code, message, _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No route {request.method} {request.url.path}."
+        return error_response(exc.status_code, code, message, _request_id(request), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(500, "internal_error", "Internal server error.", _request_id(request))
+
+
+class HealthReporter:
+    """Per-component readiness from the Serve controller and the model replicas."""
+
+    CACHE_S = 1.0
+
+    def __init__(self, app_name: str, clients: dict[str, ModelClient]):
+        self.app_name = app_name
+        self.clients = clients
+        self._status: Any = None
+        self._status_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def serve_status(self) -> Any:
+        async with self._lock:
+            if self._status is None or time.monotonic() - self._status_at > self.CACHE_S:
+                self._status = await asyncio.to_thread(serve.status)
+                self._status_at = time.monotonic()
+            return self._status
+
+    async def deployments(self) -> dict[str, Any]:
+        status = await self.serve_status()
+        app = status.applications.get(self.app_name)
+        return dict(app.deployments) if app else {}
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        deployments = await self.deployments()
+        components: dict[str, Any] = {}
+        for name, client in self.clients.items():
+            components[name] = await self._component(client, deployments.get(name))
+        states = {c["status"] for c in components.values()}
+        if states <= {"ready", "scaled_to_zero"}:
+            overall = "ok"
+        elif states <= {"ready", "scaled_to_zero", "unavailable"}:
+            overall = "degraded"
+        else:
+            overall = "starting"
+        return (503 if overall == "starting" else 200), {
+            "status": overall,
+            "version": __version__,
+            "components": components,
+        }
+
+    async def _component(self, client: ModelClient, deployment: Any) -> dict[str, Any]:
+        if deployment is None:
+            return {"status": "starting", "reason": "deployment not created yet"}
+        running = _count(deployment.replica_states, "RUNNING")
+        state = str(getattr(deployment.status, "value", deployment.status))
+        if running == 0:
+            if state in ("HEALTHY", "UPSCALING", "DOWNSCALING"):
+                return {"status": "scaled_to_zero", "replicas": 0}
+            return {"status": "starting", "reason": deployment.message or state.lower()}
+        try:
+            info = await asyncio.wait_for(client.handle.info.remote(), 5.0)
+        except Exception as exc:  # a replica that cannot answer is not ready
+            return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
+        return {**info, "replicas": running}
+
+    async def refresh_replica_gauges(self) -> None:
+        for name, deployment in (await self.deployments()).items():
+            for state, count in deployment.replica_states.items():
+                REPLICAS.labels(name, str(getattr(state, "value", state))).set(count)
+
+
+def _count(states: dict[Any, int], wanted: str) -> int:
+    return sum(n for s, n in states.items() if str(getattr(s, "value", s)) == wanted)
+
+
+def create_api(
+    settings: Settings,
+    clients: dict[str, ModelClient],
+    app_name: str,
+    inflight: InflightCounter | None = None,
+    behind_serve_proxy: bool = True,
+) -> FastAPI:
+    """The FastAPI app: routes of the enabled models, health, metrics, errors."""
+    app = FastAPI(
+        title="grocery-planner-ai",
+        version=__version__,
+        description="Private model server for Grocery Planner (see API.md).",
+        default_response_class=FastJSONResponse,
+    )
+    install_error_handlers(app)
+    inflight = inflight or InflightCounter()
+    app.add_middleware(
+        IngressMiddleware,
+        settings=settings,
+        inflight=inflight,
+        raw_body_paths=("/v1/ocr",),
+        echo_request_id=not behind_serve_proxy,
+    )
+    health = HealthReporter(app_name, clients)
+    app.state.health = health
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health", tags=["health"], responses={503: {"description": "not ready"}})
+    async def ready() -> Response:
+        code, body = await health.report()
+        if inflight.draining:  # tell load balancers to stop sending before we stop
+            code, body["status"] = 503, "draining"
+        return FastJSONResponse(body, status_code=code)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        try:
+            await health.refresh_replica_gauges()
+        except Exception:  # metrics must render even when the controller is busy
+            log.warning("could not refresh replica gauges", exc_info=True)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    if "embeddings" in clients:
+        app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
+        app.include_router(embeddings_router, responses=ERROR_RESPONSES)
+    return app
+
+
+@serve.deployment(name="ingress")
+@serve.ingress()
+class Ingress:
+    """The only HTTP entry point; holds handles to the model deployments."""
+
+    def __init__(self, embeddings: DeploymentHandle | None = None) -> None:
+        self.settings = get_settings()
+        logging.basicConfig(level=self.settings.log_level)
+        handles = {"embeddings": embeddings}
+        self.inflight = InflightCounter()
+        self.clients = {
+            name: ModelClient(
+                name, handle, self.settings.request_timeout_s, self.settings.retry_after_s
+            )
+            for name, handle in handles.items()
+            if handle is not None
+        }
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        app_name = serve.get_replica_context().app_name
+        return create_api(self.settings, self.clients, app_name, self.inflight)
+
+    def drain(self) -> int:
+        """Start draining (``/health`` answers 503); returns the requests still in flight."""
+        self.inflight.draining = True
+        return self.inflight.value

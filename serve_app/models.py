@@ -1,0 +1,67 @@
+"""Calls from the ingress to model deployments, with Serve's failures mapped to API errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.errors import ApiError, overloaded
+from serve_app.metrics import QUEUE_DEPTH
+
+_REPLICA_GONE = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
+
+
+class ModelClient:
+    """One model deployment as the ingress sees it: timeouts, backpressure, retries."""
+
+    def __init__(self, name: str, handle: DeploymentHandle, timeout_s: float, retry_after_s: int):
+        self.name = name
+        self.handle = handle
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+
+    async def call(self, method: str, arg: Any, idempotent: bool = True) -> Any:
+        """Call ``method(arg)`` on a replica; a replica that dies mid-call is retried once."""
+        attempts = 2 if idempotent else 1
+        gauge = QUEUE_DEPTH.labels(self.name)
+        gauge.inc()
+        try:
+            for attempt in range(attempts):
+                try:
+                    response = getattr(self.handle, method).remote(arg)
+                    return await asyncio.wait_for(response, self.timeout_s)
+                except TimeoutError:
+                    raise ApiError(
+                        408,
+                        "timeout",
+                        f"The {self.name} model did not answer within {self.timeout_s:g} s.",
+                    ) from None
+                except BackPressureError:
+                    raise overloaded(self.name, self.retry_after_s) from None
+                except DeploymentUnavailableError:
+                    raise ApiError(
+                        503,
+                        "unavailable",
+                        f"The {self.name} deployment is not running.",
+                        {"Retry-After": str(self.retry_after_s)},
+                    ) from None
+                except _REPLICA_GONE:
+                    if attempt + 1 < attempts:
+                        continue
+                    raise ApiError(
+                        503,
+                        "replica_failed",
+                        f"The {self.name} replica failed while serving this request; retry.",
+                        {"Retry-After": str(self.retry_after_s)},
+                    ) from None
+        finally:
+            gauge.dec()
+        raise AssertionError("unreachable")

