@@ -14,9 +14,14 @@ from typing import Any
 import httpx
 import yaml
 
+from serve_app.cluster import (
+    SERVE_NAMESPACE,
+    LocalRayHead,
+    configure_proxy,
+    stop_orphaned_haproxy,
+    use_token_auth,
+)
 from serve_app.settings import Settings, get_settings, is_loopback
-
-SERVE_NAMESPACE = "serve"
 
 
 class CliError(Exception):
@@ -49,19 +54,23 @@ def load_config(path: Path, host: str, port: int) -> Any:
         raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
 
 
-def start_ray() -> None:
-    """Join RAY_ADDRESS when set, else start a local Ray for this process."""
+def start_ray(settings: Settings) -> LocalRayHead | None:
+    """Join RAY_ADDRESS when set, else start a local Ray head; returns the head we started."""
     import ray
 
     address = os.environ.get("RAY_ADDRESS")
+    head = None
+    if not address:
+        head = LocalRayHead()
+        address = head.start()
     ray.init(
-        address=address or None,
+        address=address,
         namespace=SERVE_NAMESPACE,
-        include_dashboard=False if not address else None,
         log_to_driver=True,
         configure_logging=True,
         logging_level="WARNING",
     )
+    return head
 
 
 def deploy(config: Any) -> None:
@@ -119,16 +128,36 @@ def drain(config: Any, timeout_s: float) -> None:
             print(f"  (no drain for {app.name}: {type(exc).__name__})", flush=True)
 
 
+def shutdown_serve(timeout_s: float) -> None:
+    """serve.shutdown() with a deadline: requests are drained already, so a hang is not
+    worth waiting for (observed once with the HAProxy ingress); Ray is stopped after this."""
+    import ray
+    from ray import serve
+
+    worker = threading.Thread(target=serve.shutdown, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        print(f"serve.shutdown() still running after {timeout_s:.0f} s; stopping Ray", flush=True)
+        return
+    ray.shutdown()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
     check_bind(host, settings)
+    if not os.environ.get("RAY_ADDRESS"):
+        # Before Ray is imported: Ray reads its auth mode once per process.
+        use_token_auth(settings.data_dir / "ray_auth_token")
+        configure_proxy(settings.proxy)
     config = load_config(Path(args.config or settings.config), host, port)
     started = time.monotonic()
     print(f"starting Ray and deploying {args.config or settings.config} ...", flush=True)
-    start_ray()
-    from ray import serve
+    for pid in stop_orphaned_haproxy(port):
+        print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
+    head = start_ray(settings)
 
     stop = threading.Event()
 
@@ -150,10 +179,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         drain(config, args.drain_timeout)
-        serve.shutdown()
-        import ray
-
-        ray.shutdown()
+        shutdown_serve(timeout_s=60)
+        if head is not None:
+            head.stop()
+            for pid in stop_orphaned_haproxy(port):
+                print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
         print("stopped", flush=True)
     return 0
 

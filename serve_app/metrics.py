@@ -35,6 +35,13 @@ BATCH_ITEMS = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     registry=REGISTRY,
 )
+BATCH_SECONDS = Histogram(
+    "serve_app_batch_seconds",
+    "Model time per batch (preprocessing + forward pass), each batch observed once.",
+    ["model"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "serve_app_model_inflight",
     "Calls from this ingress to a model deployment that have not returned (queued or running).",

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("DATABASE_URL", "SERVE_APP_DATABASE_URL")
     )
     log_level: str = "INFO"
+    # HTTP front door: Ray Serve's HAProxy ingress (measured faster here) or its Python proxy.
+    proxy: Literal["haproxy", "python"] = "haproxy"
 
     # Request limits enforced by the ingress before any model sees the request.
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
@@ -38,7 +40,8 @@ class Settings(BaseSettings):
     embeddings_max_inputs: int = Field(512, ge=1)
     embeddings_max_input_chars: int = Field(20_000, ge=1)
     embeddings_max_tokens: int = Field(256, ge=8, le=512)
-    embeddings_torch_threads: int = Field(0, ge=0)  # 0: torch's default
+    # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
+    embeddings_ingress_in_flight: int = Field(2, ge=1)
 
     def api_token_value(self) -> str | None:
         """The bearer token, or None when auth is off (loopback only)."""

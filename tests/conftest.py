@@ -23,6 +23,20 @@ os.environ.update(
 )
 
 
+def _prepare_ray_env() -> None:
+    """Token auth and the default proxy, as `serve-app run` sets them; Ray reads these once
+    per process, so this runs before any test module imports Ray."""
+    from serve_app.cluster import configure_proxy, use_token_auth
+    from serve_app.settings import Settings
+
+    settings = Settings()
+    use_token_auth(settings.data_dir / "ray_auth_token")
+    configure_proxy(settings.proxy)
+
+
+_prepare_ray_env()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -45,17 +59,16 @@ def serve_server() -> Iterator[ServeServer]:
     import ray
     from ray import serve
 
-    from serve_app.cli import SERVE_NAMESPACE, deploy, load_config, wait_ready
+    from serve_app.cli import deploy, load_config, wait_ready
+    from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead
+
+    # The same path as `serve-app run`: a Ray head of our own in its own session.
+    head = LocalRayHead(num_cpus=2)
+    address = head.start()
 
     port = free_port()
     config = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", port)
-    ray.init(
-        namespace=SERVE_NAMESPACE,
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="WARNING",
-    )
+    ray.init(address=address, namespace=SERVE_NAMESPACE, log_to_driver=False)
     try:
         deploy(config)
         url = f"http://127.0.0.1:{port}"
@@ -64,6 +77,7 @@ def serve_server() -> Iterator[ServeServer]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        head.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ray import serve
@@ -21,7 +22,8 @@ class EmbeddingDeployment:
     """Holds one :class:`EmbeddingRuntime`; batches jobs from concurrent requests.
 
     ``user_config`` keys: ``max_batch_tokens`` (estimated tokens per batch across requests),
-    ``batch_wait_timeout_s``, ``forward_batch_tokens`` (padded tokens per forward pass).
+    ``batch_wait_timeout_s``, ``forward_batch_tokens`` (padded tokens per forward pass),
+    ``torch_threads`` (CPU threads; 0 = all cores).
     """
 
     def __init__(self) -> None:
@@ -30,7 +32,6 @@ class EmbeddingDeployment:
             model_dir=settings.embeddings_model_dir,
             device=settings.embeddings_device,
             max_tokens=settings.embeddings_max_tokens,
-            torch_threads=settings.embeddings_torch_threads,
         )
         self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
 
@@ -42,12 +43,16 @@ class EmbeddingDeployment:
         self._embed_batch.set_max_batch_size(budget)
         self._embed_batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.005)))
         self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
+        # Ray sets OMP_NUM_THREADS to the replica's num_cpus (1 for fractions): override it.
+        self.runtime.set_threads(int(config.get("torch_threads", 0)))
 
     @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.005, batch_size_fn=_job_tokens)
     async def _embed_batch(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
         texts = [text for job in jobs for text in job.texts]
         # Off the event loop, so the next batch fills while this one runs.
+        started = time.perf_counter()
         output = await asyncio.to_thread(self.runtime.embed, texts)
+        seconds = time.perf_counter() - started
         results: list[EmbedResult] = []
         start = 0
         for i, job in enumerate(jobs):
@@ -59,6 +64,7 @@ class EmbeddingDeployment:
                     batch_jobs=len(jobs),
                     batch_texts=len(texts),
                     batch_leader=i == 0,
+                    batch_seconds=seconds,
                 )
             )
             start = end

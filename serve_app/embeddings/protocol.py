@@ -79,6 +79,7 @@ class EmbedResult:
     batch_jobs: int
     batch_texts: int
     batch_leader: bool  # True for exactly one job per batch, so each batch is counted once
+    batch_seconds: float = 0.0  # model time of the whole batch
 
 
 def estimate_tokens(text: str, max_tokens: int) -> int:

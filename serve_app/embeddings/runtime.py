@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +52,12 @@ class EmbeddingRuntime:
         device: str = "auto",
         max_tokens: int = 256,
         max_batch_tokens: int = 16384,
-        torch_threads: int = 0,
     ) -> None:
         started = time.perf_counter()
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"no model config.json under {self.model_dir}")
         self.device = resolve_device(device)
-        if torch_threads > 0:
-            torch.set_num_threads(torch_threads)
         self.max_tokens = max_tokens
         self.max_batch_tokens = max_batch_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
@@ -76,6 +74,11 @@ class EmbeddingRuntime:
             self.dtype,
             self.load_seconds,
         )
+
+    @staticmethod
+    def set_threads(threads: int) -> None:
+        """Intra-op threads for CPU inference; 0 means every core this process may use."""
+        torch.set_num_threads(threads if threads > 0 else len(os.sched_getaffinity(0)))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""

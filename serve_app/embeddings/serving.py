@@ -7,9 +7,16 @@ import base64
 
 import numpy as np
 
-from serve_app.embeddings.protocol import EmbeddingRequest, EmbedResult, split_jobs
+from serve_app.coalescer import RequestCoalescer
+from serve_app.embeddings.protocol import (
+    JOB_MAX_TOKENS,
+    EmbeddingRequest,
+    EmbedJob,
+    EmbedResult,
+    split_jobs,
+)
 from serve_app.errors import ApiError
-from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS
+from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS
 from serve_app.models import ModelClient
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
@@ -25,6 +32,12 @@ class EmbeddingService:
         self.settings = settings
         name = settings.embeddings_model_name
         self.model_names = {name, f"sentence-transformers/{name}"}
+        self.coalescer: RequestCoalescer[EmbedJob, EmbedResult] = RequestCoalescer(
+            self._call_merged,
+            size_of=lambda job: job.est_tokens,
+            max_size=JOB_MAX_TOKENS,
+            max_in_flight=settings.embeddings_ingress_in_flight,
+        )
 
     def check(self, body: EmbeddingRequest) -> list[str]:
         """Reject what the model cannot serve, before any model time is spent."""
@@ -59,12 +72,13 @@ class EmbeddingService:
         """Vectors and token counts for ``texts`` (other modules call this too)."""
         jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
         results: list[EmbedResult] = await asyncio.gather(
-            *(self.client.call("embed", job) for job in jobs)
+            *(self.coalescer.submit(job) for job in jobs)
         )
         for result in results:
             if result.batch_leader:
                 BATCH_REQUESTS.labels("embeddings").observe(result.batch_jobs)
                 BATCH_ITEMS.labels("embeddings").observe(result.batch_texts)
+                BATCH_SECONDS.labels("embeddings").observe(result.batch_seconds)
         vectors = (
             results[0].vectors
             if len(results) == 1
@@ -72,6 +86,28 @@ class EmbeddingService:
         )
         tokens = [n for r in results for n in r.token_counts]
         return vectors, tokens
+
+    async def _call_merged(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
+        """One deployment call for jobs of several requests; results split back per job."""
+        if len(jobs) == 1:
+            return [await self.client.call("embed", jobs[0])]
+        merged = EmbedJob([t for job in jobs for t in job.texts], sum(j.est_tokens for j in jobs))
+        result: EmbedResult = await self.client.call("embed", merged)
+        out, start = [], 0
+        for i, job in enumerate(jobs):
+            end = start + len(job.texts)
+            out.append(
+                EmbedResult(
+                    vectors=result.vectors[start:end],
+                    token_counts=result.token_counts[start:end],
+                    batch_jobs=result.batch_jobs,
+                    batch_texts=result.batch_texts,
+                    batch_leader=result.batch_leader and i == 0,
+                    batch_seconds=result.batch_seconds,
+                )
+            )
+            start = end
+        return out
 
     async def create(self, body: EmbeddingRequest) -> FastJSONResponse:
         texts = self.check(body)

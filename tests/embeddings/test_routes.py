@@ -163,13 +163,13 @@ def test_concurrent_requests_are_batched_together(serve_server):
         responses = list(pool.map(lambda t: post(serve_server, {"input": t}), texts))
     assert all(r.status_code == 200 for r in responses)
     after = httpx.get(f"{serve_server.url}/metrics").text
-    jobs = metric_sum(after, "serve_app_batch_requests_sum") - metric_sum(
-        before, "serve_app_batch_requests_sum"
+    texts_done = metric_sum(after, "serve_app_batch_items_sum") - metric_sum(
+        before, "serve_app_batch_items_sum"
     )
-    batches = metric_sum(after, "serve_app_batch_requests_count") - metric_sum(
-        before, "serve_app_batch_requests_count"
+    batches = metric_sum(after, "serve_app_batch_items_count") - metric_sum(
+        before, "serve_app_batch_items_count"
     )
-    assert jobs == 48
+    assert texts_done == 48
     assert batches < 48, "48 concurrent requests ran as 48 separate batches"
 
 

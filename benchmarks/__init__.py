@@ -1,0 +1,1 @@
+"""Benchmarks: load generator, baselines, and one module per model (see README)."""

@@ -1,0 +1,333 @@
+"""Embeddings benchmark: raw runtime vs plain FastAPI vs this server (two ingress proxies).
+
+Run ``python -m benchmarks.embeddings [--quick]``; prints a table and writes JSON to
+``benchmarks/results/<timestamp>/embeddings.json``.
+
+Targets, all in one run on the same machine:
+  (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling)
+  (b) plain     one uvicorn process, one model call per request (benchmarks.baseline_server)
+  (c) serve     ``serve-app run`` with Ray's default Python proxy
+      serve-ha  the same with ``RAY_SERVE_ENABLE_HA_PROXY=1`` (HAProxy ingress)
+Also measured: time from ``serve-app run`` to ready, and cold start from zero replicas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from benchmarks.loadgen import (
+    LoadResult,
+    closed_loop,
+    print_table,
+    scrape_histogram,
+    write_json,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ADJECTIVES = ["organic", "fresh", "frozen", "low-fat", "smoked", "wholegrain", "vegan", "salted"]
+ITEMS = [
+    "oat milk", "cheddar cheese", "sourdough bread", "chicken thighs", "basmati rice",
+    "baby spinach", "greek yoghurt", "olive oil", "chickpeas", "tomato passata",
+    "salmon fillets", "rolled oats", "peanut butter", "free-range eggs", "bananas",
+]  # fmt: skip
+
+
+def grocery_texts(n: int, seed: int = 7) -> list[str]:
+    """Realistic short grocery texts (about 6-12 tokens each), seeded."""
+    rng = random.Random(seed)
+    return [
+        f"{rng.choice(ADJECTIVES)} {rng.choice(ITEMS)} {rng.randint(1, 5)} x "
+        f"{rng.choice([250, 500, 1000])} g, aisle {rng.randint(1, 30)}"
+        for _ in range(n)
+    ]
+
+
+TEXTS = grocery_texts(4096)
+
+
+def scenarios(quick: bool) -> list[tuple[str, int, int]]:
+    """(name, texts per request, concurrency)."""
+    single = [1, 8, 32] if quick else [1, 8, 32, 64]
+    return [("bulk32", 32, 4)] + [("single", 1, c) for c in single]
+
+
+def body_for(texts_per_request: int):
+    def make(i: int) -> dict[str, Any]:
+        start = (i * texts_per_request) % (len(TEXTS) - texts_per_request)
+        chunk = TEXTS[start : start + texts_per_request]
+        return {"input": chunk if texts_per_request > 1 else chunk[0]}
+
+    return make
+
+
+# --- (a) raw runtime --------------------------------------------------------------------
+
+
+def bench_raw(duration_s: float) -> dict[str, Any]:
+    from serve_app.embeddings.runtime import EmbeddingRuntime
+
+    runtime = EmbeddingRuntime()
+    runtime.embed(TEXTS[:64])
+    sweep = {}
+    for batch in (1, 8, 32, 64, 128, 256):
+        done = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < duration_s:
+            start = (done * 7) % (len(TEXTS) - batch)
+            runtime.embed(TEXTS[start : start + batch])
+            done += batch
+        sweep[batch] = done / (time.perf_counter() - started)
+        print(f"  raw batch {batch:>3}: {sweep[batch]:.1f} texts/s", flush=True)
+    best = max(sweep, key=sweep.__getitem__)
+    return {"texts_per_s_by_batch": sweep, "best_batch": best, "best_texts_per_s": sweep[best]}
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess with its own process group, stopped with SIGTERM."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], url: str, log: Path):
+        self.url = url
+        self.log = log
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout_s: float = 300) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return time.monotonic() - self.started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"server not ready in {timeout_s} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_scenarios(
+    target: str, url: str, quick: bool, duration_s: float, metrics: bool
+) -> list[LoadResult]:
+    results = []
+    for name, per_request, concurrency in scenarios(quick):
+        before = httpx.get(f"{url}/metrics", timeout=10).text if metrics else ""
+        result = asyncio.run(
+            closed_loop(
+                f"{url}/v1/embeddings",
+                body_for(per_request),
+                per_request,
+                concurrency,
+                duration_s,
+                warmup_s=1.0,
+                target=target,
+                scenario=f"{name}",
+            )
+        )
+        if metrics:
+            after = httpx.get(f"{url}/metrics", timeout=10).text
+            s0, c0 = scrape_histogram(before, "serve_app_batch_items", "embeddings")
+            s1, c1 = scrape_histogram(after, "serve_app_batch_items", "embeddings")
+            result.mean_batch_size = (s1 - s0) / (c1 - c0) if c1 > c0 else None
+        print_table([result.row()])
+        results.append(result)
+    return results
+
+
+def serve_cmd(port: int, config: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "serve_app.cli",
+        "run",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+    ]
+
+
+def bench_serve(target: str, env: dict[str, str], quick: bool, duration_s: float, logs: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Server(
+        serve_cmd(port, ROOT / "deployments" / "local.yaml"), env, url, logs / f"{target}.log"
+    )
+    try:
+        ready_s = server.wait_ready()
+        print(f"{target}: ready {ready_s:.1f} s after start", flush=True)
+        results = run_scenarios(target, url, quick, duration_s, metrics=True)
+    finally:
+        server.stop()
+    return ready_s, results
+
+
+def bench_cold_start(logs: Path) -> dict[str, float]:
+    """Scale embeddings to zero with short delays, then time the first request."""
+    raw = yaml.safe_load((ROOT / "deployments" / "local-scale-to-zero.yaml").read_text())
+    for deployment in raw["applications"][0]["deployments"]:
+        if deployment["name"] == "embeddings":
+            deployment["autoscaling_config"].update(
+                downscale_delay_s=1, downscale_to_zero_delay_s=2
+            )
+    config = Path(tempfile.mkdtemp()) / "zero.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = Server(serve_cmd(port, config), {}, url, logs / "cold-start.log")
+    try:
+        ready_s = server.wait_ready()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{url}/health", timeout=10).json()
+            if body["components"]["embeddings"]["status"] == "scaled_to_zero":
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("embeddings never scaled to zero")
+        started = time.perf_counter()
+        response = httpx.post(f"{url}/v1/embeddings", json={"input": "cold"}, timeout=120)
+        cold_s = time.perf_counter() - started
+        response.raise_for_status()
+        started = time.perf_counter()
+        httpx.post(f"{url}/v1/embeddings", json={"input": "warm"}, timeout=60).raise_for_status()
+        warm_s = time.perf_counter() - started
+    finally:
+        server.stop()
+    return {"ready_s": ready_s, "cold_request_s": cold_s, "warm_request_s": warm_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer points")
+    parser.add_argument("--duration", type=float, help="seconds per load point")
+    parser.add_argument(
+        "--targets", default="raw,plain,serve,serve-ha,cold", help="comma-separated subset"
+    )
+    parser.add_argument("--out", type=Path, help="results folder")
+    args = parser.parse_args()
+    duration = args.duration or (4.0 if args.quick else 10.0)
+    targets = args.targets.split(",")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or ROOT / "benchmarks" / "results" / stamp
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"duration_s": duration, "cpus": os.cpu_count(), "targets": targets}
+    results: list[LoadResult] = []
+
+    if "raw" in targets:
+        print("(a) raw runtime in-process", flush=True)
+        report["raw"] = bench_raw(duration / 2)
+    if "plain" in targets:
+        print("(b) plain FastAPI + uvicorn, no cross-request batching", flush=True)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)]
+        server = Server(cmd, {}, url, logs / "plain.log")
+        try:
+            server.wait_ready()
+            results += run_scenarios("plain", url, args.quick, duration, metrics=False)
+        finally:
+            server.stop()
+    report["ready_s"] = {}
+    for target, env in (("serve", {}), ("serve-ha", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})):
+        if target in targets:
+            print(f"(c) {target}", flush=True)
+            ready_s, found = bench_serve(target, env, args.quick, duration, logs)
+            report["ready_s"][target] = ready_s
+            results += found
+    if "cold" in targets:
+        print("cold start from zero replicas", flush=True)
+        report["cold_start"] = bench_cold_start(logs)
+        print(f"  {report['cold_start']}", flush=True)
+
+    report["results"] = results
+    report["summary"] = summarise(report, results)
+    print()
+    table = print_table([r.row() for r in results])
+    for line in report["summary"]["lines"]:
+        print(line)
+    write_json(out / "embeddings.json", report)
+    (out / "embeddings.md").write_text(
+        "```\n" + table + "\n```\n\n" + "\n".join(f"- {x}" for x in report["summary"]["lines"])
+    )
+    print(f"\nwrote {out / 'embeddings.json'}")
+
+
+def summarise(report: dict[str, Any], results: list[LoadResult]) -> dict[str, Any]:
+    def find(target: str, scenario: str, concurrency: int) -> LoadResult | None:
+        for r in results:
+            if (r.target, r.scenario, r.concurrency) == (target, scenario, concurrency):
+                return r
+        return None
+
+    lines = []
+    raw = report.get("raw", {}).get("best_texts_per_s")
+    if raw:
+        lines.append(f"raw ceiling: {raw:.0f} texts/s at batch {report['raw']['best_batch']}")
+    for target in ("serve", "serve-ha"):
+        bulk = find(target, "bulk32", 4)
+        if bulk and raw:
+            share = 100 * bulk.items_per_s / raw
+            texts = bulk.items_per_s
+            lines.append(f"{target} bulk32 c4: {texts:.0f} texts/s = {share:.0f}% of raw")
+        single = find(target, "single", 32)
+        plain = find("plain", "single", 32)
+        if single and plain:
+            lines.append(
+                f"{target} single c32: {single.items_per_s:.0f} texts/s = "
+                f"{single.items_per_s / plain.items_per_s:.2f}x plain ({plain.items_per_s:.0f})"
+                + (f" = {100 * single.items_per_s / raw:.0f}% of raw" if raw else "")
+            )
+    for target, seconds in report.get("ready_s", {}).items():
+        lines.append(f"{target}: serve-app run -> ready in {seconds:.1f} s")
+    if "cold_start" in report:
+        cold = report["cold_start"]["cold_request_s"]
+        lines.append(f"cold start, first request at 0 replicas: {cold:.2f} s")
+    return {"lines": lines}
+
+
+if __name__ == "__main__":
+    main()

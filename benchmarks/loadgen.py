@@ -1,0 +1,172 @@
+"""Closed-loop async HTTP load generator, reusable by every model benchmark.
+
+``concurrency`` workers each send the next request as soon as the previous one answers,
+for ``duration_s`` after a short warm-up. Latency is measured per request; throughput counts
+requests and items (texts, pages) per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+
+@dataclass
+class LoadResult:
+    """One closed-loop run."""
+
+    target: str
+    scenario: str
+    concurrency: int
+    requests: int
+    errors: int
+    duration_s: float
+    requests_per_s: float
+    items_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_batch_size: float | None = None
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> list[str]:
+        batch = f"{self.mean_batch_size:.1f}" if self.mean_batch_size else "-"
+        return [
+            self.target,
+            self.scenario,
+            str(self.concurrency),
+            f"{self.requests_per_s:.1f}",
+            f"{self.items_per_s:.1f}",
+            f"{self.p50_ms:.1f}",
+            f"{self.p95_ms:.1f}",
+            f"{self.p99_ms:.1f}",
+            batch,
+            str(self.errors),
+        ]
+
+
+HEADER = [
+    "target",
+    "scenario",
+    "conc",
+    "req/s",
+    "items/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "batch",
+    "errors",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def closed_loop(
+    url: str,
+    make_body: Callable[[int], Any],
+    items_per_request: int,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 1.0,
+    headers: dict[str, str] | None = None,
+    target: str = "",
+    scenario: str = "",
+    timeout_s: float = 60.0,
+) -> LoadResult:
+    """Run ``concurrency`` workers against ``url`` (POST JSON bodies from ``make_body(i)``)."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    counter = 0
+    connector = aiohttp.TCPConnector(limit=concurrency * 2, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup_s
+        stop_at = measure_from + duration_s
+
+        async def worker() -> None:
+            nonlocal errors, counter
+            while True:
+                now = time.perf_counter()
+                if now >= stop_at:
+                    return
+                counter += 1
+                body = make_body(counter)
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, json=body, headers=headers) as response:
+                        await response.read()
+                        status = str(response.status)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status = type(exc).__name__
+                t1 = time.perf_counter()
+                if t0 >= measure_from and t1 <= stop_at:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == "200":
+                        latencies.append(t1 - t0)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    done = len(latencies)
+    ms = [x * 1000 for x in latencies]
+    return LoadResult(
+        target=target,
+        scenario=scenario,
+        concurrency=concurrency,
+        requests=done,
+        errors=errors,
+        duration_s=duration_s,
+        requests_per_s=done / duration_s,
+        items_per_s=done * items_per_request / duration_s,
+        p50_ms=percentile(ms, 50),
+        p95_ms=percentile(ms, 95),
+        p99_ms=percentile(ms, 99),
+        status_counts=statuses,
+    )
+
+
+def scrape_histogram(metrics_text: str, name: str, label: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram series with one ``model`` label."""
+    total = count = 0.0
+    for suffix in ("sum", "count"):
+        pattern = rf'^{name}_{suffix}\{{model="{label}"\}} (\S+)$'
+        value = sum(float(v) for v in re.findall(pattern, metrics_text, re.M))
+        if suffix == "sum":
+            total = value
+        else:
+            count = value
+    return total, count
+
+
+def print_table(rows: list[list[str]], header: list[str] = HEADER) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, LoadResult):
+            return asdict(obj)
+        raise TypeError(type(obj))
+
+    path.write_text(json.dumps(payload, indent=2, default=default))

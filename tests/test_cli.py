@@ -1,0 +1,60 @@
+"""CLI checks that need no running server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serve_app.cli import CliError, check_bind, load_config, main
+from serve_app.settings import Settings, is_loopback
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"])
+def test_loopback_hosts(host: str):
+    assert is_loopback(host)
+    check_bind(host, Settings(api_token=None))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "fdaa::3"])
+def test_refuses_public_bind_without_token(host: str):
+    assert not is_loopback(host)
+    with pytest.raises(CliError, match="SERVE_APP_API_TOKEN"):
+        check_bind(host, Settings(api_token=None))
+    check_bind(host, Settings(api_token="s3cret"))
+
+
+def test_run_exits_with_a_clear_message(capsys, monkeypatch):
+    monkeypatch.delenv("SERVE_APP_API_TOKEN", raising=False)
+    from serve_app import settings as settings_module
+
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run", "--host", "0.0.0.0"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml"])
+def test_configs_validate_and_take_host_port(name: str):
+    config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
+    assert config.http_options.port == 8123
+    app = config.applications[0]
+    assert app.import_path == "serve_app.app:build_app"
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"ingress", "embeddings"}
+    emb = deployments["embeddings"]
+    assert emb.max_queued_requests > 0
+    assert emb.user_config["max_batch_tokens"] >= 4096
+
+
+def test_bad_config_is_reported(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("applications: [{name: x, import_path: 5, deployments: nope}]\n")
+    with pytest.raises(CliError, match="not a valid Serve config"):
+        load_config(bad, "127.0.0.1", 8000)
+    with pytest.raises(CliError, match="not found"):
+        load_config(tmp_path / "missing.yaml", "127.0.0.1", 8000)
