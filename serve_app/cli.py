@@ -42,6 +42,10 @@ def load_config(path: Path, host: str, port: int) -> Any:
     """Read a `serve deploy` config file and point its HTTP options at host:port."""
     from ray.serve.schema import ServeDeploySchema
 
+    if not path.is_file() and not path.is_absolute():
+        # Fall back to the project's own deployments/ folder when run from elsewhere.
+        bundled = Path(__file__).resolve().parent.parent / path
+        path = bundled if bundled.is_file() else path
     if not path.is_file():
         raise CliError(f"config file {path} not found")
     raw = yaml.safe_load(path.read_text()) or {}
@@ -108,29 +112,35 @@ def wait_ready(url: str, timeout_s: float, quiet: bool = False) -> dict[str, Any
     raise CliError(f"server not ready after {timeout_s:.0f} s ({last})")
 
 
-def drain(config: Any, timeout_s: float) -> None:
-    """Wait (up to ``timeout_s``) for HTTP requests in flight to finish before shutdown."""
+def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
+    """Fail readiness, then wait until no HTTP request has been in flight for ``quiet_s``
+    (requests already on their way through the proxy still arrive), at most ``timeout_s``."""
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
     for app in config.applications:
         try:
             handle = serve.get_deployment_handle("ingress", app_name=app.name)
-            while True:
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
                 left = handle.drain.remote().result(timeout_s=5)
-                if left == 0 or time.monotonic() > deadline:
-                    if left:
-                        print(f"drain timeout: {left} requests still in flight", flush=True)
+                now = time.monotonic()
+                if left:
+                    quiet_since = now
+                    print(f"  ... waiting for {left} requests in flight", flush=True)
+                elif now - quiet_since >= quiet_s:
                     break
-                print(f"  ... waiting for {left} requests in flight", flush=True)
-                time.sleep(0.5)
+                time.sleep(0.2)
+            else:
+                print("drain timeout: stopping with requests in flight", flush=True)
         except Exception as exc:  # nothing to drain when the app never came up
             print(f"  (no drain for {app.name}: {type(exc).__name__})", flush=True)
 
 
 def shutdown_serve(timeout_s: float) -> None:
-    """serve.shutdown() with a deadline: requests are drained already, so a hang is not
-    worth waiting for (observed once with the HAProxy ingress); Ray is stopped after this."""
+    """serve.shutdown() with a deadline. With the HAProxy ingress it takes about 30 s: the
+    replica's HTTP server waits for HAProxy's idle keep-alive connections until Serve's
+    30 s shutdown tier timeout. Requests are drained already, so nothing is lost."""
     import ray
     from ray import serve
 

@@ -114,20 +114,19 @@ class LocalRayHead:
         return self.address
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM Ray's daemons, then SIGKILL what is left."""
+        """SIGTERM Ray's daemons, then SIGKILL what is left.
+
+        A detached shell does the killing: Ray ends its drivers (this process) when the
+        raylet dies, and the rest of the group must still go.
+        """
         if self.pgid is None:
             return
-        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(self.pgid, 0)
-                except ProcessLookupError:
-                    self.pgid = None
-                    return
-                time.sleep(0.2)
-        self.pgid = None
+        pgid, self.pgid = self.pgid, None
+        polls = max(1, int(timeout_s / 0.2))
+        script = (
+            f"kill -TERM -{pgid} 2>/dev/null || exit 0; "
+            f"for i in $(seq {polls}); do kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
+            f"kill -KILL -{pgid} 2>/dev/null; exit 0"
+        )
+        killer = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+        killer.wait(timeout_s + 10)

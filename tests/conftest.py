@@ -75,9 +75,11 @@ def serve_server() -> Iterator[ServeServer]:
         wait_ready(url, timeout_s=300, quiet=True)
         yield ServeServer(url, port, config)
     finally:
-        serve.shutdown()
-        ray.shutdown()
-        head.stop()
+        try:
+            serve.shutdown()
+            ray.shutdown()
+        finally:
+            head.stop()
 
 
 @pytest.fixture(scope="session")

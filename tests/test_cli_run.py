@@ -1,0 +1,87 @@
+"""`serve-app run` as an operator runs it: ready line, then SIGTERM drains in-flight work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TOKEN, free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "SERVE_APP_DATA_DIR": str(tmp_path / "data")}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve_app.cli", "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready in"):
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(240), "".join(lines[-30:])
+        ready_line = next(x for x in lines if x.startswith("ready in"))
+        assert f"http://127.0.0.1:{port}" in ready_line
+
+        # A slow request is in flight when SIGTERM arrives; it must still complete.
+        result: dict[str, object] = {}
+
+        def slow_request() -> None:
+            texts = [f"weekly shopping list entry number {i} " * 40 for i in range(64)]
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/embeddings",
+                    json={"input": texts},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=120,
+                )
+                result["status"] = response.status_code
+                result["count"] = len(response.json()["data"])
+            except Exception as exc:
+                result["error"] = repr(exc)
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # SIGTERM once the request reached the model
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            if 'serve_app_model_inflight{model="embeddings"} 1.0' in metrics:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        client.join(120)
+        assert result == {"status": 200, "count": 64}, result
+        assert proc.wait(120) == 0
+        reader.join(10)
+        output = "".join(lines)
+        assert "draining" in output
+        assert "stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,97 @@
+"""RequestCoalescer: merging, ordering, limits and failures (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serve_app.coalescer import RequestCoalescer
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.02, fail_on: str | None = None):
+        self.calls: list[list[str]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.running = 0
+        self.max_running = 0
+
+    async def __call__(self, items: list[str]) -> list[str]:
+        self.calls.append(list(items))
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            await asyncio.sleep(self.delay)
+            if self.fail_on in items:
+                raise ValueError("model failed")
+            return [item.upper() for item in items]
+        finally:
+            self.running -= 1
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_idle_request_goes_out_alone_and_at_once():
+    async def main():
+        rec = Recorder()
+        c = RequestCoalescer(rec, size_of=len, max_size=100, max_in_flight=2)
+        assert await c.submit("milk") == "MILK"
+        return rec
+
+    rec = run(main())
+    assert rec.calls == [["milk"]]
+
+
+def test_requests_waiting_for_a_slot_leave_together_in_order():
+    async def main():
+        rec = Recorder()
+        c = RequestCoalescer(rec, size_of=lambda _: 1, max_size=100, max_in_flight=1)
+        items = [f"item{i}" for i in range(10)]
+        results = await asyncio.gather(*(c.submit(i) for i in items))
+        return rec, items, results
+
+    rec, items, results = run(main())
+    assert results == [i.upper() for i in items]
+    assert rec.calls[0] == ["item0"]
+    assert rec.calls[1] == items[1:]  # everything that queued while the first call ran
+    assert rec.max_running == 1
+
+
+def test_size_budget_and_in_flight_limit():
+    async def main():
+        rec = Recorder()
+        c = RequestCoalescer(rec, size_of=len, max_size=10, max_in_flight=2)
+        items = ["abcd"] * 9
+        results = await asyncio.gather(*(c.submit(i) for i in items))
+        return rec, results
+
+    rec, results = run(main())
+    assert results == ["ABCD"] * 9
+    assert all(sum(len(x) for x in call) <= 10 or len(call) == 1 for call in rec.calls)
+    assert rec.max_running <= 2
+    assert sum(len(call) for call in rec.calls) == 9
+
+
+def test_a_failed_call_fails_only_its_requests():
+    async def main():
+        rec = Recorder(fail_on="bad")
+        c = RequestCoalescer(rec, size_of=lambda _: 1, max_size=100, max_in_flight=1)
+        first = asyncio.create_task(c.submit("ok"))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(c.submit(x)) for x in ("bad", "also")]
+        assert await first == "OK"
+        outcomes = await asyncio.gather(*rest, return_exceptions=True)
+        after = await c.submit("later")  # the coalescer still works
+        return outcomes, after
+
+    outcomes, after = run(main())
+    assert all(isinstance(o, ValueError) for o in outcomes)
+    assert after == "LATER"
+
+
+def test_invalid_limits():
+    with pytest.raises(ValueError):
+        RequestCoalescer(Recorder(), size_of=len, max_size=10, max_in_flight=0)
