@@ -95,6 +95,7 @@ class LocalRayHead:
             "--head",
             f"--port={self.port}",
             f"--node-ip-address={self.node_ip}",
+            f"--ray-client-server-port={free_port()}",  # default 10001 clashes between heads
             "--include-dashboard=false",
             "--disable-usage-stats",
         ]

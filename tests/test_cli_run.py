@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
     port = free_port()
     env = {**os.environ, "SERVE_APP_DATA_DIR": str(tmp_path / "data")}
-    env.pop("RAY_ADDRESS", None)
+    for name in ("RAY_ADDRESS", "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        env.pop(name, None)  # its own cluster, its own HAProxy ports
     proc = subprocess.Popen(
         [sys.executable, "-m", "serve_app.cli", "run", "--port", str(port)],
         cwd=ROOT,
