@@ -6,8 +6,8 @@ Run ``python -m benchmarks.embeddings [--quick]``; prints a table and writes JSO
 Targets, all in one run on the same machine:
   (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling)
   (b) plain     one uvicorn process, one model call per request (benchmarks.baseline_server)
-  (c) serve     ``serve-app run`` with Ray's default Python proxy
-      serve-ha  the same with ``RAY_SERVE_ENABLE_HA_PROXY=1`` (HAProxy ingress)
+  (c) serve     ``serve-app run`` with Ray's Python proxy (``SERVE_APP_PROXY=python``)
+      serve-ha  the same with the HAProxy ingress (``SERVE_APP_PROXY=haproxy``, the default)
 Also measured: time from ``serve-app run`` to ready, and cold start from zero replicas.
 """
 
@@ -272,7 +272,11 @@ def main() -> None:
         finally:
             server.stop()
     report["ready_s"] = {}
-    for target, env in (("serve", {}), ("serve-ha", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})):
+    proxies = (
+        ("serve", {"SERVE_APP_PROXY": "python"}),
+        ("serve-ha", {"SERVE_APP_PROXY": "haproxy"}),
+    )
+    for target, env in proxies:
         if target in targets:
             print(f"(c) {target}", flush=True)
             ready_s, found = bench_serve(target, env, args.quick, duration, logs)

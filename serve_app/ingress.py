@@ -22,6 +22,7 @@ from serve_app.errors import ApiError, error_response
 from serve_app.metrics import REGISTRY, REPLICAS
 from serve_app.middleware import InflightCounter, IngressMiddleware
 from serve_app.models import ModelClient
+from serve_app.ocr.routes import router as receipts_router
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings, get_settings
 
@@ -202,6 +203,7 @@ def create_api(
             log.warning("could not refresh replica gauges", exc_info=True)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(receipts_router, responses=ERROR_RESPONSES)  # pure Python, no model
     if "embeddings" in clients:
         app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)

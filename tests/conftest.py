@@ -46,8 +46,9 @@ def free_port() -> int:
 class ServeServer:
     """The session's running server: base URL, token, and the config it was deployed from."""
 
-    def __init__(self, url: str, port: int, config: object):
+    def __init__(self, url: str, port: int, config: object, ray_address: str):
         self.url = url
+        self.ray_address = ray_address
         self.port = port
         self.config = config
         self.token = TOKEN
@@ -73,7 +74,7 @@ def serve_server() -> Iterator[ServeServer]:
         deploy(config)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, timeout_s=300, quiet=True)
-        yield ServeServer(url, port, config)
+        yield ServeServer(url, port, config, address)
     finally:
         try:
             serve.shutdown()

@@ -1,0 +1,1 @@
+"""Receipt OCR: docTR models, image intake, and the receipt parser."""

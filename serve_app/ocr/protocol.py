@@ -1,0 +1,44 @@
+"""Schemas for receipts (``POST /v1/receipts/parse``) and, later, OCR."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+MAX_LINES = 2000
+MAX_LINE_CHARS = 1000
+
+
+class ReceiptItemOut(BaseModel):
+    name: str
+    quantity: float
+    unit_price: float | None = None
+    unit: str | None = Field(None, description="kg, g, lb, ... for weighed items")
+    total: float = Field(..., description="negative for discounts and coupons")
+    kind: Literal["item", "discount", "deposit"] = "item"
+
+
+class ReceiptOut(BaseModel):
+    merchant: str | None = None
+    date: str | None = Field(None, description="ISO 8601 date")
+    currency: str | None = Field(None, description="ISO 4217 code when the receipt shows one")
+    items: list[ReceiptItemOut]
+    subtotal: float | None = None
+    tax: float | None = None
+    total: float | None = None
+    consistent: bool = Field(..., description="item totals add up to the printed total")
+
+
+class ReceiptParseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[StrictStr] = Field(
+        ...,
+        max_length=MAX_LINES,
+        description=f"Receipt text, one line per entry (at most {MAX_LINES}).",
+    )
+
+
+class ReceiptParseResponse(BaseModel):
+    receipt: ReceiptOut

@@ -1,0 +1,252 @@
+"""ReceiptParser on receipts written as text lines, with exact expected items and totals."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serve_app.ocr.receipts import ReceiptParser, parse_amount
+
+PARSER = ReceiptParser()
+
+
+def items(receipt):
+    return [(i.name, i.quantity, i.unit_price, i.total, i.kind) for i in receipt.items]
+
+
+FIXTURES = {
+    "us_qty_line_wrap_coupon": (
+        [
+            "FRESH MART",
+            "123 Main St, Springfield",
+            "11/27/2026 10:42",
+            "MILK 2% 1 GAL   3.49",
+            "BANANAS",
+            "3 @ 0.29   0.87",
+            "ORGANIC FREE RANGE",
+            "EGGS 12PK  5.49 F",
+            "COUPON EGGS  -1.00",
+            "SUBTOTAL  8.85",
+            "TAX 0.35",
+            "TOTAL  9.20",
+            "VISA 9.20",
+        ],
+        dict(merchant="FRESH MART", date="2026-11-27", subtotal=8.85, tax=0.35, total=9.20),
+        [
+            ("MILK 2% 1 GAL", 1, None, 3.49, "item"),
+            ("BANANAS", 3, 0.29, 0.87, "item"),
+            ("ORGANIC FREE RANGE EGGS 12PK", 1, None, 5.49, "item"),
+            ("COUPON EGGS", 1, None, -1.00, "discount"),
+        ],
+        True,
+    ),
+    "inline_x_quantity": (
+        [
+            "CORNER SHOP",
+            "COLA 330ML 2 x 1.99   3.98",
+            "CRISPS  1.25",
+            "TOTAL 5.23",
+            "CASH 10.00",
+            "CHANGE 4.77",
+        ],
+        dict(merchant="CORNER SHOP", total=5.23, tax=None, subtotal=None),
+        [("COLA 330ML", 2, 1.99, 3.98, "item"), ("CRISPS", 1, None, 1.25, "item")],
+        True,
+    ),
+    "weighed_item": (
+        [
+            "GREEN GROCER",
+            "TOMATOES",
+            "0.452 kg @ 3.99/kg   1.80",
+            "APPLES 1.2 kg @ 2.50/kg 3.00",
+            "TOTAL 4.80",
+        ],
+        dict(total=4.80),
+        [("TOMATOES", 0.452, 3.99, 1.80, "item"), ("APPLES", 1.2, 2.50, 3.00, "item")],
+        True,
+    ),
+    "german_comma_decimals_vat_included": (
+        [
+            "BIOMARKT GmbH",
+            "27.11.2026",
+            "Milch 3,5% 1L      1,19 A",
+            "Vollkornbrot       2,49 A",
+            "Pfand              0,25 B",
+            "Rabatt Brot       -0,50 A",
+            "SUMME EUR          3,43",
+            "MwSt 7% A          0,21",
+            "Karte              3,43",
+        ],
+        dict(merchant="BIOMARKT GmbH", date="2026-11-27", currency="EUR", total=3.43, tax=0.21),
+        [
+            ("Milch 3,5% 1L", 1, None, 1.19, "item"),
+            ("Vollkornbrot", 1, None, 2.49, "item"),
+            ("Pfand", 1, None, 0.25, "deposit"),
+            ("Rabatt Brot", 1, None, -0.50, "discount"),
+        ],
+        True,
+    ),
+    "currency_after": (
+        ["Épicerie Martin", "Baguette 1,20 €", "Beurre 2,85 €", "TOTAL 4,05 €"],
+        dict(currency="EUR", total=4.05),
+        [("Baguette", 1, None, 1.20, "item"), ("Beurre", 1, None, 2.85, "item")],
+        True,
+    ),
+    "currency_before": (
+        ["THE FARM SHOP", "Free range eggs £2.50", "Cheddar £3.75", "Balance due £6.25"],
+        dict(currency="GBP", total=6.25),
+        [("Free range eggs", 1, None, 2.50, "item"), ("Cheddar", 1, None, 3.75, "item")],
+        True,
+    ),
+    "french_total_a_payer_tva": (
+        [
+            "CARREFOUR CITY",
+            "Le 03/02/2026",
+            "LAIT DEMI ECREME   0,99",
+            "POMMES GOLDEN      2,15",
+            "REMISE FIDELITE   -0,30",
+            "TOTAL A PAYER      2,84",
+            "dont TVA 5,5%      0,15",
+            "ESPECES            5,00",
+            "RENDU              2,16",
+        ],
+        dict(merchant="CARREFOUR CITY", date="2026-02-03", currency="EUR", total=2.84, tax=0.15),
+        [
+            ("LAIT DEMI ECREME", 1, None, 0.99, "item"),
+            ("POMMES GOLDEN", 1, None, 2.15, "item"),
+            ("REMISE FIDELITE", 1, None, -0.30, "discount"),
+        ],
+        True,
+    ),
+    "trailing_tax_codes_and_sum": (
+        ["SUPERSAVE", "BREAD   2.99 N", "SOAP    4.99 T", "SUM     7.98"],
+        dict(total=7.98),
+        [("BREAD", 1, None, 2.99, "item"), ("SOAP", 1, None, 4.99, "item")],
+        True,
+    ),
+    "uk_vat_lines": (
+        ["BIG STORE PLC", "WINE RED 750ML   8.00", "CHEESE 4.00", "TOTAL 12.00", "VAT 20% 1.33"],
+        dict(total=12.00, tax=1.33, currency=None),
+        [("WINE RED 750ML", 1, None, 8.00, "item"), ("CHEESE", 1, None, 4.00, "item")],
+        True,
+    ),
+    "bottle_deposit_and_crv": (
+        ["QUICK STOP", "WATER 6PK  3.99", "CRV  0.30", "BOTTLE DEPOSIT 0.10", "TOTAL 4.39"],
+        dict(total=4.39),
+        [
+            ("WATER 6PK", 1, None, 3.99, "item"),
+            ("CRV", 1, None, 0.30, "deposit"),
+            ("BOTTLE DEPOSIT", 1, None, 0.10, "deposit"),
+        ],
+        True,
+    ),
+    "trailing_minus_discount_and_member_savings": (
+        ["MEGA MART", "STEAK 12.00", "MEMBER SAVINGS 2.00-", "TOTAL 10.00"],
+        dict(total=10.00),
+        [("STEAK", 1, None, 12.00, "item"), ("MEMBER SAVINGS", 1, None, -2.00, "discount")],
+        True,
+    ),
+    "inconsistent_total": (
+        ["SHOP", "RICE 2.00", "BEANS 1.00", "TOTAL 5.00"],
+        dict(total=5.00),
+        [("RICE", 1, None, 2.00, "item"), ("BEANS", 1, None, 1.00, "item")],
+        False,
+    ),
+    "sku_codes_and_separator": (
+        [
+            "DISCOUNT FOODS",
+            "----------------------",
+            "041220576463 PASTA 500G   1.29",
+            "041220998877 PASSATA      0.99",
+            "----------------------",
+            "SUBTOTAL 2.28",
+            "GRAND TOTAL 2.28",
+        ],
+        dict(subtotal=2.28, total=2.28, merchant="DISCOUNT FOODS"),
+        [("PASTA 500G", 1, None, 1.29, "item"), ("PASSATA", 1, None, 0.99, "item")],
+        True,
+    ),
+    "thousands_separator_and_iso_date": (
+        ["CASH & CARRY", "2026-03-14", "RICE 25KG x 40  1.234,00", "TOTAL 1.234,00 EUR"],
+        dict(date="2026-03-14", total=1234.00, currency="EUR"),
+        [("RICE 25KG x 40", 1, None, 1234.00, "item")],
+        True,
+    ),
+    "qty_line_before_name": (
+        ["DELI", "3 @ 1.50", "BAGELS  4.50", "TOTAL 4.50"],
+        dict(total=4.50),
+        [("BAGELS", 3, 1.50, 4.50, "item")],
+        True,
+    ),
+    "amount_due_with_tax_on_top": (
+        ["PANTRY PLUS", "OATS 3.00", "HONEY 6.00", "SALES TAX 0.72", "AMOUNT DUE 9.72"],
+        dict(total=9.72, tax=0.72),
+        [("OATS", 1, None, 3.00, "item"), ("HONEY", 1, None, 6.00, "item")],
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_receipt_fixture(name: str):
+    lines, fields, expected_items, consistent = FIXTURES[name]
+    receipt = PARSER.parse(lines)
+    got = items(receipt)
+    assert [(n, q, p, t, k) for n, q, p, t, k in got] == [
+        (n, float(q), p, t, k) for n, q, p, t, k in expected_items
+    ]
+    for key, value in fields.items():
+        assert getattr(receipt, key) == value, key
+    assert receipt.consistent is consistent
+
+
+def test_at_least_fifteen_fixtures():
+    assert len(FIXTURES) >= 15
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("4.99 A", "4.99"), ("1,99", "1.99"), ("€3.50", "3.50"), ("3,50 €", "3.50"),
+     ("-1.00", "-1.00"), ("1.00-", "-1.00"), ("(2.00)", "-2.00"), ("1,234.56", "1234.56"),
+     ("1.234,56", "1234.56"), ("$ 12.30", "12.30")],
+)  # fmt: skip
+def test_amounts(text: str, value: str):
+    amount = parse_amount(f"ITEM {text}")
+    assert amount is not None
+    assert str(amount.value) == value
+
+
+def test_empty_and_amountless_input():
+    assert PARSER.parse([]).items == []
+    receipt = PARSER.parse(["", "   ", "THANK YOU", "COME AGAIN"])
+    assert receipt.items == [] and receipt.total is None and receipt.consistent is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=80), max_size=40))
+def test_arbitrary_text_never_crashes(lines: list[str]):
+    receipt = PARSER.parse(lines)
+    assert isinstance(receipt.consistent, bool)
+    assert all(isinstance(i.total, float) for i in receipt.items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Z][A-Z ]{2,15}", fullmatch=True),
+            st.decimals(min_value=0, max_value=500, places=2, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_generated_receipts_add_up(rows):
+    lines = ["GENERATED STORE"] + [f"{name.strip() or 'ITEM'} {price:.2f}" for name, price in rows]
+    total = sum(price for _, price in rows)
+    lines.append(f"TOTAL {total:.2f}")
+    receipt = PARSER.parse(lines)
+    assert len(receipt.items) == len(rows)
+    assert receipt.total == float(total)
+    assert receipt.consistent
