@@ -101,8 +101,11 @@ class LocalRayHead:
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
+        # Ray runs workers at nice 15 by default; here the workers (model replicas) are the
+        # service, and on a busy CPU they should not yield to the load they are serving.
+        env = {"RAY_worker_niceness": "0", **os.environ}
         proc = subprocess.Popen(
-            cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
         )
         output, _ = proc.communicate(timeout=120)
         self.pgid = proc.pid  # the daemons stay in this process group after `ray start` exits
