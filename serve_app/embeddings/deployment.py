@@ -8,7 +8,7 @@ from typing import Any
 
 from ray import serve
 
-from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult
+from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult, split_by_jobs
 from serve_app.embeddings.runtime import EmbeddingRuntime
 from serve_app.settings import get_settings
 
@@ -53,22 +53,15 @@ class EmbeddingDeployment:
         started = time.perf_counter()
         output = await asyncio.to_thread(self.runtime.embed, texts)
         seconds = time.perf_counter() - started
-        results: list[EmbedResult] = []
-        start = 0
-        for i, job in enumerate(jobs):
-            end = start + len(job.texts)
-            results.append(
-                EmbedResult(
-                    vectors=output.vectors[start:end],
-                    token_counts=output.token_counts[start:end],
-                    batch_jobs=len(jobs),
-                    batch_texts=len(texts),
-                    batch_leader=i == 0,
-                    batch_seconds=seconds,
-                )
-            )
-            start = end
-        return results
+        whole = EmbedResult(
+            vectors=output.vectors,
+            token_counts=output.token_counts,
+            batch_jobs=len(jobs),
+            batch_texts=len(texts),
+            batch_leader=True,
+            batch_seconds=seconds,
+        )
+        return split_by_jobs(whole, jobs)
 
     async def embed(self, job: EmbedJob) -> EmbedResult:
         """Embed one job (joins the current batch)."""

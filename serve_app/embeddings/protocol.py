@@ -82,6 +82,29 @@ class EmbedResult:
     batch_seconds: float = 0.0  # model time of the whole batch
 
 
+def split_by_jobs(whole: EmbedResult, jobs: list[EmbedJob]) -> list[EmbedResult]:
+    """Cut the result of the jobs' concatenated texts back into one result per job.
+
+    The batch fields are kept; only the first job stays the batch leader.
+    """
+    results: list[EmbedResult] = []
+    start = 0
+    for i, job in enumerate(jobs):
+        end = start + len(job.texts)
+        results.append(
+            EmbedResult(
+                vectors=whole.vectors[start:end],
+                token_counts=whole.token_counts[start:end],
+                batch_jobs=whole.batch_jobs,
+                batch_texts=whole.batch_texts,
+                batch_leader=whole.batch_leader and i == 0,
+                batch_seconds=whole.batch_seconds,
+            )
+        )
+        start = end
+    return results
+
+
 def estimate_tokens(text: str, max_tokens: int) -> int:
     """Cheap WordPiece estimate (about 4 characters a token), truncated like the model."""
     return min(max_tokens, len(text) // 4 + 3)

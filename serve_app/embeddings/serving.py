@@ -13,6 +13,7 @@ from serve_app.embeddings.protocol import (
     EmbeddingRequest,
     EmbedJob,
     EmbedResult,
+    split_by_jobs,
     split_jobs,
 )
 from serve_app.errors import ApiError
@@ -93,21 +94,7 @@ class EmbeddingService:
             return [await self.client.call("embed", jobs[0])]
         merged = EmbedJob([t for job in jobs for t in job.texts], sum(j.est_tokens for j in jobs))
         result: EmbedResult = await self.client.call("embed", merged)
-        out, start = [], 0
-        for i, job in enumerate(jobs):
-            end = start + len(job.texts)
-            out.append(
-                EmbedResult(
-                    vectors=result.vectors[start:end],
-                    token_counts=result.token_counts[start:end],
-                    batch_jobs=result.batch_jobs,
-                    batch_texts=result.batch_texts,
-                    batch_leader=result.batch_leader and i == 0,
-                    batch_seconds=result.batch_seconds,
-                )
-            )
-            start = end
-        return out
+        return split_by_jobs(result, jobs)
 
     async def create(self, body: EmbeddingRequest) -> FastJSONResponse:
         texts = self.check(body)

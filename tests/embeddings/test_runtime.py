@@ -116,3 +116,18 @@ def test_split_jobs_respects_the_token_cap():
     assert all(job.est_tokens <= JOB_MAX_TOKENS for job in jobs)
     assert len(jobs) > 1
     assert estimate_tokens("x" * 10_000, 256) == 256
+
+
+def test_split_by_jobs_keeps_rows_and_one_leader():
+    from serve_app.embeddings.protocol import EmbedJob, EmbedResult, split_by_jobs
+
+    jobs = [EmbedJob(["a", "b"], 6), EmbedJob(["c"], 3), EmbedJob(["d", "e", "f"], 9)]
+    vectors = np.arange(6 * 4, dtype=np.float32).reshape(6, 4)
+    whole = EmbedResult(vectors, [1, 2, 3, 4, 5, 6], 3, 6, True, 0.5)
+    parts = split_by_jobs(whole, jobs)
+    assert [p.token_counts for p in parts] == [[1, 2], [3], [4, 5, 6]]
+    np.testing.assert_array_equal(np.concatenate([p.vectors for p in parts]), vectors)
+    assert [p.batch_leader for p in parts] == [True, False, False]
+    assert all(p.batch_texts == 6 and p.batch_seconds == 0.5 for p in parts)
+    follower = EmbedResult(vectors, [1, 2, 3, 4, 5, 6], 3, 6, False, 0.5)
+    assert not any(p.batch_leader for p in split_by_jobs(follower, jobs))
