@@ -8,8 +8,9 @@ from ray.serve import Application
 
 from serve_app.embeddings.deployment import EmbeddingDeployment
 from serve_app.ingress import Ingress
+from serve_app.ocr.deployment import OcrDeployment
 
-ALL_MODELS = ("embeddings",)
+ALL_MODELS = ("embeddings", "ocr")
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -22,4 +23,6 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     handles: dict[str, Any] = {}
     if "embeddings" in models:
         handles["embeddings"] = EmbeddingDeployment.bind()
+    if "ocr" in models:
+        handles["ocr"] = OcrDeployment.bind()
     return Ingress.bind(**handles)

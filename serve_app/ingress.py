@@ -22,7 +22,9 @@ from serve_app.errors import ApiError, error_response
 from serve_app.metrics import REGISTRY, REPLICAS
 from serve_app.middleware import InflightCounter, IngressMiddleware
 from serve_app.models import ModelClient
+from serve_app.ocr.routes import ocr_router
 from serve_app.ocr.routes import router as receipts_router
+from serve_app.ocr.serving import OcrService
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings, get_settings
 
@@ -204,6 +206,9 @@ def create_api(
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(receipts_router, responses=ERROR_RESPONSES)  # pure Python, no model
+    if "ocr" in clients:
+        app.state.ocr = OcrService(clients["ocr"], settings)
+        app.include_router(ocr_router, responses=ERROR_RESPONSES)
     if "embeddings" in clients:
         app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)
@@ -215,10 +220,12 @@ def create_api(
 class Ingress:
     """The only HTTP entry point; holds handles to the model deployments."""
 
-    def __init__(self, embeddings: DeploymentHandle | None = None) -> None:
+    def __init__(
+        self, embeddings: DeploymentHandle | None = None, ocr: DeploymentHandle | None = None
+    ) -> None:
         self.settings = get_settings()
         logging.basicConfig(level=self.settings.log_level)
-        handles = {"embeddings": embeddings}
+        handles = {"embeddings": embeddings, "ocr": ocr}
         self.inflight = InflightCounter()
         self.clients = {
             name: ModelClient(

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
     embeddings_ingress_in_flight: int = Field(2, ge=1)
 
+    # OCR. Weights live in docTR's cache layout under this folder (default: <data_dir>/doctr).
+    ocr_weights_dir: Path | None = None
+    ocr_allow_random_weights: bool = False  # tests and benchmarks only; reported as "random"
+    ocr_require_weights: bool = False  # production: refuse to start without weights
+    ocr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    ocr_max_image_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    ocr_max_pixels: int = Field(50_000_000, ge=10_000)
+    ocr_max_side: int = Field(4096, ge=256)  # longer images are scaled down before detection
+
+    def ocr_weights_path(self) -> Path:
+        return self.ocr_weights_dir or self.data_dir / "doctr"
+
     def api_token_value(self) -> str | None:
         """The bearer token, or None when auth is off (loopback only)."""
         if self.api_token is None or not self.api_token.get_secret_value():

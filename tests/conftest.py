@@ -17,6 +17,7 @@ os.environ.update(
     {
         "SERVE_APP_API_TOKEN": TOKEN,
         "SERVE_APP_EMBEDDINGS_MAX_INPUTS": "64",
+        "SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true",  # no docTR weights offline
         "SERVE_APP_DATA_DIR": str(ROOT / ".data" / "test"),
         "RAY_SERVE_LOG_TO_STDERR": "0",
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray import serve
 
+from serve_app.devices import set_torch_threads
 from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult, split_by_jobs
 from serve_app.embeddings.runtime import EmbeddingRuntime
 from serve_app.settings import get_settings
@@ -44,7 +45,7 @@ class EmbeddingDeployment:
         self._embed_batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.005)))
         self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
         # Ray sets OMP_NUM_THREADS to the replica's num_cpus (1 for fractions): override it.
-        self.runtime.set_threads(int(config.get("torch_threads", 0)))
+        set_torch_threads(int(config.get("torch_threads", 0)))
 
     @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.005, batch_size_fn=_job_tokens)
     async def _embed_batch(self, jobs: list[EmbedJob]) -> list[EmbedResult]:

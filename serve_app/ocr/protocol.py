@@ -30,6 +30,31 @@ class ReceiptOut(BaseModel):
     consistent: bool = Field(..., description="item totals add up to the printed total")
 
 
+class OcrLineOut(BaseModel):
+    text: str
+    confidence: float
+    box: list[float] = Field(..., description="x0, y0, x1, y1 relative to the page (0..1)")
+
+
+class OcrPageOut(BaseModel):
+    width: int
+    height: int
+    lines: list[OcrLineOut]
+
+
+class OcrModelOut(BaseModel):
+    detection: str
+    recognition: str
+    weights: Literal["pretrained", "random"]
+
+
+class OcrResponse(BaseModel):
+    text: str
+    pages: list[OcrPageOut]
+    receipt: ReceiptOut | None
+    model: OcrModelOut
+
+
 class ReceiptParseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

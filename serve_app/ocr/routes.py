@@ -4,13 +4,52 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 
 from serve_app.errors import ApiError
-from serve_app.ocr.protocol import MAX_LINE_CHARS, ReceiptParseRequest, ReceiptParseResponse
+from serve_app.ocr.protocol import (
+    MAX_LINE_CHARS,
+    OcrResponse,
+    ReceiptParseRequest,
+    ReceiptParseResponse,
+)
 from serve_app.ocr.receipts import ReceiptParser
+from serve_app.ocr.serving import read_upload
+from serve_app.responses import FastJSONResponse
 
 router = APIRouter(tags=["receipts"])
+ocr_router = APIRouter(tags=["ocr"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            **{
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ("image/jpeg", "image/png", "image/webp")
+            },
+        },
+    }
+}
+
+
+@ocr_router.post("/v1/ocr", response_model=OcrResponse, openapi_extra=_UPLOAD_BODY)
+async def ocr(
+    request: Request,
+    receipt: bool = Query(True, description="also parse the lines as a receipt"),
+) -> FastJSONResponse:
+    """Receipt photo or scan (JPEG, PNG, WebP) -> lines with boxes, text, and the receipt."""
+    data = await read_upload(request)
+    return await request.app.state.ocr.run(data, receipt)
+
+
 _PARSER = ReceiptParser()
 
 

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from serve_app.devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
@@ -56,6 +58,12 @@ def verify_hash(path: Path) -> None:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(match.group(1)):
         raise WeightsError(f"{path} does not match its hash {match.group(1)} (got {digest[:8]})")
+
+
+def missing_weights(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
+    """Weights files the given architectures need that are not in ``weights_dir``."""
+    models = (_build("detection", det_arch), _build("recognition", reco_arch))
+    return [str(p) for p in (weights_file(weights_dir, m) for m in models) if not p.is_file()]
 
 
 @dataclass(frozen=True)
@@ -104,9 +112,7 @@ class OcrRuntime:
                 "docTR weights missing: " + ", ".join(missing) + f". Run `{DOWNLOAD_HINT}`."
             )
         self.weights: Literal["pretrained", "random"] = "random" if missing else "pretrained"
-        self.device = "cuda" if device == "auto" and torch.cuda.is_available() else device
-        if self.device == "auto":
-            self.device = "cpu"
+        self.device = resolve_device(device)
         self.predictor = ocr_predictor(
             det_arch=det,
             reco_arch=reco,

@@ -1,0 +1,24 @@
+"""Device and CPU-thread choices shared by the model runtimes (no Ray)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA device is visible")
+    return requested
+
+
+def set_torch_threads(threads: int) -> None:
+    """Intra-op threads for CPU inference; 0 means every core this process may use.
+
+    Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions), so replicas call this.
+    """
+    torch.set_num_threads(threads if threads > 0 else len(os.sched_getaffinity(0)))

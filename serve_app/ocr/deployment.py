@@ -1,0 +1,103 @@
+"""Ray Serve deployment for OCR: pages from concurrent requests batched into one predictor call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve_app.devices import set_torch_threads
+from serve_app.ocr.runtime import (
+    DEFAULT_DET_ARCH,
+    DEFAULT_RECO_ARCH,
+    DOWNLOAD_HINT,
+    OcrPage,
+    OcrRuntime,
+    WeightsError,
+)
+from serve_app.settings import get_settings
+
+
+@serve.deployment(name="ocr")
+class OcrDeployment:
+    """Holds one :class:`OcrRuntime`, built in ``reconfigure`` from ``user_config``.
+
+    ``user_config`` keys: ``det_arch``, ``reco_arch``, ``max_batch_size`` (pages per batch),
+    ``batch_wait_timeout_s``, ``reco_batch_size`` (crops per recognition pass), ``torch_threads``.
+    Without weights (and without permission to run random ones) the replica stays up and
+    reports ``unavailable`` with the reason, so the other models keep serving.
+    """
+
+    def __init__(self) -> None:
+        self.runtime: OcrRuntime | None = None
+        self.unavailable: str | None = "not configured yet"
+        self._archs: tuple[str, str, int] | None = None
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        settings = get_settings()
+        archs = (
+            str(config.get("det_arch", DEFAULT_DET_ARCH)),
+            str(config.get("reco_arch", DEFAULT_RECO_ARCH)),
+            int(config.get("reco_batch_size", 256)),
+        )
+        if archs != self._archs:
+            try:
+                self.runtime = OcrRuntime(
+                    det_arch=archs[0],
+                    reco_arch=archs[1],
+                    weights_dir=settings.ocr_weights_path(),
+                    allow_random_weights=settings.ocr_allow_random_weights,
+                    device=settings.ocr_device,
+                    reco_batch_size=archs[2],
+                )
+                self.unavailable = None
+                self.runtime.read([np.full((64, 64, 3), 255, dtype=np.uint8)])  # warm up
+            except WeightsError as exc:
+                if settings.ocr_require_weights:
+                    raise
+                self.runtime, self.unavailable = None, str(exc)
+            self._archs = archs
+        set_torch_threads(int(config.get("torch_threads", 0)))
+        self._read_batch.set_max_batch_size(int(config.get("max_batch_size", 4)))
+        self._read_batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.02)))
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
+    async def _read_batch(self, pages: list[np.ndarray]) -> list[tuple[OcrPage, int, bool]]:
+        assert self.runtime is not None
+        results = await asyncio.to_thread(self.runtime.read, pages)
+        return [(result, len(pages), i == 0) for i, result in enumerate(results)]
+
+    async def read(self, page: np.ndarray) -> dict[str, Any]:
+        """OCR one page (joins the current batch); ``{"unavailable": reason}`` without a model."""
+        if self.runtime is None:
+            return {"unavailable": self.unavailable}
+        result, batch_size, leader = await self._read_batch(page)
+        return {
+            "page": result,
+            "batch_size": batch_size,
+            "batch_leader": leader,
+            "model": {
+                "detection": self.runtime.det_arch,
+                "recognition": self.runtime.reco_arch,
+                "weights": self.runtime.weights,
+            },
+        }
+
+    def info(self) -> dict[str, Any]:
+        """What ``/health`` reports for OCR."""
+        if self.runtime is None:
+            return {
+                "status": "unavailable",
+                "reason": self.unavailable,
+                "fix": DOWNLOAD_HINT,
+            }
+        return {
+            "status": "ready",
+            "weights": self.runtime.weights,
+            "device": self.runtime.device,
+            "detection": self.runtime.det_arch,
+            "recognition": self.runtime.reco_arch,
+            "load_seconds": round(self.runtime.load_seconds, 3),
+        }

@@ -1,0 +1,134 @@
+"""POST /v1/ocr through the real Serve app (docTR with random weights, as allowed in tests)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.ocr.test_runtime import render_receipt
+
+pytestmark = pytest.mark.e2e
+
+
+def png_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def check_document(body: dict, width: int, height: int) -> None:
+    assert body["model"] == {
+        "detection": "db_mobilenet_v3_large",
+        "recognition": "crnn_mobilenet_v3_small",
+        "weights": "random",
+    }
+    assert len(body["pages"]) == 1
+    page = body["pages"][0]
+    assert (page["width"], page["height"]) == (width, height)
+    for line in page["lines"]:
+        x0, y0, x1, y1 = line["box"]
+        assert 0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1
+    assert body["text"] == "\n".join(line["text"] for line in page["lines"])
+    assert isinstance(body["receipt"]["consistent"], bool)
+
+
+def test_raw_png_body(serve_server):
+    image = render_receipt()
+    response = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        content=png_bytes(image),
+        headers={**serve_server.headers, "Content-Type": "image/png"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    check_document(response.json(), image.shape[1], image.shape[0])
+
+
+def test_multipart_upload_and_receipt_off(serve_server):
+    image = render_receipt(width=700)
+    response = httpx.post(
+        f"{serve_server.url}/v1/ocr?receipt=false",
+        files={"file": ("receipt.png", png_bytes(image), "image/png")},
+        headers=serve_server.headers,
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["receipt"] is None
+    assert body["pages"][0]["width"] == 700
+
+
+def test_concurrent_pages_are_all_answered(serve_server):
+    data = png_bytes(render_receipt())
+
+    def send(_: int) -> int:
+        return httpx.post(
+            f"{serve_server.url}/v1/ocr",
+            content=data,
+            headers={**serve_server.headers, "Content-Type": "image/png"},
+            timeout=180,
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(send, range(6))) == [200] * 6
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b"not an image", "image/png", 415, "unsupported_media_type"),
+        (b"", "image/jpeg", 400, "invalid_image"),
+        (b"GIF89a....", "image/gif", 415, "unsupported_media_type"),
+        (b'{"image": "x"}', "application/json", 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_uploads(serve_server, content, content_type, status, code):
+    response = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        content=content,
+        headers={**serve_server.headers, "Content-Type": content_type},
+        timeout=60,
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_multipart_without_file_field(serve_server):
+    response = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        files={"image": ("r.png", b"x", "image/png")},
+        headers=serve_server.headers,
+        timeout=60,
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_truncated_and_oversized_images(serve_server):
+    data = png_bytes(render_receipt())
+    truncated = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        content=data[: len(data) // 2],
+        headers={**serve_server.headers, "Content-Type": "image/png"},
+        timeout=60,
+    )
+    assert (truncated.status_code, truncated.json()["error"]["code"]) == (400, "invalid_image")
+    huge = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        content=b"\x89PNG" + b"0" * (15 * 1024 * 1024 + 10),
+        headers={**serve_server.headers, "Content-Type": "image/png"},
+        timeout=60,
+    )
+    assert huge.status_code == 413
+
+
+def test_health_reports_random_weights(serve_server):
+    body = httpx.get(f"{serve_server.url}/health").json()
+    ocr = body["components"]["ocr"]
+    assert ocr["status"] == "ready"
+    assert ocr["weights"] == "random"
+    assert ocr["device"] == "cpu"
