@@ -58,6 +58,30 @@ def load_config(path: Path, host: str, port: int) -> Any:
         raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
 
 
+def check_ocr_weights(config: Any, settings: Settings) -> None:
+    """With SERVE_APP_OCR_REQUIRE_WEIGHTS, refuse to start when the OCR weights are missing:
+    a failed deploy beats a silently blind OCR."""
+    if not settings.ocr_require_weights:
+        return
+    from serve_app.ocr.runtime import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH, missing_weights
+
+    for app in config.applications:
+        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
+            continue
+        user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
+        missing = missing_weights(
+            settings.ocr_weights_path(),
+            user_config.get("det_arch", DEFAULT_DET_ARCH),
+            user_config.get("reco_arch", DEFAULT_RECO_ARCH),
+        )
+        if missing:
+            raise CliError(
+                "OCR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing: "
+                + ", ".join(missing)
+                + ". Run `serve-app weights download` (the image build does) or unset it."
+            )
+
+
 def start_ray(settings: Settings) -> LocalRayHead | None:
     """Join RAY_ADDRESS when set, else start a local Ray head; returns the head we started."""
     import ray
@@ -163,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         use_token_auth(settings.data_dir / "ray_auth_token")
         configure_proxy(settings.proxy)
     config = load_config(Path(args.config or settings.config), host, port)
+    check_ocr_weights(config, settings)
     started = time.monotonic()
     print(f"starting Ray and deploying {args.config or settings.config} ...", flush=True)
     for pid in stop_orphaned_haproxy(port):

@@ -81,3 +81,19 @@ def test_status_lists_deployments_and_replicas(serve_server):
     embeddings = next(line for line in lines if line.strip().startswith("embeddings"))
     assert "HEALTHY" in embeddings
     assert "running=1" in embeddings
+
+
+def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, monkeypatch):
+    from serve_app import settings as settings_module
+
+    monkeypatch.setenv("SERVE_APP_OCR_REQUIRE_WEIGHTS", "true")
+    monkeypatch.setenv("SERVE_APP_OCR_WEIGHTS_DIR", str(tmp_path))
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run", "--port", "8123"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "OCR weights are required" in err
+    assert str(tmp_path / "models" / "db_mobilenet_v3_large-21748dd0.pt") in err
+    assert "serve-app weights download" in err
