@@ -84,7 +84,10 @@ async def closed_loop(
     scenario: str = "",
     timeout_s: float = 60.0,
 ) -> LoadResult:
-    """Run ``concurrency`` workers against ``url`` (POST JSON bodies from ``make_body(i)``)."""
+    """Run ``concurrency`` workers against ``url``.
+
+    ``make_body(i)`` returns a JSON-able body, or ``(bytes, content_type)`` for raw uploads.
+    """
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
@@ -105,8 +108,16 @@ async def closed_loop(
                 counter += 1
                 body = make_body(counter)
                 t0 = time.perf_counter()
+                if isinstance(body, tuple):
+                    data, content_type = body
+                    kwargs: dict[str, Any] = {
+                        "data": data,
+                        "headers": {**(headers or {}), "Content-Type": content_type},
+                    }
+                else:
+                    kwargs = {"json": body, "headers": headers}
                 try:
-                    async with session.post(url, json=body, headers=headers) as response:
+                    async with session.post(url, **kwargs) as response:
                         await response.read()
                         status = str(response.status)
                 except (aiohttp.ClientError, TimeoutError) as exc:

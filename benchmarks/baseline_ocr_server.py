@@ -1,0 +1,43 @@
+"""Baseline (b) for OCR: one uvicorn process that runs the predictor once per request.
+
+This is the docTR reference API's approach (no batching across requests), with the same
+runtime and image intake as this server. Run: ``python -m benchmarks.baseline_ocr_server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from fastapi import FastAPI, Request
+
+from serve_app.ocr.images import decode_image
+from serve_app.ocr.runtime import OcrRuntime
+
+
+def create_app() -> FastAPI:
+    runtime = OcrRuntime(allow_random_weights=True)
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/ocr")
+    async def ocr(request: Request) -> dict:
+        page = decode_image(await request.body(), 15 * 1024 * 1024, 50_000_000, 4096)
+        result = runtime.read([page])[0]  # one page per call, on the event loop
+        return {"text": "\n".join(line.text for line in result.lines), "lines": len(result.lines)}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8101)
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

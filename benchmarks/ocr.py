@@ -1,0 +1,164 @@
+"""OCR benchmark: raw predictor vs per-request server vs this server, on synthetic receipts.
+
+Run ``python -m benchmarks.ocr [--quick]``; prints a table and writes JSON to
+``benchmarks/results/<timestamp>/ocr.json``. docTR runs with random weights
+(``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``), which the brief allows for benchmarks: the
+work per page is the real models' work, the text is not.
+
+  (a) raw     OcrRuntime.read in-process at its best batch size (pages/s)
+  (b) plain   benchmarks.baseline_ocr_server: the predictor once per request, no batching
+  (c) serve   ``serve-app run`` (default config, HAProxy ingress)
+at concurrency 1, 4, 16 with receipt images of about 1000 x 2500 pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from benchmarks.embeddings import ROOT, Server, free_port, serve_cmd
+from benchmarks.loadgen import LoadResult, closed_loop, print_table, write_json
+
+RANDOM_WEIGHTS = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true"}
+
+
+def receipt_image(seed: int, width: int = 1000, height: int = 2500) -> np.ndarray:
+    """A long grocery receipt with about 60 lines of text."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=30)
+    items = ["MILK 2% 1GAL", "BANANAS", "SOURDOUGH", "EGGS 12PK", "RICE 1KG", "OAT MILK"]
+    y = 60
+    draw.text((300, y), "FRESH MART #042", fill="black", font=font)
+    while y < height - 120:
+        y += 38
+        name = rng.choice(items)
+        draw.text((60, y), name, fill="black", font=font)
+        draw.text((760, y), f"{rng.uniform(0.5, 12):6.2f} A", fill="black", font=font)
+    draw.text((60, height - 80), "TOTAL", fill="black", font=font)
+    return np.asarray(image)
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bench_raw(pages: list[np.ndarray], seconds: float) -> dict[str, Any]:
+    from serve_app.ocr.runtime import OcrRuntime
+
+    runtime = OcrRuntime(allow_random_weights=True)
+    runtime.read(pages[:1])
+    sweep = {}
+    for batch in (1, 2, 4, 8):
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            runtime.read([pages[(done + i) % len(pages)] for i in range(batch)])
+            done += batch
+        sweep[batch] = done / (time.perf_counter() - started)
+        print(f"  raw batch {batch}: {sweep[batch]:.2f} pages/s", flush=True)
+    best = max(sweep, key=sweep.__getitem__)
+    return {"pages_per_s_by_batch": sweep, "best_batch": best, "best_pages_per_s": sweep[best]}
+
+
+def run_points(target: str, url: str, bodies: list[bytes], levels, seconds: float):
+    results = []
+    for concurrency in levels:
+        result = asyncio.run(
+            closed_loop(
+                f"{url}/v1/ocr",
+                lambda i: (bodies[i % len(bodies)], "image/png"),
+                1,
+                concurrency,
+                seconds,
+                warmup_s=2.0,
+                target=target,
+                scenario="page",
+                timeout_s=300,
+            )
+        )
+        print_table([result.row()])
+        results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--targets", default="raw,plain,serve")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    seconds = args.duration or (10.0 if args.quick else 20.0)
+    levels = (1, 4, 16)
+    targets = args.targets.split(",")
+    out = args.out or ROOT / "benchmarks" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    pages = [receipt_image(seed) for seed in range(4)]
+    bodies = [png(p) for p in pages]
+    os.environ.update(RANDOM_WEIGHTS)
+    report: dict[str, Any] = {"duration_s": seconds, "image": "1000x2500 PNG", "weights": "random"}
+    results: list[LoadResult] = []
+    if "raw" in targets:
+        print("(a) raw predictor in-process", flush=True)
+        report["raw"] = bench_raw(pages, seconds / 2)
+    if "plain" in targets:
+        print("(b) plain server, predictor once per request", flush=True)
+        port = free_port()
+        cmd = [sys.executable, "-m", "benchmarks.baseline_ocr_server", "--port", str(port)]
+        server = Server(cmd, {}, f"http://127.0.0.1:{port}", out / "logs" / "plain-ocr.log")
+        try:
+            server.wait_ready()
+            results += run_points("plain", server.url, bodies, levels, seconds)
+        finally:
+            server.stop()
+    if "serve" in targets:
+        print("(c) this server", flush=True)
+        port = free_port()
+        server = Server(
+            serve_cmd(port, ROOT / "deployments" / "local.yaml"),
+            {},
+            f"http://127.0.0.1:{port}",
+            out / "logs" / "serve-ocr.log",
+        )
+        try:
+            server.wait_ready()
+            results += run_points("serve", server.url, bodies, levels, seconds)
+        finally:
+            server.stop()
+    report["results"] = results
+    print()
+    table = print_table([r.row() for r in results])
+    raw = report.get("raw", {}).get("best_pages_per_s")
+    lines = []
+    if raw:
+        lines.append(f"raw ceiling: {raw:.2f} pages/s at batch {report['raw']['best_batch']}")
+    for r in results:
+        if r.concurrency == 4 and raw:
+            share = 100 * r.items_per_s / raw
+            lines.append(f"{r.target} c4: {r.items_per_s:.2f} pages/s = {share:.0f}% of raw")
+    for line in lines:
+        print(line)
+    report["summary"] = lines
+    write_json(out / "ocr.json", report)
+    (out / "ocr.md").write_text("```\n" + table + "\n```\n\n" + "\n".join(f"- {x}" for x in lines))
+    print(f"\nwrote {out / 'ocr.json'}")
+
+
+if __name__ == "__main__":
+    main()
