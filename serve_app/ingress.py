@@ -200,8 +200,9 @@ def create_api(
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
         try:
-            await health.refresh_replica_gauges()
-        except Exception:  # metrics must render even when the controller is busy
+            # A busy controller must not stall scrapes: keep the last replica counts then.
+            await asyncio.wait_for(health.refresh_replica_gauges(), 2.0)
+        except Exception:
             log.warning("could not refresh replica gauges", exc_info=True)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

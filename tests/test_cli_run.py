@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import TOKEN, free_port
 
@@ -24,8 +25,24 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
     env = {**os.environ, "SERVE_APP_DATA_DIR": str(tmp_path / "data")}
     for name in ("RAY_ADDRESS", "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
         env.pop(name, None)  # its own cluster, its own HAProxy ports
+    # The default config without OCR: this test is about the CLI, and CI has 2 cores.
+    raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
+    app = raw["applications"][0]
+    app["args"]["models"] = ["embeddings"]
+    app["deployments"] = [d for d in app["deployments"] if d["name"] != "ocr"]
+    config = tmp_path / "embeddings-only.yaml"
+    config.write_text(yaml.safe_dump(raw))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.cli", "run", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "serve_app.cli",
+            "run",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -70,7 +87,10 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         client.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # SIGTERM once the request reached the model
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            except httpx.TimeoutException:
+                continue
             if 'serve_app_model_inflight{model="embeddings"} 1.0' in metrics:
                 break
             time.sleep(0.02)
