@@ -104,5 +104,10 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         assert "stopped" in output
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # SIGTERM first: serve-app then stops the Ray head it started (SIGKILL would orphan it).
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(150)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
