@@ -6,11 +6,9 @@ runtime and image intake as this server. Run: ``python -m benchmarks.baseline_oc
 
 from __future__ import annotations
 
-import argparse
-
-import uvicorn
 from fastapi import FastAPI, Request
 
+from benchmarks.baseline_server import run_baseline
 from serve_app.ocr.images import decode_image
 from serve_app.ocr.runtime import OcrRuntime
 
@@ -33,10 +31,7 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args()
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    run_baseline(create_app, 8101)
 
 
 if __name__ == "__main__":

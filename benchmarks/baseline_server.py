@@ -7,6 +7,7 @@ cross-request batching, no Ray. Run: ``python -m benchmarks.baseline_server --po
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -40,11 +41,16 @@ def create_app() -> FastAPI:
     return app
 
 
-def main() -> None:
+def run_baseline(create: Callable[[], FastAPI], default_port: int) -> None:
+    """Serve a baseline app on loopback (``--port``), as both baseline servers do."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(create(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def main() -> None:
+    run_baseline(create_app, 8100)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from benchmarks.loadgen import (
     scrape_histogram,
     write_json,
 )
+from serve_app.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADJECTIVES = ["organic", "fresh", "frozen", "low-fat", "smoked", "wholegrain", "vegan", "salted"]
@@ -136,14 +137,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_scenarios(

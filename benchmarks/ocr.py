@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.embeddings import ROOT, Server, free_port, serve_cmd
+from benchmarks.embeddings import ROOT, Server, serve_cmd
 from benchmarks.loadgen import LoadResult, closed_loop, print_table, write_json
+from serve_app.cluster import free_port
 
 RANDOM_WEIGHTS = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true"}
 

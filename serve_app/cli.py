@@ -140,6 +140,8 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
     """Fail readiness, then wait until no HTTP request has been in flight for ``quiet_s``
     (requests already on their way through the proxy still arrive), at most ``timeout_s``."""
     from ray import serve
+    from ray.exceptions import RayError
+    from ray.serve.exceptions import RayServeException
 
     deadline = time.monotonic() + timeout_s
     for app in config.applications:
@@ -157,8 +159,9 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
                 time.sleep(0.2)
             else:
                 print("drain timeout: stopping with requests in flight", flush=True)
-        except Exception as exc:  # nothing to drain when the app never came up
-            print(f"  (no drain for {app.name}: {type(exc).__name__})", flush=True)
+        except (KeyError, RayError, RayServeException) as exc:
+            # The app never came up or Ray is already gone: nothing left to drain.
+            print(f"  no drain for {app.name}: {type(exc).__name__}: {exc}", flush=True)
 
 
 def shutdown_serve(timeout_s: float) -> None:

@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ray import serve
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -146,7 +148,8 @@ class HealthReporter:
             return {"status": "starting", "reason": deployment.message or state.lower()}
         try:
             info = await asyncio.wait_for(client.handle.info.remote(), 5.0)
-        except Exception as exc:  # a replica that cannot answer is not ready
+        except (TimeoutError, RayError, RayServeException) as exc:
+            # A replica that cannot answer is not ready; the reason goes into /health.
             return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
         return {**info, "replicas": running}
 
@@ -202,8 +205,8 @@ def create_api(
         try:
             # A busy controller must not stall scrapes: keep the last replica counts then.
             await asyncio.wait_for(health.refresh_replica_gauges(), 2.0)
-        except Exception:
-            log.warning("could not refresh replica gauges", exc_info=True)
+        except (TimeoutError, RayError, RayServeException) as exc:
+            log.warning("replica gauges not refreshed (last values kept): %r", exc)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(receipts_router, responses=ERROR_RESPONSES)  # pure Python, no model

@@ -146,9 +146,7 @@ class IngressMiddleware:
                     f"The request body is larger than {self.max_body} bytes.",
                     request_id,
                 )
-        if scope["method"] in ("POST", "PUT", "PATCH") and not path.startswith(
-            self.raw_body_paths or ("\0",)
-        ):
+        if scope["method"] in ("POST", "PUT", "PATCH") and not path.startswith(self.raw_body_paths):
             content_type = _header(scope, b"content-type")
             if not _is_json(content_type):
                 return error_response(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +37,6 @@ def _prepare_ray_env() -> None:
 _prepare_ray_env()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ServeServer:
     """The session's running server: base URL, token, and the config it was deployed from."""
 
@@ -62,7 +55,7 @@ def serve_server() -> Iterator[ServeServer]:
     from ray import serve
 
     from serve_app.cli import deploy, load_config, wait_ready
-    from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead
+    from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
 
     # The same path as `serve-app run`: a Ray head of our own in its own session.
     head = LocalRayHead(num_cpus=2)

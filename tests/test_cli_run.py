@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import TOKEN, free_port
+from serve_app.cluster import free_port
+from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent

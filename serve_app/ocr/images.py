@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -12,6 +14,8 @@ from serve_app.errors import ApiError
 
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 ACCEPTED_CONTENT_TYPES = set(ACCEPTED_FORMATS.values()) | {"image/jpg"}
+# What Pillow's decoders raise on bad bytes (truncated streams, bad chunks, bad headers).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) -> np.ndarray:
@@ -32,8 +36,8 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) ->
             image = Image.open(io.BytesIO(data))  # reads the header only
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ApiError(415, "unsupported_media_type", "Not a JPEG, PNG or WebP image.") from None
-    except Exception:
-        raise ApiError(400, "invalid_image", "The image could not be read.") from None
+    except _DECODE_ERRORS as exc:
+        raise ApiError(400, "invalid_image", f"The image could not be read: {exc}") from None
     if image.format not in ACCEPTED_FORMATS:
         raise ApiError(
             415,
@@ -51,8 +55,10 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) ->
         image.load()
         image = ImageOps.exif_transpose(image)
         image = image.convert("RGB")
-    except Exception:
-        raise ApiError(400, "invalid_image", "The image data is corrupt or truncated.") from None
+    except _DECODE_ERRORS as exc:
+        raise ApiError(
+            400, "invalid_image", f"The image data is corrupt or truncated: {exc}"
+        ) from None
     longest = max(image.size)
     if longest > max_side:
         scale = max_side / longest

@@ -111,13 +111,10 @@ def parse_amount(text: str) -> _Amount | None:
         return None
     raw = match["num"].replace(" ", "")
     # The last separator is the decimal one; any other is a thousands separator.
-    decimal_sep = raw[-3]
     digits = raw[:-3].replace(",", "").replace(".", "") + "." + raw[-2:]
     try:
         value = Decimal(digits)
     except InvalidOperation:
-        return None
-    if decimal_sep not in ".,":
         return None
     negative = bool(
         match["sign"]
@@ -254,19 +251,19 @@ class ReceiptParser:
         pending_name: list[str],
         pending_qty: re.Match[str] | None,
     ) -> ReceiptItem | None:
-        qty_match = _QTY_AT.search(label) or pending_qty
+        inline = _QTY_AT.search(label)
+        qty_match = inline or pending_qty
         name_part = label
         quantity: Decimal = Decimal(1)
         unit_price: Decimal | None = None
         unit: str | None = None
+        if inline is not None:
+            name_part = (label[: inline.start()] + " " + label[inline.end() :]).strip()
         if qty_match is not None:
-            if qty_match.re is _QTY_AT and qty_match.string == label:
-                name_part = (label[: qty_match.start()] + " " + label[qty_match.end() :]).strip()
             quantity = Decimal(qty_match["qty"].replace(",", "."))
             unit_price = Decimal(qty_match["price"].replace(",", "."))
-            unit = (qty_match["unit"] or qty_match["per"] or None) and (
-                qty_match["unit"] or qty_match["per"]
-            ).lower()
+            unit_text = qty_match["unit"] or qty_match["per"]
+            unit = unit_text.lower() if unit_text else None
         name = _clean_name(" ".join([*pending_name, name_part]))
         if not name:
             return None

@@ -25,8 +25,10 @@ async def read_upload(request: Request) -> bytes:
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=10)
-        except Exception:
-            raise ApiError(400, "bad_request", "The multipart body could not be parsed.") from None
+        except ValueError as exc:  # python-multipart's FormParserError is a ValueError
+            raise ApiError(
+                400, "bad_request", f"The multipart body could not be parsed: {exc}"
+            ) from None
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "validation_error", "file: a multipart field 'file' is required.")
