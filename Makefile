@@ -21,8 +21,10 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --progress-bar off -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
+# make run fetches missing OCR weights once when online (offline: OCR reports "unavailable").
 run: $(RUN_STAMP)
-	$(VENV)/bin/serve-app run $(ARGS)
+	SERVE_APP_OCR_DOWNLOAD_MISSING=$${SERVE_APP_OCR_DOWNLOAD_MISSING:-true} \
+	  $(VENV)/bin/serve-app run $(ARGS)
 
 test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

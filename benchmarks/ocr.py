@@ -58,13 +58,14 @@ def png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def bench_raw(pages: list[np.ndarray], seconds: float) -> dict[str, Any]:
+def bench_raw(pages: list[np.ndarray], seconds: float, batches=(1, 2, 4, 8)) -> dict[str, Any]:
     from serve_app.ocr.runtime import OcrRuntime
 
     runtime = OcrRuntime(allow_random_weights=True)
     runtime.read(pages[:1])
     sweep = {}
-    for batch in (1, 2, 4, 8):
+    print(f"  device {runtime.device}", flush=True)
+    for batch in batches:
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             runtime.read([pages[(done + i) % len(pages)] for i in range(batch)])
@@ -72,7 +73,12 @@ def bench_raw(pages: list[np.ndarray], seconds: float) -> dict[str, Any]:
         sweep[batch] = done / (time.perf_counter() - started)
         print(f"  raw batch {batch}: {sweep[batch]:.2f} pages/s", flush=True)
     best = max(sweep, key=sweep.__getitem__)
-    return {"pages_per_s_by_batch": sweep, "best_batch": best, "best_pages_per_s": sweep[best]}
+    return {
+        "device": runtime.device,
+        "pages_per_s_by_batch": sweep,
+        "best_batch": best,
+        "best_pages_per_s": sweep[best],
+    }
 
 
 def run_points(target: str, url: str, bodies: list[bytes], levels, seconds: float):
@@ -104,6 +110,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float)
     parser.add_argument("--targets", default="raw,plain,serve")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "deployments" / "local.yaml",
+        help="Serve config for (c); deployments/gpu.yaml on a GPU machine",
+    )
+    parser.add_argument(
+        "--raw-batches", default="1,2,4,8", help="batch sizes for (a); e.g. 1,4,16,32 on a GPU"
+    )
     args = parser.parse_args()
     seconds = args.duration or (10.0 if args.quick else 20.0)
     levels = (1, 4, 16)
@@ -117,7 +132,8 @@ def main() -> None:
     results: list[LoadResult] = []
     if "raw" in targets:
         print("(a) raw predictor in-process", flush=True)
-        report["raw"] = bench_raw(pages, seconds / 2)
+        batches = tuple(int(b) for b in args.raw_batches.split(","))
+        report["raw"] = bench_raw(pages, seconds / 2, batches)
     if "plain" in targets:
         print("(b) plain server, predictor once per request", flush=True)
         port = free_port()
@@ -132,7 +148,7 @@ def main() -> None:
         print("(c) this server", flush=True)
         port = free_port()
         server = Server(
-            serve_cmd(port, ROOT / "deployments" / "local.yaml"),
+            serve_cmd(port, args.config),
             {},
             f"http://127.0.0.1:{port}",
             out / "logs" / "serve-ocr.log",

@@ -59,27 +59,57 @@ def load_config(path: Path, host: str, port: int) -> Any:
 
 
 def check_ocr_weights(config: Any, settings: Settings) -> None:
-    """With SERVE_APP_OCR_REQUIRE_WEIGHTS, refuse to start when the OCR weights are missing:
-    a failed deploy beats a silently blind OCR."""
-    if not settings.ocr_require_weights:
-        return
-    from serve_app.ocr.runtime import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH, missing_weights
+    """Fetch missing OCR weights when asked to (``make run``), then, with
+    SERVE_APP_OCR_REQUIRE_WEIGHTS, refuse to start when they are still missing: a failed deploy
+    beats a silently blind OCR."""
+    from serve_app.ocr.runtime import missing_weights
+    from serve_app.ocr.weights import configured_architectures, ensure_weights
 
-    for app in config.applications:
-        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
-            continue
-        user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
-        missing = missing_weights(
-            settings.ocr_weights_path(),
-            user_config.get("det_arch", DEFAULT_DET_ARCH),
-            user_config.get("reco_arch", DEFAULT_RECO_ARCH),
+    if not (settings.ocr_download_missing or settings.ocr_require_weights):
+        return
+    pairs = configured_architectures(config)
+    weights_dir = settings.ocr_weights_path()
+    try:
+        missing = [m for det, reco in pairs for m in missing_weights(weights_dir, det, reco)]
+    except ValueError as exc:  # unknown architecture in the config
+        raise CliError(str(exc)) from None
+    if missing and settings.ocr_download_missing:
+        print(f"OCR weights missing; downloading them once into {weights_dir} ...", flush=True)
+        ensure_weights(weights_dir, pairs, settings.ocr_weights_mirror)
+        missing = [m for det, reco in pairs for m in missing_weights(weights_dir, det, reco)]
+    if missing and settings.ocr_require_weights:
+        raise CliError(
+            "OCR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing: "
+            + ", ".join(missing)
+            + ". Run `serve-app weights download` (the image build does) or unset it."
         )
-        if missing:
-            raise CliError(
-                "OCR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing: "
-                + ", ".join(missing)
-                + ". Run `serve-app weights download` (the image build does) or unset it."
-            )
+
+
+def cmd_weights_download(args: argparse.Namespace) -> int:
+    """Fetch the configured docTR weights (the image build runs this; needs the network)."""
+    from serve_app.ocr.weights import WeightsError, configured_architectures, download
+
+    settings = get_settings()
+    if args.det_arch or args.reco_arch:
+        from serve_app.ocr.runtime import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+
+        pairs = [(args.det_arch or DEFAULT_DET_ARCH, args.reco_arch or DEFAULT_RECO_ARCH)]
+    else:
+        configs = args.config or [settings.config]
+        pairs = []
+        for path in configs:
+            for pair in configured_architectures(load_config(Path(path), "127.0.0.1", 8000)):
+                if pair not in pairs:
+                    pairs.append(pair)
+    weights_dir = Path(args.dir) if args.dir else settings.ocr_weights_path()
+    try:
+        saved = download(weights_dir, pairs, args.mirror or settings.ocr_weights_mirror)
+    except (httpx.HTTPError, WeightsError, OSError) as exc:
+        raise CliError(f"weights download failed: {exc}") from None
+    except ValueError as exc:  # unknown architecture
+        raise CliError(str(exc)) from None
+    print(f"{len(saved)} weights files in {weights_dir}", flush=True)
+    return 0
 
 
 def start_ray(settings: Settings) -> LocalRayHead | None:
@@ -270,6 +300,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="replicas and state of each deployment")
     status.set_defaults(func=cmd_status)
+    weights = sub.add_parser("weights", help="docTR weights for the OCR deployment")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True)
+    download = weights_sub.add_parser(
+        "download",
+        help="fetch the configured architectures' weights (the only command that uses the "
+        "network; the image build runs it)",
+    )
+    download.add_argument(
+        "--config",
+        action="append",
+        help="Serve config(s) whose OCR architectures to fetch (default: SERVE_APP_CONFIG); "
+        "repeat for several",
+    )
+    download.add_argument("--det-arch", help="fetch this detection architecture instead")
+    download.add_argument("--reco-arch", help="fetch this recognition architecture instead")
+    download.add_argument("--dir", help="weights directory (default: SERVE_APP_OCR_WEIGHTS_DIR)")
+    download.add_argument(
+        "--mirror",
+        help="base URL serving docTR's file names (default: SERVE_APP_OCR_WEIGHTS_MIRROR)",
+    )
+    download.set_defaults(func=cmd_weights_download)
     return parser
 
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     ocr_weights_dir: Path | None = None
     ocr_allow_random_weights: bool = False  # tests and benchmarks only; reported as "random"
     ocr_require_weights: bool = False  # production: refuse to start without weights
+    # `serve-app run` fetches missing weights once before deploying (`make run` turns it on);
+    # offline it goes on and OCR reports "unavailable".
+    ocr_download_missing: bool = False
+    # Where `serve-app weights download` fetches from: docTR's host, or a mirror with the
+    # same file names (e.g. an internal bucket).
+    ocr_weights_mirror: str | None = None
     ocr_device: Literal["auto", "cpu", "cuda"] = "auto"
     ocr_max_image_bytes: int = Field(15 * 1024 * 1024, ge=1024)
     ocr_max_pixels: int = Field(50_000_000, ge=10_000)

@@ -38,7 +38,7 @@ def test_run_exits_with_a_clear_message(capsys, monkeypatch):
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml", "gpu.yaml"])
 def test_configs_validate_and_take_host_port(name: str):
     config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
     assert config.http_options.port == 8123
@@ -50,6 +50,16 @@ def test_configs_validate_and_take_host_port(name: str):
     emb = deployments["embeddings"]
     assert emb.max_queued_requests > 0
     assert emb.user_config["max_batch_tokens"] >= 4096
+    ocr = deployments["ocr"]
+    assert ocr.max_ongoing_requests >= ocr.user_config["max_batch_size"]  # or batches stay small
+
+
+def test_gpu_config_shares_one_gpu():
+    app = load_config(ROOT / "deployments" / "gpu.yaml", "127.0.0.1", 8000).applications[0]
+    gpus = {d.name: d.ray_actor_options.num_gpus or 0 for d in app.deployments}
+    assert gpus["ingress"] == 0
+    assert 0 < gpus["embeddings"] < 1 and 0 < gpus["ocr"] < 1
+    assert sum(gpus.values()) <= 1
 
 
 def test_bad_config_is_reported(tmp_path: Path):

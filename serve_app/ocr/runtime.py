@@ -32,7 +32,7 @@ class WeightsError(RuntimeError):
     """docTR weights are missing or do not match their hash."""
 
 
-def _build(kind: Literal["detection", "recognition"], arch: str) -> torch.nn.Module:
+def build_model(kind: Literal["detection", "recognition"], arch: str) -> torch.nn.Module:
     from doctr.models import detection, recognition
 
     module = detection if kind == "detection" else recognition
@@ -50,19 +50,21 @@ def weights_file(weights_dir: Path, model: torch.nn.Module) -> Path:
     return weights_dir / "models" / file_name
 
 
-def verify_hash(path: Path) -> None:
-    """The file's SHA-256 must start with the hash in its name (docTR's convention)."""
-    match = _HASH_IN_NAME.search(path.name)
+def verify_hash(path: Path, name: str | None = None) -> None:
+    """The file's SHA-256 must start with the hash in its name (docTR's convention);
+    ``name`` is the file name to take the hash from when ``path`` is a temporary file."""
+    name = name or path.name
+    match = _HASH_IN_NAME.search(name)
     if not match:
-        raise WeightsError(f"{path.name} carries no hash in its name")
+        raise WeightsError(f"{name} carries no hash in its name")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(match.group(1)):
-        raise WeightsError(f"{path} does not match its hash {match.group(1)} (got {digest[:8]})")
+        raise WeightsError(f"{name} does not match its hash {match.group(1)} (got {digest[:8]})")
 
 
 def missing_weights(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
     """Weights files the given architectures need that are not in ``weights_dir``."""
-    models = (_build("detection", det_arch), _build("recognition", reco_arch))
+    models = (build_model("detection", det_arch), build_model("recognition", reco_arch))
     return [str(p) for p in (weights_file(weights_dir, m) for m in models) if not p.is_file()]
 
 
@@ -97,8 +99,8 @@ class OcrRuntime:
 
         started = time.perf_counter()
         self.det_arch, self.reco_arch = det_arch, reco_arch
-        det = _build("detection", det_arch)
-        reco = _build("recognition", reco_arch)
+        det = build_model("detection", det_arch)
+        reco = build_model("recognition", reco_arch)
         missing = []
         for model in (det, reco):
             path = weights_file(weights_dir, model) if weights_dir else None

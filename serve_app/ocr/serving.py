@@ -40,7 +40,7 @@ async def read_upload(request: Request) -> bytes:
     raise ApiError(
         415,
         "unsupported_media_type",
-        f"Send the image as multipart field 'file' or as a JPEG/PNG/WebP body, not "
+        f"Send the image as multipart field 'file' or as a JPEG/PNG/WebP/PDF body, not "
         f"{content_type or 'no content type'}.",
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from serve_app.embeddings.protocol import JOB_MAX_TOKENS, estimate_tokens, split_jobs
 from serve_app.embeddings.runtime import EmbeddingRuntime, default_model_dir
@@ -131,3 +132,13 @@ def test_split_by_jobs_keeps_rows_and_one_leader():
     assert all(p.batch_texts == 6 and p.batch_seconds == 0.5 for p in parts)
     follower = EmbedResult(vectors, [1, 2, 3, 4, 5, 6], 3, 6, False, 0.5)
     assert not any(p.batch_leader for p in split_by_jobs(follower, jobs))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_cuda_fp16_agrees_with_sentence_transformers(reference):
+    """The CUDA path (fp16); the same code runs on CPU in test_agrees_with_sentence_transformers."""
+    runtime = EmbeddingRuntime(device="cuda")
+    assert runtime.dtype == torch.float16
+    out = runtime.embed(TEXTS)
+    ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    assert ((out.vectors * ref).sum(axis=1)).min() >= 0.999

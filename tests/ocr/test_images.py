@@ -76,7 +76,7 @@ def test_decompression_bomb_rejected_from_the_header():
     [
         (b"", 400),
         (b"not an image at all", 415),
-        (b"%PDF-1.7\n...", 415),
+        (b"%PDF-1.7\n...", 400),
     ],
 )
 def test_bad_data(data: bytes, status: int):
@@ -91,4 +91,34 @@ def test_other_formats_are_415():
 def test_truncated_jpeg_is_invalid_image():
     data = encode(Image.effect_noise((400, 400), 50).convert("RGB"), "JPEG")
     err = error(data[: len(data) // 2])
+    assert (err.status, err.code) == (400, "invalid_image")
+
+
+def pdf(*pages: Image.Image, dpi: float = 72) -> bytes:
+    """A PDF whose pages measure (image size / dpi) inches."""
+    return encode(pages[0], "PDF", save_all=True, append_images=list(pages[1:]), resolution=dpi)
+
+
+def test_pdf_first_page_is_rendered():
+    first = Image.new("RGB", (300, 600), "white")
+    second = Image.new("RGB", (600, 300), "black")
+    array = decode_image(pdf(first, second), **LIMITS)
+    # 300x600 pt at 200 dpi, the first page (portrait, white), not the second.
+    height, width = array.shape[:2]
+    assert abs(height - 600 * 200 / 72) <= 1 and abs(width - 300 * 200 / 72) <= 1
+    assert array.mean() > 250
+
+
+def test_huge_pdf_pages_are_rendered_within_the_limits():
+    page = Image.new("RGB", (200, 100), "white")
+    bomb = pdf(page, dpi=0.1)  # 2000 x 1000 inches: billions of pixels at 200 dpi
+    array = decode_image(bomb, **{**LIMITS, "max_pixels": 1_000_000})
+    assert max(array.shape[:2]) <= LIMITS["max_side"]
+    assert array.shape[0] * array.shape[1] <= 1_000_000
+    assert array.shape[1] > array.shape[0]  # landscape, as drawn
+
+
+@pytest.mark.parametrize("data", [b"%PDF-1.4\n" + b"garbage" * 100, b"%PDF-"])
+def test_corrupt_pdf_is_invalid_image(data: bytes):
+    err = error(data)
     assert (err.status, err.code) == (400, "invalid_image")

@@ -48,6 +48,21 @@ def test_raw_png_body(serve_server):
     check_document(response.json(), image.shape[1], image.shape[0])
 
 
+def test_pdf_first_page(serve_server):
+    image = render_receipt()
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PDF", resolution=200)  # rendered back at 200 dpi
+    response = httpx.post(
+        f"{serve_server.url}/v1/ocr",
+        content=buffer.getvalue(),
+        headers={**serve_server.headers, "Content-Type": "application/pdf"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    page = response.json()["pages"][0]
+    assert abs(page["width"] - image.shape[1]) <= 1 and abs(page["height"] - image.shape[0]) <= 1
+
+
 def test_multipart_upload_and_receipt_off(serve_server):
     image = render_receipt(width=700)
     response = httpx.post(
@@ -84,6 +99,7 @@ def test_concurrent_pages_are_all_answered(serve_server):
         (b"", "image/jpeg", 400, "invalid_image"),
         (b"GIF89a....", "image/gif", 415, "unsupported_media_type"),
         (b'{"image": "x"}', "application/json", 415, "unsupported_media_type"),
+        (b"%PDF-1.7 broken", "application/pdf", 400, "invalid_image"),
     ],
 )
 def test_bad_uploads(serve_server, content, content_type, status, code):

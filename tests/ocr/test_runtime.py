@@ -15,7 +15,7 @@ from serve_app.ocr.runtime import (
     DEFAULT_RECO_ARCH,
     OcrRuntime,
     WeightsError,
-    _build,
+    build_model,
     weights_file,
 )
 
@@ -70,7 +70,7 @@ def test_empty_batch(runtime: OcrRuntime):
 
 def save_weights(weights_dir: Path, kind: str, arch: str) -> tuple[Path, torch.nn.Module]:
     """Save a random-initialised model where docTR's cache layout expects it, hash-named."""
-    model = _build(kind, arch)  # type: ignore[arg-type]
+    model = build_model(kind, arch)  # type: ignore[arg-type]
     expected = weights_file(weights_dir, model)
     expected.parent.mkdir(parents=True, exist_ok=True)
     tmp = expected.with_suffix(".tmp")
@@ -103,7 +103,7 @@ def test_weights_load_from_a_directory(tmp_path: Path, monkeypatch):
 
 
 def test_hash_mismatch_is_refused(tmp_path: Path):
-    model = _build("detection", DEFAULT_DET_ARCH)
+    model = build_model("detection", DEFAULT_DET_ARCH)
     path = weights_file(tmp_path, model)
     path.parent.mkdir(parents=True)
     torch.save(model.state_dict(), path)  # the real name, but not the real file
@@ -118,4 +118,15 @@ def test_missing_weights_name_the_fix(tmp_path: Path):
 
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown docTR detection architecture"):
-        _build("detection", "no_such_arch")
+        build_model("detection", "no_such_arch")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_cuda_fp16_reads_pages():
+    """The CUDA path (fp16); the CPU run is test_read_returns_the_documented_structure."""
+    runtime = OcrRuntime(allow_random_weights=True, device="cuda")
+    assert runtime.device == "cuda"
+    assert next(runtime.predictor.det_predictor.model.parameters()).dtype == torch.float16
+    page = render_receipt()
+    (result,) = runtime.read([page])
+    assert (result.height, result.width) == page.shape[:2]

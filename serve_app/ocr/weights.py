@@ -1,0 +1,146 @@
+"""Fetching docTR weights into the weights directory: the only code that touches the network.
+
+``serve-app weights download`` (what the image build runs) calls :func:`download`; the server
+itself never does, except ``make run``'s opt-in (``SERVE_APP_OCR_DOWNLOAD_MISSING``) through
+:func:`ensure_weights`, which gives up quietly when offline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serve_app.ocr.runtime import (
+    DEFAULT_DET_ARCH,
+    DEFAULT_RECO_ARCH,
+    WeightsError,
+    build_model,
+    verify_hash,
+    weights_file,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One weights file: where docTR publishes it and where the cache layout keeps it."""
+
+    arch: str
+    url: str
+    path: Path
+
+
+def sources(
+    weights_dir: Path, det_arch: str, reco_arch: str, mirror: str | None = None
+) -> list[WeightsSource]:
+    """The files the architectures need; ``mirror`` replaces docTR's host (same file names)."""
+    found = []
+    for kind, arch in (("detection", det_arch), ("recognition", reco_arch)):
+        model = build_model(kind, arch)  # type: ignore[arg-type]
+        path = weights_file(weights_dir, model)
+        url = model.cfg["url"]
+        if mirror:
+            url = f"{mirror.rstrip('/')}/{path.name}"
+        found.append(WeightsSource(arch=arch, url=url, path=path))
+    return found
+
+
+def configured_architectures(config: Any) -> list[tuple[str, str]]:
+    """(det_arch, reco_arch) of every OCR deployment in a validated Serve config."""
+    pairs = []
+    for app in config.applications:
+        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
+            continue
+        user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
+        pair = (
+            user_config.get("det_arch", DEFAULT_DET_ARCH),
+            user_config.get("reco_arch", DEFAULT_RECO_ARCH),
+        )
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
+def _print(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fetch(source: WeightsSource, timeout_s: float = 60.0, progress: Progress = _print) -> Path:
+    """Download one file to a temporary name, check its hash, then move it into place.
+
+    A file already present with the right hash is kept. A hash mismatch leaves nothing behind.
+    """
+    if source.path.is_file():
+        verify_hash(source.path)
+        progress(f"{source.arch}: {source.path} present, hash verified")
+        return source.path
+    source.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=source.path.name, suffix=".part", dir=source.path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            httpx.stream("GET", source.url, timeout=timeout_s, follow_redirects=True) as response,
+        ):
+            if response.status_code != 200:
+                raise WeightsError(f"{source.url} answered HTTP {response.status_code}")
+            total = int(response.headers.get("content-length") or 0)
+            done, shown = 0, time.monotonic()
+            progress(f"{source.arch}: downloading {source.url}")
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                if time.monotonic() - shown > 2:
+                    shown = time.monotonic()
+                    of = f" of {total / 1e6:.1f}" if total else ""
+                    progress(f"{source.arch}: {done / 1e6:.1f}{of} MB")
+        verify_hash(tmp, name=source.path.name)
+        tmp.rename(source.path)
+        progress(f"{source.arch}: saved {source.path} ({done / 1e6:.1f} MB, hash verified)")
+        return source.path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(
+    weights_dir: Path,
+    pairs: Iterable[tuple[str, str]],
+    mirror: str | None = None,
+    timeout_s: float = 60.0,
+    progress: Progress = _print,
+) -> list[Path]:
+    """Fetch exactly the weights of the given (det_arch, reco_arch) pairs into ``weights_dir``."""
+    saved: list[Path] = []
+    for det_arch, reco_arch in pairs:
+        for source in sources(weights_dir, det_arch, reco_arch, mirror):
+            if source.path not in saved:
+                saved.append(fetch(source, timeout_s, progress))
+    return saved
+
+
+def ensure_weights(
+    weights_dir: Path,
+    pairs: Iterable[tuple[str, str]],
+    mirror: str | None = None,
+    timeout_s: float = 20.0,
+    progress: Progress = _print,
+) -> bool:
+    """Download missing weights once; offline (or any fetch failure) -> False, with the reason."""
+    try:
+        download(weights_dir, pairs, mirror, timeout_s, progress)
+    except (httpx.HTTPError, WeightsError, OSError) as exc:
+        progress(
+            f"could not download the OCR weights ({exc}); OCR will report 'unavailable' "
+            "until `serve-app weights download` succeeds"
+        )
+        return False
+    return True
