@@ -14,7 +14,8 @@ ALL_MODELS = ("embeddings", "ocr")
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
-    """Bind the ingress to the model deployments named in ``args["models"]`` (default: all)."""
+    """Bind the ingress to the model deployments named in ``args["models"]`` (default: all);
+    ``args["store"]`` (default true) serves /v1/documents and /v1/search (needs embeddings)."""
     args = args or {}
     models = tuple(args.get("models", ALL_MODELS))
     unknown = set(models) - set(ALL_MODELS)
@@ -25,4 +26,4 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         handles["embeddings"] = EmbeddingDeployment.bind()
     if "ocr" in models:
         handles["ocr"] = OcrDeployment.bind()
-    return Ingress.bind(**handles)
+    return Ingress.bind(**handles, store=bool(args.get("store", True)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from serve_app.cluster import (
     use_token_auth,
 )
 from serve_app.settings import Settings, get_settings, is_loopback
+from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 
 
 class CliError(Exception):
@@ -109,6 +111,83 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
     except ValueError as exc:  # unknown architecture
         raise CliError(str(exc)) from None
     print(f"{len(saved)} weights files in {weights_dir}", flush=True)
+    return 0
+
+
+def uses_store(config: Any) -> bool:
+    """Whether any application of the config serves the document store."""
+    return any(
+        "embeddings" in (app.args or {}).get("models", ["embeddings"])
+        and (app.args or {}).get("store", True)
+        for app in config.applications
+    )
+
+
+def prepare_database(settings: Settings, start_embedded: bool = True) -> EmbeddedPostgres | None:
+    """Start the embedded PostgreSQL when no DATABASE_URL is set, then apply migrations and
+    check pgvector; returns the embedded server (None with DATABASE_URL)."""
+    import asyncpg
+
+    from serve_app.store.db import CONNECTION_ERRORS, IndexParams, StoreUnavailable, migrate
+
+    embedded = None
+    if settings.database_url:
+        dsn, where = settings.database_url, "DATABASE_URL"
+    else:
+        embedded = EmbeddedPostgres(pgdata_dir(settings.data_dir))
+        if not start_embedded and not embedded.running():
+            raise CliError(f"the embedded PostgreSQL in {embedded.pgdata} is not running")
+        print(f"starting the embedded PostgreSQL in {embedded.pgdata} ...", flush=True)
+        dsn, where = embedded.start(), f"embedded PostgreSQL ({embedded.pgdata})"
+
+    async def run() -> tuple[list[str], str]:
+        from serve_app.store.db import check_pgvector
+
+        conn = await asyncpg.connect(dsn, timeout=settings.store_connect_timeout_s)
+        try:
+            index = IndexParams(settings.store_hnsw_m, settings.store_hnsw_ef_construction)
+            applied = await migrate(conn, index, progress=lambda m: print(m, flush=True))
+            return applied, await check_pgvector(conn)
+        finally:
+            await conn.close()
+
+    try:
+        try:
+            applied, version = asyncio.run(run())
+        except StoreUnavailable as exc:
+            fix = f". Fix: {exc.fix}" if exc.fix else ""
+            raise CliError(f"{where}: {exc.reason}{fix}") from None
+        except CONNECTION_ERRORS as exc:
+            raise CliError(f"cannot reach {where}: {exc}") from None
+        except asyncpg.PostgresError as exc:
+            raise CliError(f"{where}: migrating failed: {exc}") from None
+    except CliError:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    done = f"applied {', '.join(applied)}" if applied else "schema up to date"
+    print(f"database ready: {where}, pgvector {version}, {done}", flush=True)
+    return embedded
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """`db migrate` / `db start` / `db stop` for the configured database."""
+    settings = get_settings()
+    if args.db_command == "stop":
+        if settings.database_url:
+            raise CliError("DATABASE_URL is set: that server is not ours to stop")
+        EmbeddedPostgres(pgdata_dir(settings.data_dir)).stop()
+        print("embedded PostgreSQL stopped", flush=True)
+        return 0
+    embedded = EmbeddedPostgres(pgdata_dir(settings.data_dir))
+    was_running = settings.database_url is None and embedded.running()
+    embedded = prepare_database(settings)
+    if embedded is not None and args.db_command == "start":
+        from serve_app.store.embedded import socket_uri
+
+        print(f"embedded PostgreSQL running: {socket_uri(embedded.pgdata)}", flush=True)
+    elif embedded is not None and not was_running:
+        embedded.stop()  # `db migrate` leaves the server as it found it
     return 0
 
 
@@ -221,11 +300,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         configure_proxy(settings.proxy)
     config = load_config(Path(args.config or settings.config), host, port)
     check_ocr_weights(config, settings)
+    # Replicas run in other working directories: give them the data directory's full path.
+    os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
     started = time.monotonic()
+    embedded = prepare_database(settings) if uses_store(config) else None
+    if embedded is not None:
+        embedded.supervise()  # restarted if it dies; stopped after Serve below
     print(f"starting Ray and deploying {args.config or settings.config} ...", flush=True)
     for pid in stop_orphaned_haproxy(port):
         print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
-    head = start_ray(settings)
+    try:
+        head = start_ray(settings)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
 
     stop = threading.Event()
 
@@ -252,6 +341,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             head.stop()
             for pid in stop_orphaned_haproxy(port):
                 print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
+        if embedded is not None:
+            embedded.stop()
+            print("stopped the embedded PostgreSQL", flush=True)
         print("stopped", flush=True)
     return 0
 
@@ -321,6 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL serving docTR's file names (default: SERVE_APP_OCR_WEIGHTS_MIRROR)",
     )
     download.set_defaults(func=cmd_weights_download)
+    db = sub.add_parser("db", help="the document database (PostgreSQL + pgvector)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser(
+        "migrate",
+        help="apply pending migrations and build the HNSW index (DATABASE_URL, else the "
+        "embedded server); Fly runs it as the release command",
+    ).set_defaults(func=cmd_db)
+    db_sub.add_parser(
+        "start", help="start the embedded PostgreSQL and leave it running (for `serve run`)"
+    ).set_defaults(func=cmd_db)
+    db_sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_db)
     return parser
 
 

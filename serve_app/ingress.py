@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,10 @@ from serve_app.ocr.routes import router as receipts_router
 from serve_app.ocr.serving import OcrService
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings, get_settings
+from serve_app.store.db import IndexParams, Store
+from serve_app.store.embedded import pgdata_dir, socket_uri
+from serve_app.store.routes import router as store_router
+from serve_app.store.serving import StoreService
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +105,15 @@ class HealthReporter:
 
     CACHE_S = 1.0
 
-    def __init__(self, app_name: str, clients: dict[str, ModelClient]):
+    def __init__(
+        self,
+        app_name: str,
+        clients: dict[str, ModelClient],
+        services: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
+    ):
         self.app_name = app_name
         self.clients = clients
+        self.services = services or {}  # components that are not deployments (the store)
         self._status: Any = None
         self._status_at = 0.0
         self._lock = asyncio.Lock()
@@ -124,6 +135,8 @@ class HealthReporter:
         components: dict[str, Any] = {}
         for name, client in self.clients.items():
             components[name] = await self._component(client, deployments.get(name))
+        for name, check in self.services.items():
+            components[name] = await check()
         states = {c["status"] for c in components.values()}
         if states <= {"ready", "scaled_to_zero"}:
             overall = "ok"
@@ -163,12 +176,32 @@ def _count(states: dict[Any, int], wanted: str) -> int:
     return sum(n for s, n in states.items() if str(getattr(s, "value", s)) == wanted)
 
 
+def create_store(settings: Settings) -> Store:
+    """The document store: DATABASE_URL, else the embedded PostgreSQL in the data directory."""
+    if settings.database_url:
+        url = settings.database_url
+        dsn, kind = (lambda: url), "external"
+    else:
+        pgdata = pgdata_dir(settings.data_dir)
+        dsn, kind = (lambda: socket_uri(pgdata)), "embedded"
+    return Store(
+        dsn,
+        kind=kind,
+        index=IndexParams(settings.store_hnsw_m, settings.store_hnsw_ef_construction),
+        ef_search=settings.store_hnsw_ef_search,
+        pool_size=settings.store_pool_size,
+        connect_timeout_s=settings.store_connect_timeout_s,
+        query_timeout_s=settings.store_query_timeout_s,
+    )
+
+
 def create_api(
     settings: Settings,
     clients: dict[str, ModelClient],
     app_name: str,
     inflight: InflightCounter | None = None,
     behind_serve_proxy: bool = True,
+    store: Store | None = None,
 ) -> FastAPI:
     """The FastAPI app: routes of the enabled models, health, metrics, errors."""
     app = FastAPI(
@@ -186,7 +219,8 @@ def create_api(
         raw_body_paths=("/v1/ocr",),
         echo_request_id=not behind_serve_proxy,
     )
-    health = HealthReporter(app_name, clients)
+    services = {"store": store.status} if store is not None and "embeddings" in clients else {}
+    health = HealthReporter(app_name, clients, services)
     app.state.health = health
 
     @app.get("/health/live", tags=["health"])
@@ -216,6 +250,9 @@ def create_api(
     if "embeddings" in clients:
         app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)
+        if store is not None:
+            app.state.store = StoreService(store, app.state.embeddings, settings)
+            app.include_router(store_router, responses=ERROR_RESPONSES)
     return app
 
 
@@ -225,7 +262,10 @@ class Ingress:
     """The only HTTP entry point; holds handles to the model deployments."""
 
     def __init__(
-        self, embeddings: DeploymentHandle | None = None, ocr: DeploymentHandle | None = None
+        self,
+        embeddings: DeploymentHandle | None = None,
+        ocr: DeploymentHandle | None = None,
+        store: bool = True,
     ) -> None:
         self.settings = get_settings()
         logging.basicConfig(level=self.settings.log_level)
@@ -238,10 +278,12 @@ class Ingress:
             for name, handle in handles.items()
             if handle is not None
         }
+        # One connection pool per ingress replica; created on first use.
+        self.store = create_store(self.settings) if store and embeddings is not None else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app_name = serve.get_replica_context().app_name
-        return create_api(self.settings, self.clients, app_name, self.inflight)
+        return create_api(self.settings, self.clients, app_name, self.inflight, store=self.store)
 
     def drain(self) -> int:
         """Start draining (``/health`` answers 503); returns the requests still in flight."""

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     ocr_max_pixels: int = Field(50_000_000, ge=10_000)
     ocr_max_side: int = Field(4096, ge=256)  # longer images are scaled down before detection
 
+    # Document store (PostgreSQL + pgvector). Without DATABASE_URL an embedded PostgreSQL runs
+    # in <data_dir>/postgres.
+    store_pool_size: int = Field(10, ge=1)  # connections per ingress replica
+    store_hnsw_m: int = Field(16, ge=2, le=100)
+    store_hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    store_hnsw_ef_search: int = Field(100, ge=1, le=1000)  # per query; recall vs latency
+    store_max_documents: int = Field(512, ge=1)  # per POST /v1/documents
+    store_max_metadata_bytes: int = Field(16_384, ge=2)  # per document, as JSON
+    store_connect_timeout_s: float = Field(5.0, gt=0)
+    store_query_timeout_s: float = Field(10.0, gt=0)
+
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"
 

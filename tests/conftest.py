@@ -17,6 +17,7 @@ os.environ.update(
         "SERVE_APP_API_TOKEN": TOKEN,
         "SERVE_APP_EMBEDDINGS_MAX_INPUTS": "64",
         "SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true",  # no docTR weights offline
+        "SERVE_APP_STORE_MAX_DOCUMENTS": "100",
         "SERVE_APP_DATA_DIR": str(ROOT / ".data" / "test"),
         "RAY_SERVE_LOG_TO_STDERR": "0",
     }
@@ -40,8 +41,9 @@ _prepare_ray_env()
 class ServeServer:
     """The session's running server: base URL, token, and the config it was deployed from."""
 
-    def __init__(self, url: str, port: int, config: object, ray_address: str):
+    def __init__(self, url: str, port: int, config: object, ray_address: str, postgres: object):
         self.url = url
+        self.postgres = postgres  # the session's EmbeddedPostgres (tests stop and kill it)
         self.ray_address = ray_address
         self.port = port
         self.config = config
@@ -54,10 +56,13 @@ def serve_server() -> Iterator[ServeServer]:
     import ray
     from ray import serve
 
-    from serve_app.cli import deploy, load_config, wait_ready
+    from serve_app.cli import deploy, load_config, prepare_database, wait_ready
     from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
+    from serve_app.settings import Settings
 
-    # The same path as `serve-app run`: a Ray head of our own in its own session.
+    # The same path as `serve-app run`: the embedded PostgreSQL (real, with pgvector), then a
+    # Ray head of our own in its own session. Not supervised: tests stop and kill it.
+    postgres = prepare_database(Settings())
     head = LocalRayHead(num_cpus=2)
     address = head.start()
 
@@ -68,13 +73,15 @@ def serve_server() -> Iterator[ServeServer]:
         deploy(config)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, timeout_s=300, quiet=True)
-        yield ServeServer(url, port, config, address)
+        yield ServeServer(url, port, config, address, postgres)
     finally:
         try:
             serve.shutdown()
             ray.shutdown()
         finally:
             head.stop()
+            if postgres is not None:
+                postgres.stop()
 
 
 @pytest.fixture(scope="session")

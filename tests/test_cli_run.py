@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from serve_app.cluster import free_port
+from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +67,10 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         assert ready.wait(240), "".join(lines[-30:])
         ready_line = next(x for x in lines if x.startswith("ready in"))
         assert f"http://127.0.0.1:{port}" in ready_line
+        # The embedded PostgreSQL was started, migrated and is the store's database.
+        assert any(x.startswith("database ready: embedded PostgreSQL") for x in lines)
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()
+        assert health["components"]["store"]["status"] == "ready", health
 
         # A slow request is in flight when SIGTERM arrives; it must still complete.
         result: dict[str, object] = {}
@@ -102,7 +107,8 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         reader.join(10)
         output = "".join(lines)
         assert "draining" in output
-        assert "stopped" in output
+        assert "stopped the embedded PostgreSQL" in output
+        assert not EmbeddedPostgres(pgdata_dir(tmp_path / "data")).running()
     finally:
         if proc.poll() is None:
             # SIGTERM first: serve-app then stops the Ray head it started (SIGKILL would orphan it).

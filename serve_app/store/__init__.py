@@ -1,0 +1,1 @@
+"""Documents and semantic search: PostgreSQL + pgvector over asyncpg."""

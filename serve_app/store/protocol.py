@@ -1,0 +1,77 @@
+"""Request and response bodies of the store routes (API.md: /v1/documents, /v1/search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+# Printable, no "/" (the namespace is a path segment of DELETE), 1..128 characters.
+NAMESPACE_PATTERN = r"^[^\x00-\x1f\x7f/]{1,128}$"
+ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
+MAX_K = 100
+MAX_FILTER_KEYS = 16
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(..., pattern=ID_PATTERN, description="Unique within the namespace.")
+    text: StrictStr = Field(..., description="The text that is embedded and searched.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Any JSON object.")
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty")
+        return value
+
+
+class UpsertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: StrictStr = Field(..., pattern=NAMESPACE_PATTERN)
+    documents: list[DocumentIn] = Field(..., min_length=1)
+
+
+class UpsertResponse(BaseModel):
+    upserted: int
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: StrictStr = Field(..., pattern=NAMESPACE_PATTERN)
+    query: StrictStr = Field(..., min_length=1)
+    k: int = Field(10, ge=1, le=MAX_K, description=f"Results to return (1..{MAX_K}).")
+    filter: dict[str, Any] | None = Field(
+        None,
+        description="Metadata that results must contain: each key's value must match "
+        "(JSON containment, so a list matches stored lists that include all its items).",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is empty")
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _small_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(value) > MAX_FILTER_KEYS:
+            raise ValueError(f"at most {MAX_FILTER_KEYS} filter keys")
+        return value
+
+
+class SearchResult(BaseModel):
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float = Field(..., description="Cosine similarity, -1..1; higher is closer.")
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]

@@ -1,0 +1,113 @@
+"""Store requests: limits, embedding through the embeddings deployment, the database call."""
+
+from __future__ import annotations
+
+import orjson
+
+from serve_app.embeddings.serving import EmbeddingService
+from serve_app.errors import ApiError
+from serve_app.responses import FastJSONResponse
+from serve_app.settings import Settings
+from serve_app.store.db import Document, Store, StoreUnavailable
+from serve_app.store.protocol import SearchRequest, UpsertRequest
+
+
+def unavailable(exc: StoreUnavailable, retry_after_s: int) -> ApiError:
+    fix = f" Fix: {exc.fix}." if exc.fix else ""
+    return ApiError(
+        503,
+        "store_unavailable",
+        f"The document store is unavailable: {exc.reason}.{fix}",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
+class StoreService:
+    """What the /v1/documents and /v1/search routes do."""
+
+    def __init__(self, store: Store, embeddings: EmbeddingService, settings: Settings):
+        self.store = store
+        self.embeddings = embeddings
+        self.settings = settings
+
+    def _check_upsert(self, body: UpsertRequest) -> list[Document]:
+        s = self.settings
+        if len(body.documents) > s.store_max_documents:
+            raise ApiError(
+                413,
+                "too_many_documents",
+                f"{len(body.documents)} documents given; at most {s.store_max_documents} "
+                "per request.",
+            )
+        seen: set[str] = set()
+        docs = []
+        for i, doc in enumerate(body.documents):
+            if doc.id in seen:
+                raise ApiError(
+                    422, "validation_error", f"documents[{i}].id: duplicate id {doc.id!r}."
+                )
+            seen.add(doc.id)
+            if len(doc.text) > s.embeddings_max_input_chars:
+                raise ApiError(
+                    413,
+                    "input_too_long",
+                    f"documents[{i}].text has {len(doc.text)} characters; "
+                    f"at most {s.embeddings_max_input_chars}.",
+                )
+            size = len(orjson.dumps(doc.metadata))
+            if size > s.store_max_metadata_bytes:
+                raise ApiError(
+                    413,
+                    "metadata_too_large",
+                    f"documents[{i}].metadata is {size} bytes as JSON; "
+                    f"at most {s.store_max_metadata_bytes}.",
+                )
+            docs.append(Document(doc.id, doc.text, doc.metadata))
+        return docs
+
+    async def upsert(self, body: UpsertRequest) -> FastJSONResponse:
+        # Everything is checked before any model time or database write: one bad document
+        # rejects the batch and stores nothing.
+        docs = self._check_upsert(body)
+        vectors, _ = await self.embeddings.embed([d.text for d in docs])
+        try:
+            count = await self.store.upsert(body.namespace, docs, vectors)
+        except StoreUnavailable as exc:
+            raise unavailable(exc, self.settings.retry_after_s) from None
+        return FastJSONResponse({"upserted": count})
+
+    async def delete(self, namespace: str, doc_id: str) -> None:
+        try:
+            deleted = await self.store.delete(namespace, doc_id)
+        except StoreUnavailable as exc:
+            raise unavailable(exc, self.settings.retry_after_s) from None
+        if not deleted:
+            raise ApiError(404, "not_found", f"No document {doc_id!r} in namespace {namespace!r}.")
+
+    async def search(self, body: SearchRequest) -> FastJSONResponse:
+        if len(body.query) > self.settings.embeddings_max_input_chars:
+            raise ApiError(
+                413,
+                "input_too_long",
+                f"query has {len(body.query)} characters; "
+                f"at most {self.settings.embeddings_max_input_chars}.",
+            )
+        vectors, _ = await self.embeddings.embed([body.query])
+        try:
+            hits = await self.store.search(body.namespace, vectors[0], body.k, body.filter)
+            if not hits and not await self.store.namespace_exists(body.namespace):
+                raise ApiError(
+                    404,
+                    "namespace_not_found",
+                    f"Namespace {body.namespace!r} has no documents.",
+                )
+        except StoreUnavailable as exc:
+            raise unavailable(exc, self.settings.retry_after_s) from None
+        return FastJSONResponse(
+            {
+                "results": [
+                    {"id": h.id, "text": h.text, "metadata": h.metadata, "score": h.score}
+                    for h in hits
+                ]
+            }
+        )
