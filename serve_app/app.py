@@ -9,8 +9,9 @@ from ray.serve import Application
 from serve_app.embeddings.deployment import EmbeddingDeployment
 from serve_app.ingress import Ingress
 from serve_app.ocr.deployment import OcrDeployment
+from serve_app.solver.deployment import SolverDeployment
 
-ALL_MODELS = ("embeddings", "ocr")
+ALL_MODELS = ("embeddings", "ocr", "solver")
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -26,4 +27,6 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         handles["embeddings"] = EmbeddingDeployment.bind()
     if "ocr" in models:
         handles["ocr"] = OcrDeployment.bind()
+    if "solver" in models:
+        handles["solver"] = SolverDeployment.bind()
     return Ingress.bind(**handles, store=bool(args.get("store", True)))

@@ -223,11 +223,40 @@ def deploy(config: Any) -> None:
     client.deploy_apps(config, _blocking=False)
 
 
-def wait_ready(url: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:
-    """Poll /health until 200; print component states as they change."""
+def deploy_failure(app_names: list[str]) -> str | None:
+    """The message of an application Serve gave up deploying, if any."""
+    from ray import serve
+    from ray.exceptions import RayError
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        status = serve.status()
+    except (RayServeException, RayError):
+        return None
+    for name in app_names:
+        app = status.applications.get(name)
+        if app is not None and str(getattr(app.status, "value", app.status)) == "DEPLOY_FAILED":
+            return f"application {name} failed to deploy: {app.message}"
+    return None
+
+
+def wait_ready(
+    url: str,
+    timeout_s: float,
+    quiet: bool = False,
+    stop: threading.Event | None = None,
+    app_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Poll /health until 200; print component states as they change. Gives up when ``stop``
+    is set (Ctrl-C while starting) or Serve reports a failed deployment."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise CliError("interrupted while starting")
+        failure = deploy_failure(app_names) if app_names else None
+        if failure:
+            raise CliError(failure)
         try:
             response = httpx.get(f"{url}/health", timeout=10)
             body = response.json()
@@ -330,7 +359,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         deploy(config)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
         url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
-        health = wait_ready(url, args.ready_timeout)
+        names = [app.name for app in config.applications]
+        health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
         ready_s = time.monotonic() - started
         print(f"ready in {ready_s:.1f} s: {url}  (status: {health['status']})", flush=True)
         stop.wait()

@@ -30,6 +30,8 @@ from serve_app.ocr.routes import router as receipts_router
 from serve_app.ocr.serving import OcrService
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings, get_settings
+from serve_app.solver.routes import router as plans_router
+from serve_app.solver.serving import PlanService
 from serve_app.store.db import IndexParams, Store
 from serve_app.store.embedded import pgdata_dir, socket_uri
 from serve_app.store.routes import router as store_router
@@ -247,6 +249,9 @@ def create_api(
     if "ocr" in clients:
         app.state.ocr = OcrService(clients["ocr"], settings)
         app.include_router(ocr_router, responses=ERROR_RESPONSES)
+    if "solver" in clients:
+        app.state.plans = PlanService(clients["solver"], settings)
+        app.include_router(plans_router, responses=ERROR_RESPONSES)
     if "embeddings" in clients:
         app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)
@@ -265,15 +270,23 @@ class Ingress:
         self,
         embeddings: DeploymentHandle | None = None,
         ocr: DeploymentHandle | None = None,
+        solver: DeploymentHandle | None = None,
         store: bool = True,
     ) -> None:
         self.settings = get_settings()
         logging.basicConfig(level=self.settings.log_level)
-        handles = {"embeddings": embeddings, "ocr": ocr}
+        handles = {"embeddings": embeddings, "ocr": ocr, "solver": solver}
         self.inflight = InflightCounter()
+        # A solve may use its whole time limit: the solver's call waits that long and more.
+        solver_timeout_s = max(
+            self.settings.request_timeout_s, self.settings.plans_max_timeout_ms / 1000 + 10
+        )
         self.clients = {
             name: ModelClient(
-                name, handle, self.settings.request_timeout_s, self.settings.retry_after_s
+                name,
+                handle,
+                solver_timeout_s if name == "solver" else self.settings.request_timeout_s,
+                self.settings.retry_after_s,
             )
             for name, handle in handles.items()
             if handle is not None

@@ -62,12 +62,18 @@ class Settings(BaseSettings):
     # in <data_dir>/postgres.
     store_pool_size: int = Field(10, ge=1)  # connections per ingress replica
     store_hnsw_m: int = Field(16, ge=2, le=100)
-    store_hnsw_ef_construction: int = Field(64, ge=4, le=1000)
-    store_hnsw_ef_search: int = Field(100, ge=1, le=1000)  # per query; recall vs latency
+    store_hnsw_ef_construction: int = Field(128, ge=4, le=1000)
+    store_hnsw_ef_search: int = Field(200, ge=1, le=1000)  # per query; recall vs latency
     store_max_documents: int = Field(512, ge=1)  # per POST /v1/documents
     store_max_metadata_bytes: int = Field(16_384, ge=2)  # per document, as JSON
     store_connect_timeout_s: float = Field(5.0, gt=0)
     store_query_timeout_s: float = Field(10.0, gt=0)
+
+    # Meal plans (Z3). Larger requests: 413 (recipes) or 422 (days, meals).
+    plans_max_recipes: int = Field(500, ge=1)
+    plans_max_days: int = Field(31, ge=1)
+    plans_max_meals: int = Field(10, ge=1)
+    plans_max_timeout_ms: int = Field(20_000, ge=100)  # a request's timeout_ms is capped here
 
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"

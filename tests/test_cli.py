@@ -45,7 +45,7 @@ def test_configs_validate_and_take_host_port(name: str):
     app = config.applications[0]
     assert app.import_path == "serve_app.app:build_app"
     deployments = {d.name: d for d in app.deployments}
-    assert set(deployments) == {"ingress", "embeddings", "ocr"}
+    assert set(deployments) == {"ingress", "embeddings", "ocr", "solver"}
     assert deployments["ocr"].user_config["det_arch"] == "db_mobilenet_v3_large"
     emb = deployments["embeddings"]
     assert emb.max_queued_requests > 0

@@ -31,7 +31,7 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
     raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     app = raw["applications"][0]
     app["args"]["models"] = ["embeddings"]
-    app["deployments"] = [d for d in app["deployments"] if d["name"] != "ocr"]
+    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("ingress", "embeddings")]
     config = tmp_path / "embeddings-only.yaml"
     config.write_text(yaml.safe_dump(raw))
     proc = subprocess.Popen(

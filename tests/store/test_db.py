@@ -79,7 +79,7 @@ def test_migrations_are_versioned_and_idempotent(postgres: EmbeddedPostgres):
             sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
             names = {r["indexname"] for r in await conn.fetch(sql)}
             assert "documents_embedding_hnsw_m8_efc32" in names
-            assert "documents_embedding_hnsw_m16_efc64" not in names
+            assert "documents_embedding_hnsw_m16_efc128" not in names
             await migrate(conn, IndexParams())
         finally:
             await conn.close()

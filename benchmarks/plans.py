@@ -1,0 +1,169 @@
+"""Meal-plan benchmark: this server's Z3 model vs OR-Tools CP-SAT on the same instances.
+
+Run ``python -m benchmarks.plans [--quick] [--timeout S]``: 7 days x 3 meals with 20, 50, 100 and
+200 recipes (benchmarks.plan_data, seeded), solve time, status and objective for each solver;
+prints a table and writes ``benchmarks/results/<timestamp>/plans.json``.
+
+CP-SAT runs in its own virtual environment, ``benchmarks/.venv-ortools`` (created on first use
+with ``pip install ortools==9.15.6755``): OR-Tools needs protobuf 6, Ray needs protobuf 7, so
+they cannot share the server's venv. Both solvers get the same integer model (exported from the
+server's own validation, so the same exact scaling of quantities and prices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import print_table, write_json
+from benchmarks.plan_data import week_request
+from serve_app.solver.model import Limits, exact, scaled, solve, validate
+from serve_app.solver.protocol import PlanRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+ORTOOLS_VENV = ROOT / "benchmarks" / ".venv-ortools"
+ORTOOLS = "ortools==9.15.6755"
+
+
+def ortools_python() -> Path:
+    python = ORTOOLS_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {ORTOOLS_VENV} with {ORTOOLS} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(ORTOOLS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", ORTOOLS], check=True)
+    return python
+
+
+def integer_model(req: PlanRequest) -> tuple[dict[str, Any], int]:
+    """The request as integers, exactly as the Z3 model scales it; returns the money factor."""
+    p = validate(req, Limits(max_timeout_ms=10**9))
+    c = req.constraints
+    banned = []
+    for meal in p.meals:
+        for r in p.candidates[meal]:
+            recipe = p.recipes[r]
+            if not set(c.require_tags) <= set(recipe.tags) or set(c.exclude_items) & set(
+                p.needs[r]
+            ):
+                banned.append(r)
+    daily = []
+    for nutrient, bound in c.daily.items():
+        recipes = [r for meal in p.meals for r in p.candidates[meal]]
+        values = [p.nutrition[r].get(nutrient, Fraction(0)) for r in recipes]
+        limits = [exact(v) for v in (bound.min, bound.max) if v is not None]
+        ints, _ = scaled(values + limits)
+        coef = {str(r): v for r, v in zip(recipes, ints, strict=False) if v}
+        rest = iter(ints[len(values) :])
+        daily.append(
+            {
+                "coef": coef,
+                "min": next(rest) if bound.min is not None else None,
+                "max": next(rest) if bound.max is not None else None,
+            }
+        )
+    money = [price for _, price, _ in p.price.values()]
+    if c.budget is not None:
+        money.append(exact(c.budget))
+    money_ints, factor = scaled(money)
+    items = []
+    for (item, (package, _, _)), price in zip(p.price.items(), money_ints, strict=False):
+        users = [r for meal in p.meals for r in p.candidates[meal] if item in p.needs[r]]
+        if not users:
+            continue
+        have = p.pantry.get(item, Fraction(0))
+        ints, _ = scaled([p.needs[r][item] for r in users] + [have, package])
+        most = sum(max(p.needs[r].get(item, Fraction(0)) for r in p.candidates[m]) for m in p.meals)
+        items.append(
+            {
+                "name": item,
+                "q": {str(r): q for r, q in zip(users, ints, strict=False)},
+                "have": ints[-2],
+                "package": ints[-1],
+                "price": price,
+                "upper": max(0, math.ceil((most * p.days - have) / package)),
+            }
+        )
+    data = {
+        "days": p.days,
+        "candidates": {m: p.candidates[m] for m in p.meals},
+        "banned": banned,
+        "max_repeats": c.max_repeats,
+        "daily": daily,
+        "items": items,
+        "budget": money_ints[-1] if c.budget is not None else None,
+    }
+    return data, factor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="20 and 50 recipes only")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per solve")
+    parser.add_argument("--sizes", default="20,50,100,200")
+    parser.add_argument("--no-cpsat", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    sizes = [20, 50] if args.quick else [int(s) for s in args.sizes.split(",")]
+    out = args.out or ROOT / "benchmarks" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    python = None if args.no_cpsat else ortools_python()
+    timeout_ms = int(args.timeout * 1000)
+    rows, report = [], {"timeout_s": args.timeout, "instances": []}
+    for n in sizes:
+        req = PlanRequest.model_validate(week_request(n, seed=n, timeout_ms=timeout_ms))
+        started = time.perf_counter()
+        z = solve(req, Limits(max_timeout_ms=timeout_ms))
+        z_seconds = time.perf_counter() - started
+        entry: dict[str, Any] = {
+            "recipes": n,
+            "z3": {"status": z.status, "seconds": z_seconds, "cost": z.total_cost},
+        }
+        print(f"{n} recipes: Z3 {z.status} {z.total_cost} in {z_seconds:.2f} s", flush=True)
+        if python is not None:
+            data, factor = integer_model(req)
+            path = out / f"plan-{n}.json"
+            path.write_text(json.dumps(data))
+            script = ROOT / "benchmarks" / "cpsat_plans.py"
+            done = subprocess.run(
+                [str(python), str(script), str(path), str(args.timeout)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            cp = json.loads(done.stdout.strip().splitlines()[-1])
+            cost = round(cp["objective"] / factor, 2) if cp["objective"] is not None else None
+            entry["cpsat"] = {"status": cp["status"], "seconds": cp["seconds"], "cost": cost}
+            print(f"{n} recipes: CP-SAT {cp['status']} {cost} in {cp['seconds']:.2f} s", flush=True)
+        report["instances"].append(entry)
+        cp_entry = entry.get("cpsat", {})
+        rows.append(
+            [
+                str(n),
+                entry["z3"]["status"],
+                f"{z_seconds:.2f}",
+                str(z.total_cost),
+                cp_entry.get("status", "-"),
+                f"{cp_entry['seconds']:.2f}" if cp_entry else "-",
+                str(cp_entry.get("cost", "-")),
+            ]
+        )
+    print()
+    header = ["recipes", "Z3 status", "Z3 s", "Z3 cost", "CP-SAT status", "CP-SAT s", "CP-SAT cost"]
+    table = print_table(rows, header)
+    write_json(out / "plans.json", report)
+    (out / "plans.md").write_text(f"7 days x 3 meals\n\n```\n{table}\n```\n")
+    print(f"\nwrote {out / 'plans.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Meal plans and shopping lists with Z3 (POST /v1/plans)."""

@@ -1,0 +1,36 @@
+"""POST /v1/plans: validation at the ingress (fast 422/413), the solve in the solver deployment."""
+
+from __future__ import annotations
+
+from serve_app.errors import ApiError
+from serve_app.metrics import BATCH_SECONDS
+from serve_app.models import ModelClient
+from serve_app.responses import FastJSONResponse
+from serve_app.settings import Settings
+from serve_app.solver.model import Limits, PlanInvalid, validate
+from serve_app.solver.protocol import PlanRequest
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_recipes=settings.plans_max_recipes,
+        max_days=settings.plans_max_days,
+        max_meals=settings.plans_max_meals,
+        max_timeout_ms=settings.plans_max_timeout_ms,
+    )
+
+
+class PlanService:
+    def __init__(self, client: ModelClient, settings: Settings):
+        self.client = client
+        self.limits = limits_from(settings)
+
+    async def plan(self, body: PlanRequest) -> FastJSONResponse:
+        try:
+            validate(body, self.limits)  # the same checks the solver runs, before queueing
+        except PlanInvalid as exc:
+            code = "payload_too_large" if exc.status == 413 else "validation_error"
+            raise ApiError(exc.status, code, str(exc)) from None
+        result = await self.client.call("solve", body.model_dump(), idempotent=True)
+        BATCH_SECONDS.labels("solver").observe(result.pop("solve_ms") / 1000)
+        return FastJSONResponse(result)
