@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -409,6 +410,19 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
         return _finish(PlanResult("infeasible", explanation=reasons), started)
 
     enc = Encoding(problem)
+    # Z3 honours its timeout in most places but not all (an Optimize call was seen running far
+    # past it under load): a watchdog interrupts the context at the deadline regardless.
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, enc.ctx.interrupt)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _finish(_search(problem, enc, deadline, timeout_ms), started)
+    finally:
+        watchdog.cancel()
+
+
+def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -> PlanResult:
+    """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum)."""
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
     solver = z3.Solver(ctx=ctx)
@@ -424,12 +438,11 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     if answer == z3.unsat:
         core = {str(flag) for flag in solver.unsat_core()}
         names = [name for flag, name in tracks if str(flag) in core]
-        return _finish(PlanResult("infeasible", explanation=names), started)
+        return PlanResult("infeasible", explanation=names)
     if answer != z3.sat:
-        result = PlanResult(
+        return PlanResult(
             "timeout", explanation=[f"time limit {timeout_ms} ms reached before any plan was found"]
         )
-        return _finish(result, started)
     best = enc.plan_of(solver.model())
     best_cost = _evaluate(problem, best)[1]
 
@@ -495,7 +508,7 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
             if status == "timeout"
             else f"the solver stopped without proving optimality ({reason})"
         ]
-    return _finish(result, started)
+    return result
 
 
 def _finish(result: PlanResult, started: float) -> PlanResult:

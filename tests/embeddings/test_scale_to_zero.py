@@ -21,7 +21,7 @@ def zero_app_config(port: int) -> dict:
     app = raw["applications"][0]
     app["name"], app["route_prefix"] = "zero", "/zero"
     app["args"]["models"] = ["embeddings"]  # OCR is not under test here
-    app["deployments"] = [d for d in app["deployments"] if d["name"] != "ocr"]
+    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("ingress", "embeddings")]
     for deployment in app["deployments"]:
         deployment["ray_actor_options"]["num_cpus"] = 0.1
         if deployment["name"] == "embeddings":
