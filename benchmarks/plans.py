@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -69,26 +68,21 @@ def integer_model(req: PlanRequest) -> tuple[dict[str, Any], int]:
                 "max": next(rest) if bound.max is not None else None,
             }
         )
-    money = [price for _, price, _ in p.price.values()]
-    if c.budget is not None:
-        money.append(exact(c.budget))
-    money_ints, factor = scaled(money)
+    price_int, budget_int, factor = p.money()
     items = []
-    for (item, (package, _, _)), price in zip(p.price.items(), money_ints, strict=False):
+    for item in p.price:
         users = [r for meal in p.meals for r in p.candidates[meal] if item in p.needs[r]]
         if not users:
             continue
-        have = p.pantry.get(item, Fraction(0))
-        ints, _ = scaled([p.needs[r][item] for r in users] + [have, package])
-        most = sum(max(p.needs[r].get(item, Fraction(0)) for r in p.candidates[m]) for m in p.meals)
+        quantities, have, package = p.quantities(item, users)
         items.append(
             {
                 "name": item,
-                "q": {str(r): q for r, q in zip(users, ints, strict=False)},
-                "have": ints[-2],
-                "package": ints[-1],
-                "price": price,
-                "upper": max(0, math.ceil((most * p.days - have) / package)),
+                "q": {str(r): q for r, q in zip(users, quantities, strict=True)},
+                "have": have,
+                "package": package,
+                "price": price_int[item],
+                "upper": p.package_upper_bound(item),
             }
         )
     data = {
@@ -98,7 +92,7 @@ def integer_model(req: PlanRequest) -> tuple[dict[str, Any], int]:
         "max_repeats": c.max_repeats,
         "daily": daily,
         "items": items,
-        "budget": money_ints[-1] if c.budget is not None else None,
+        "budget": budget_int,
     }
     return data, factor
 

@@ -31,6 +31,7 @@ import yaml
 
 from benchmarks.embeddings import ROOT, Server, serve_cmd
 from benchmarks.loadgen import percentile, print_table, write_json
+from serve_app.app import only_models
 from serve_app.cluster import free_port
 
 BRANDS = ["Oatly", "Alpro", "Tesco", "Lidl", "Aldi", "Heinz", "Barilla", "Kerrygold", "Yeo Valley"]
@@ -74,8 +75,7 @@ def documents(n: int, seed: int = 11) -> list[dict[str, Any]]:
 def store_only_config(path: Path, port: int) -> Path:
     raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     app = raw["applications"][0]
-    app["args"]["models"] = ["embeddings"]
-    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("ingress", "embeddings")]
+    only_models(app, ["embeddings"])
     path.write_text(yaml.safe_dump(raw))
     return path
 

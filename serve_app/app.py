@@ -14,6 +14,15 @@ from serve_app.solver.deployment import SolverDeployment
 ALL_MODELS = ("embeddings", "ocr", "solver")
 
 
+def only_models(app_config: dict[str, Any], models: list[str]) -> dict[str, Any]:
+    """An application entry of a config file (as parsed YAML) reduced to ``models``: its
+    ``args.models`` and its deployments (the ingress and those models), changed in place."""
+    app_config.setdefault("args", {})["models"] = list(models)
+    keep = {"ingress", *models}
+    app_config["deployments"] = [d for d in app_config["deployments"] if d["name"] in keep]
+    return app_config
+
+
 def build_app(args: dict[str, Any] | None = None) -> Application:
     """Bind the ingress to the model deployments named in ``args["models"]`` (default: all);
     ``args["store"]`` (default true) serves /v1/documents and /v1/search (needs embeddings)."""

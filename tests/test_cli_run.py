@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from serve_app.app import only_models
 from serve_app.cluster import free_port
 from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 from tests.conftest import TOKEN
@@ -30,8 +31,7 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
     # The default config without OCR: this test is about the CLI, and CI has 2 cores.
     raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     app = raw["applications"][0]
-    app["args"]["models"] = ["embeddings"]
-    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("ingress", "embeddings")]
+    only_models(app, ["embeddings"])
     config = tmp_path / "embeddings-only.yaml"
     config.write_text(yaml.safe_dump(raw))
     proc = subprocess.Popen(

@@ -95,6 +95,32 @@ class Problem:
     pantry: dict[str, Fraction]
     request: PlanRequest
 
+    def package_upper_bound(self, item: str) -> int:
+        """The most packages of ``item`` any plan can need: each slot's hungriest recipe."""
+        most = self.days * sum(
+            max(self.needs[r].get(item, Fraction(0)) for r in self.candidates[meal])
+            for meal in self.meals
+        )
+        package = self.price[item][0]
+        return max(0, math.ceil((most - self.pantry.get(item, Fraction(0))) / package))
+
+    def quantities(self, item: str, recipes: list[int]) -> tuple[list[int], int, int]:
+        """``item``'s quantity in each of ``recipes``, the pantry's and the package's, as
+        integers on one exact scale."""
+        have = self.pantry.get(item, Fraction(0))
+        ints, _ = scaled([*(self.needs[r][item] for r in recipes), have, self.price[item][0]])
+        return ints[:-2], ints[-2], ints[-1]
+
+    def money(self) -> tuple[dict[str, int], int | None, int]:
+        """Package prices and the budget as integers on one exact scale, and that scale."""
+        budget = self.request.constraints.budget
+        values = [price for _, price, _ in self.price.values()]
+        if budget is not None:
+            values.append(exact(budget))
+        ints, factor = scaled(values)
+        prices = dict(zip(self.price, ints, strict=False))
+        return prices, (ints[-1] if budget is not None else None), factor
+
 
 def validate(req: PlanRequest, limits: Limits) -> Problem:
     """Everything that makes a request unsolvable as written, as a 422/413 naming the field."""
@@ -262,37 +288,22 @@ class Encoding:
                 self.groups.append((f"daily {nutrient} {side} {fmt(limit)}", group))
 
         # Shopping: packages per item cover the plan's need beyond the pantry.
-        self.packages: dict[str, z3.ArithRef] = {}
-        money = [price for _, price, _ in p.price.values()]
-        if c.budget is not None:
-            money.append(exact(c.budget))
-        money_ints, self.money_factor = scaled(money)
-        price_int = dict(zip(p.price, money_ints, strict=False))
+        price_int, budget_int, _ = p.money()
         cost_terms = []
-        for item, (package, _, _) in p.price.items():
+        for k, item in enumerate(p.price):
             users = [(key, v) for key, v in self.x.items() if item in p.needs[key[2]]]
             if not users:
                 continue
-            quantities = [p.needs[r][item] for (_, _, r), _ in users]
-            have = p.pantry.get(item, Fraction(0))
-            ints, _ = scaled([*quantities, have, package])
-            need = z3.Sum([z3.If(v, q, 0) for (_, v), q in zip(users, ints, strict=False)])
-            most = (
-                sum(
-                    max(p.needs[r].get(item, Fraction(0)) for r in p.candidates[meal])
-                    for meal in p.meals
-                )
-                * p.days
-            )
-            upper = max(0, math.ceil((most - have) / package))
-            count = z3.Int(f"packages_{len(self.packages)}", ctx)
-            self.packages[item] = count
-            self.hard += [count >= 0, count <= upper, count * ints[-1] >= need - ints[-2]]
+            quantities, have, package = p.quantities(item, [r for (_, _, r), _ in users])
+            need = z3.Sum([z3.If(v, q, 0) for (_, v), q in zip(users, quantities, strict=True)])
+            count = z3.Int(f"packages_{k}", ctx)
+            upper = p.package_upper_bound(item)
+            self.hard += [count >= 0, count <= upper, count * package >= need - have]
             if price_int[item]:
                 cost_terms.append(count * price_int[item])
         self.cost = z3.Sum(cost_terms) if cost_terms else z3.IntVal(0, ctx)
-        if c.budget is not None:
-            self.groups.append((f"budget {float(c.budget):.2f}", [self.cost <= money_ints[-1]]))
+        if budget_int is not None:
+            self.groups.append((f"budget {float(c.budget):.2f}", [self.cost <= budget_int]))
 
     def plan_of(self, model: z3.ModelRef) -> dict[tuple[int, str], int]:
         chosen = {}
@@ -313,7 +324,7 @@ class CountModel:
     symmetry that makes the slot model hard to prove optimal.
     """
 
-    def __init__(self, problem: Problem, ctx: z3.Context, money_factor: int):
+    def __init__(self, problem: Problem, ctx: z3.Context):
         p = problem
         c = p.request.constraints
         repeats = min(c.max_repeats or p.days, p.days)
@@ -348,35 +359,25 @@ class CountModel:
                     self.hard.append(z3.PbGe(terms, ints[-1]))
                 else:
                     self.hard.append(z3.PbLe(terms, ints[-1]))
-        budget = exact(c.budget) if c.budget is not None else None
+        price_int, budget_int, _ = p.money()
         cost_terms: list[tuple[z3.BoolRef, int]] = []
-        for item, (package, price, _) in p.price.items():
+        for i, item in enumerate(p.price):
             users = [r for r in self.u if item in p.needs[r]]
             if not users:
                 continue
-            have = p.pantry.get(item, Fraction(0))
-            ints, _ = scaled([p.needs[r][item] for r in users] + [have, package])
-            most = (
-                sum(
-                    max(p.needs[r].get(item, Fraction(0)) for r in p.candidates[meal])
-                    for meal in p.meals
-                )
-                * p.days
-            )
-            upper = max(0, math.ceil((most - have) / package))
-            ys = [z3.Bool(f"y_{len(self.soft)}_{k}", ctx) for k in range(upper)]
+            quantities, have, package = p.quantities(item, users)
+            upper = p.package_upper_bound(item)
+            ys = [z3.Bool(f"y_{i}_{k}", ctx) for k in range(upper)]
             self.hard += [z3.Implies(a, b) for a, b in zip(ys[1:], ys[:-1], strict=True)]
             # need <= pantry + package * bought  <=>  need + package * (not bought) <= ...
-            terms = [(u, q) for r, q in zip(users, ints, strict=False) for u in self.u[r]]
-            terms += [(z3.Not(y), ints[-1]) for y in ys]
-            self.hard.append(z3.PbLe(terms, ints[-2] + ints[-1] * upper))
-            weight = int(price * money_factor)
-            for y in ys:
-                if weight:
-                    self.soft.append((z3.Not(y), weight))
-                    cost_terms.append((y, weight))
-        if budget is not None and cost_terms:
-            self.hard.append(z3.PbLe(cost_terms, int(budget * money_factor)))
+            terms = [(u, q) for r, q in zip(users, quantities, strict=True) for u in self.u[r]]
+            terms += [(z3.Not(y), package) for y in ys]
+            self.hard.append(z3.PbLe(terms, have + package * upper))
+            if price_int[item]:
+                self.soft += [(z3.Not(y), price_int[item]) for y in ys]
+                cost_terms += [(y, price_int[item]) for y in ys]
+        if budget_int is not None and cost_terms:
+            self.hard.append(z3.PbLe(cost_terms, budget_int))
 
     def counts(self, model: z3.ModelRef) -> dict[int, int]:
         return {
@@ -449,7 +450,7 @@ def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -
     # Phase 2: the count relaxation's optimum (MaxSAT), then a check that its counts can be
     # laid out over the days; counts that cannot are cut off (by an unsat core) and the next
     # optimum is tried. The first that fits is optimal.
-    counts_model = CountModel(problem, ctx, enc.money_factor)
+    counts_model = CountModel(problem, ctx)
     opt = z3.Optimize(ctx=ctx)
     opt.set("maxsat_engine", "maxres")
     opt.add(*counts_model.hard)
@@ -484,8 +485,9 @@ def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -
         fits = layout.check(*flags)
         if fits == z3.sat:
             plan = enc.plan_of(layout.model())
-            if _evaluate(problem, plan)[1] <= best_cost:
-                best, best_cost = plan, _evaluate(problem, plan)[1]
+            cost = _evaluate(problem, plan)[1]
+            if cost <= best_cost:
+                best, best_cost = plan, cost
             if answer == z3.sat:
                 status = "optimal"
                 break

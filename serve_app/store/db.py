@@ -197,7 +197,6 @@ class Store:
         self.query_timeout_s = query_timeout_s
         self.pgvector: str | None = None
         self._pool: asyncpg.Pool | None = None
-        self._pool_dsn: str | None = None
         self._lock = asyncio.Lock()
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
@@ -244,7 +243,6 @@ class Store:
                 raise StoreUnavailable(
                     f"preparing the database failed: {exc}", "run `serve-app db migrate`"
                 ) from None
-            self._pool_dsn = dsn
             return self._pool
 
     async def _run(self, work: Callable[[asyncpg.Connection], Any]) -> Any:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from serve_app.app import only_models
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +22,7 @@ def zero_app_config(port: int) -> dict:
     raw = yaml.safe_load((ROOT / "deployments" / "local-scale-to-zero.yaml").read_text())
     app = raw["applications"][0]
     app["name"], app["route_prefix"] = "zero", "/zero"
-    app["args"]["models"] = ["embeddings"]  # OCR is not under test here
-    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("ingress", "embeddings")]
+    only_models(app, ["embeddings"])  # OCR and the solver are not under test here
     for deployment in app["deployments"]:
         deployment["ray_actor_options"]["num_cpus"] = 0.1
         if deployment["name"] == "embeddings":
