@@ -18,7 +18,10 @@ import yaml
 from serve_app.cluster import (
     SERVE_NAMESPACE,
     LocalRayHead,
+    RayPorts,
+    RayWorker,
     configure_proxy,
+    resolve_address,
     stop_orphaned_haproxy,
     use_token_auth,
 )
@@ -58,6 +61,16 @@ def load_config(path: Path, host: str, port: int) -> Any:
         return ServeDeploySchema.model_validate(raw)
     except Exception as exc:
         raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
+
+
+def bind_host(host: str, settings: Settings) -> str:
+    """The listen address as Serve's proxy needs it. Serve turns "::" into HAProxy's "*",
+    which is IPv4 only; "0::0" (the same address, spelled so that Serve passes it through)
+    makes HAProxy and the Python proxy behind it listen on IPv4 and IPv6: Fly's proxy
+    connects over IPv4, 6PN traffic is IPv6."""
+    if settings.proxy == "haproxy" and host in ("::", "[::]"):
+        return "0::0"
+    return host
 
 
 def check_ocr_weights(config: Any, settings: Settings) -> None:
@@ -191,15 +204,32 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_ray(settings: Settings) -> LocalRayHead | None:
-    """Join RAY_ADDRESS when set, else start a local Ray head; returns the head we started."""
+def node_ip(settings: Settings) -> str:
+    """This node's address for other nodes: SERVE_APP_NODE_IP / FLY_PRIVATE_IP (6PN, IPv6),
+    else the address Ray itself would pick."""
+    if settings.node_ip:
+        return settings.node_ip
+    from ray._private.services import get_node_ip_address
+
+    return get_node_ip_address()
+
+
+def start_ray(settings: Settings, head_node: bool = False) -> LocalRayHead | None:
+    """Join RAY_ADDRESS when set, else start a Ray head: private to this machine, or with
+    ``head_node`` one that worker nodes can join. Returns the head we started."""
     import ray
 
     address = os.environ.get("RAY_ADDRESS")
     head = None
     if not address:
-        head = LocalRayHead()
+        if head_node:
+            ip, ports = node_ip(settings), RayPorts.from_settings(settings)
+            head = LocalRayHead(node_ip=ip, num_cpus=settings.ray_num_cpus, ports=ports)
+        else:
+            head = LocalRayHead()
         address = head.start()
+        if head_node:
+            print(f"Ray head at {address}: add nodes with `serve-app join {address}`", flush=True)
     ray.init(
         address=address,
         namespace=SERVE_NAMESPACE,
@@ -325,9 +355,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_bind(host, settings)
     if not os.environ.get("RAY_ADDRESS"):
         # Before Ray is imported: Ray reads its auth mode once per process.
-        use_token_auth(settings.data_dir / "ray_auth_token")
+        use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
         configure_proxy(settings.proxy)
-    config = load_config(Path(args.config or settings.config), host, port)
+    config = load_config(Path(args.config or settings.config), bind_host(host, settings), port)
     check_ocr_weights(config, settings)
     # Replicas run in other working directories: give them the data directory's full path.
     os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
@@ -339,7 +369,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for pid in stop_orphaned_haproxy(port):
         print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
     try:
-        head = start_ray(settings)
+        head = start_ray(settings, head_node=args.head)
     except BaseException:
         if embedded is not None:
             embedded.stop()
@@ -357,7 +387,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         deploy(config)
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "0::0") else host
         url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
         names = [app.name for app in config.applications]
         health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
@@ -378,7 +408,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def secret(value: Any) -> str | None:
+    return value.get_secret_value() or None if value is not None else None
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """Run this machine as a Ray worker node of a head's cluster until stopped; Serve places
+    replicas on it. Exits when the node stops (the head went away, or SIGTERM)."""
+    settings = get_settings()
+    target = args.address or settings.ray_head_address
+    if not target:
+        raise CliError("no head address: `serve-app join HOST:PORT` or SERVE_APP_RAY_HEAD_ADDRESS")
+    try:
+        address = resolve_address(target)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
+    worker = RayWorker(
+        address,
+        node_ip=node_ip(settings),
+        num_cpus=settings.ray_num_cpus,
+        ports=RayPorts.from_settings(settings),
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        print(f"received {signal.Signals(signum).name}; leaving the cluster ...", flush=True)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"joining the Ray cluster at {address} as {worker.node_ip} ...", flush=True)
+    proc = worker.start()
+    while proc.poll() is None and not stopping.is_set():
+        stopping.wait(0.5)
+    if stopping.is_set():
+        worker.stop()
+        print("left the cluster", flush=True)
+        return 0
+    worker.stop()  # the node's other daemons, if `ray start` exited first
+    raise CliError(f"the Ray worker node stopped (exit {proc.returncode}); is the head up?")
+
+
+def replica_nodes() -> dict[tuple[str, str], dict[str, int]]:
+    """Running replicas per (application, deployment) and node (``ip/node-id``), from the
+    Serve controller."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    placed: dict[tuple[str, str], dict[str, int]] = {}
+    for app_name, app in (details.get("applications") or {}).items():
+        for dep_name, dep in (app.get("deployments") or {}).items():
+            counts = placed.setdefault((app_name, dep_name), {})
+            for replica in dep.get("replicas") or []:
+                if replica.get("state") == "RUNNING":
+                    # the node id too: several nodes can share an IP (tests, one big host)
+                    node = f"{replica.get('node_ip') or '?'}/{(replica.get('node_id') or '?')[:8]}"
+                    counts[node] = counts.get(node, 0) + 1
+    return placed
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    # Before Ray is imported: the cluster's token (shared secret, or this data dir's own).
+    use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
     import ray
     from ray import serve
 
@@ -392,6 +485,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status.applications:
         print("no Serve applications running")
         return 1
+    placed = replica_nodes()
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    print(f"Ray nodes: {len(alive)} alive ({', '.join(n['NodeManagerAddress'] for n in alive)})")
     for app_name, app in status.applications.items():
         print(f"application {app_name}: {app.status.value}")
         for name, dep in app.deployments.items():
@@ -400,6 +496,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 for state, n in dep.replica_states.items()
             )
             print(f"  {name:<12} {dep.status.value:<12} replicas: {replicas or 'none'}")
+            nodes = placed.get((app_name, name))
+            if nodes:
+                where = ", ".join(f"{ip}={n}" for ip, n in sorted(nodes.items()))
+                print(f"  {'':<12} on nodes: {where}")
             if dep.message:
                 print(f"  {'':<12} {dep.message}")
     return 0
@@ -419,7 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         help="seconds to let in-flight requests finish on SIGTERM/Ctrl-C",
     )
+    run.add_argument(
+        "--head",
+        action="store_true",
+        help="start a Ray head that other machines join (`serve-app join`): fixed ports, "
+        "listening on SERVE_APP_NODE_IP / FLY_PRIVATE_IP",
+    )
     run.set_defaults(func=cmd_run)
+    join = sub.add_parser(
+        "join", help="run this machine as a Ray worker node of a head (`serve-app run --head`)"
+    )
+    join.add_argument(
+        "address", nargs="?", help="the head's HOST:PORT (default: SERVE_APP_RAY_HEAD_ADDRESS)"
+    )
+    join.set_defaults(func=cmd_join)
     status = sub.add_parser("status", help="replicas and state of each deployment")
     status.set_defaults(func=cmd_status)
     weights = sub.add_parser("weights", help="docTR weights for the OCR deployment")

@@ -7,9 +7,102 @@ import secrets
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SERVE_NAMESPACE = "serve"
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, with IPv6 addresses in brackets (Fly's 6PN addresses are IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """The inverse of join_host_port; raises ValueError without a port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{address!r} is not host:port (IPv6 in brackets: [fdaa::1]:6380)")
+    return host.strip("[]"), int(port)
+
+
+def resolve_address(address: str) -> str:
+    """A head address with its host name resolved, IPv6 first (Fly's internal DNS names such
+    as ``app.process.<app>.internal`` have only AAAA records; Ray needs an IP)."""
+    host, port = split_host_port(address)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve the Ray head {host!r}: {exc}") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET6)
+    return join_host_port(infos[0][4][0], port)
+
+
+@dataclass(frozen=True)
+class RayPorts:
+    """The ports a Ray node listens on; 0 lets Ray choose. Fixed on Fly (listed in fly.toml)
+    so that the nodes of a cluster can reach each other over the private network."""
+
+    gcs: int = 0
+    client_server: int = 0
+    node_manager: int = 0
+    object_manager: int = 0
+    runtime_env_agent: int = 0
+    dashboard_agent_grpc: int = 0
+    dashboard_agent_listen: int = 0
+    metrics_export: int = 0
+    min_worker: int = 0
+    max_worker: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RayPorts:
+        return cls(
+            gcs=settings.ray_port,
+            client_server=settings.ray_client_server_port,
+            node_manager=settings.ray_node_manager_port,
+            object_manager=settings.ray_object_manager_port,
+            runtime_env_agent=settings.ray_runtime_env_agent_port,
+            dashboard_agent_grpc=settings.ray_dashboard_agent_grpc_port,
+            dashboard_agent_listen=settings.ray_dashboard_agent_listen_port,
+            metrics_export=settings.ray_metrics_export_port,
+            min_worker=settings.ray_min_worker_port,
+            max_worker=settings.ray_max_worker_port,
+        )
+
+    def node_args(self) -> list[str]:
+        """`ray start` flags for the ports every node opens (head and worker)."""
+        flags = {
+            "--node-manager-port": self.node_manager,
+            "--object-manager-port": self.object_manager,
+            "--runtime-env-agent-port": self.runtime_env_agent,
+            "--dashboard-agent-grpc-port": self.dashboard_agent_grpc,
+            "--dashboard-agent-listen-port": self.dashboard_agent_listen,
+            "--metrics-export-port": self.metrics_export,
+            "--min-worker-port": self.min_worker,
+            "--max-worker-port": self.max_worker,
+        }
+        return [f"{flag}={port}" for flag, port in flags.items() if port]
+
+
+def _ray_start_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("ray")), "start", "--disable-usage-stats"]
+
+
+def kill_process_group(pgid: int, timeout_s: float = 15.0) -> None:
+    """SIGTERM a process group, then SIGKILL what is left after ``timeout_s``.
+
+    A detached shell does the killing: Ray ends its drivers (possibly this process) when the
+    raylet dies, and the rest of the group must still go.
+    """
+    polls = max(1, int(timeout_s / 0.2))
+    script = (
+        f"kill -TERM -{pgid} 2>/dev/null || exit 0; "
+        f"for i in $(seq {polls}); do kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
+        f"kill -KILL -{pgid} 2>/dev/null; exit 0"
+    )
+    killer = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    killer.wait(timeout_s + 10)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -19,9 +112,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def use_token_auth(token_file: Path) -> None:
-    """Ray token auth for this process and the Ray processes it starts (token made once)."""
-    if not token_file.is_file():
+def use_token_auth(token_file: Path, token: str | None = None) -> None:
+    """Ray token auth for this process and the Ray processes it starts. ``token`` (shared by
+    all nodes of a cluster) is written to ``token_file``; without it one is made once."""
+    if token:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+    elif not token_file.is_file():
         token_file.parent.mkdir(parents=True, exist_ok=True)
         token_file.write_text(secrets.token_hex(32))
         token_file.chmod(0o600)
@@ -74,38 +172,46 @@ class LocalRayHead:
     """A Ray head node started with ``ray start`` in its own process session.
 
     Its own session keeps Ctrl-C (sent to the terminal's whole process group) away from
-    Ray's daemons, so serve-app can drain in-flight requests before Ray stops.
+    Ray's daemons, so serve-app can drain in-flight requests before Ray stops. Without
+    ``ports`` it is private to this machine (free ports, loopback); ``serve-app run --head``
+    passes the fixed ports and the private address that worker nodes join.
     """
 
-    def __init__(self, node_ip: str = "127.0.0.1", num_cpus: int | None = None):
+    def __init__(
+        self,
+        node_ip: str = "127.0.0.1",
+        num_cpus: int | None = None,
+        ports: RayPorts | None = None,
+    ):
         self.node_ip = node_ip
         self.num_cpus = num_cpus
-        self.port = free_port()
+        self.ports = ports or RayPorts()
+        self.port = self.ports.gcs or free_port()
         self.pgid: int | None = None
 
     @property
     def address(self) -> str:
-        return f"{self.node_ip}:{self.port}"
+        return join_host_port(self.node_ip, self.port)
 
     def start(self) -> str:
-        ray_bin = Path(sys.executable).with_name("ray")
         cmd = [
-            str(ray_bin),
-            "start",
+            *_ray_start_command(),
             "--head",
             f"--port={self.port}",
             f"--node-ip-address={self.node_ip}",
-            f"--ray-client-server-port={free_port()}",  # default 10001 clashes between heads
+            # the default 10001 clashes between heads on one machine
+            f"--ray-client-server-port={self.ports.client_server or free_port()}",
             "--include-dashboard=false",
-            "--disable-usage-stats",
+            *self.ports.node_args(),
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        # Ray runs workers at nice 15 by default; here the workers (model replicas) are the
-        # service, and on a busy CPU they should not yield to the load they are serving.
-        env = {"RAY_worker_niceness": "0", **os.environ}
         proc = subprocess.Popen(
-            cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+            cmd,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_env(),
         )
         output, _ = proc.communicate(timeout=120)
         self.pgid = proc.pid  # the daemons stay in this process group after `ray start` exits
@@ -116,19 +222,50 @@ class LocalRayHead:
         return self.address
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM Ray's daemons, then SIGKILL what is left.
-
-        A detached shell does the killing: Ray ends its drivers (this process) when the
-        raylet dies, and the rest of the group must still go.
-        """
+        """SIGTERM Ray's daemons, then SIGKILL what is left."""
         if self.pgid is None:
             return
         pgid, self.pgid = self.pgid, None
-        polls = max(1, int(timeout_s / 0.2))
-        script = (
-            f"kill -TERM -{pgid} 2>/dev/null || exit 0; "
-            f"for i in $(seq {polls}); do kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
-            f"kill -KILL -{pgid} 2>/dev/null; exit 0"
-        )
-        killer = subprocess.Popen(["sh", "-c", script], start_new_session=True)
-        killer.wait(timeout_s + 10)
+        kill_process_group(pgid, timeout_s)
+
+
+class RayWorker:
+    """A Ray worker node joined to a head (``serve-app join``): ``ray start --block`` in its
+    own process session, so that stopping it stops the node's daemons with it."""
+
+    def __init__(
+        self,
+        head_address: str,
+        node_ip: str | None = None,
+        num_cpus: int | None = None,
+        ports: RayPorts | None = None,
+    ):
+        self.head_address = head_address
+        self.node_ip = node_ip
+        self.num_cpus = num_cpus
+        self.ports = ports or RayPorts()
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        cmd = [*_ray_start_command(), f"--address={self.head_address}", "--block"]
+        if self.node_ip:
+            cmd.append(f"--node-ip-address={self.node_ip}")
+        if self.num_cpus is not None:
+            cmd.append(f"--num-cpus={self.num_cpus}")
+        return [*cmd, *self.ports.node_args()]
+
+    def start(self) -> subprocess.Popen:
+        self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())
+        return self.proc
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        kill_process_group(self.proc.pid, timeout_s)
+        self.proc.wait(timeout=30)
+
+
+def _env() -> dict[str, str]:
+    # Ray runs workers at nice 15 by default; here the workers (model replicas) are the
+    # service, and on a busy CPU they should not yield to the load they are serving.
+    return {"RAY_worker_niceness": "0", **os.environ}

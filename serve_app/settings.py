@@ -75,6 +75,37 @@ class Settings(BaseSettings):
     plans_max_meals: int = Field(10, ge=1)
     plans_max_timeout_ms: int = Field(20_000, ge=100)  # a request's timeout_ms is capped here
 
+    # Ray nodes (`serve-app run --head`, `serve-app join`). Fly's 6PN is IPv6: the node
+    # address is FLY_PRIVATE_IP there. Fixed ports so that fly.toml can list them; 0 lets Ray
+    # pick (several nodes on one machine, as in the tests).
+    node_ip: str | None = Field(
+        None, validation_alias=AliasChoices("SERVE_APP_NODE_IP", "FLY_PRIVATE_IP")
+    )
+    ray_head_address: str | None = None  # host:port of the head that `join` joins
+    # Shared by every node of a cluster (a Fly secret); default: a token made once per data dir.
+    ray_auth_token: SecretStr | None = None
+    ray_port: int = Field(6380, ge=0, le=65535)  # the head's GCS port: workers join here
+    ray_client_server_port: int = Field(6381, ge=0, le=65535)
+    ray_node_manager_port: int = Field(6382, ge=0, le=65535)
+    ray_object_manager_port: int = Field(6383, ge=0, le=65535)
+    ray_runtime_env_agent_port: int = Field(6384, ge=0, le=65535)
+    ray_dashboard_agent_grpc_port: int = Field(6385, ge=0, le=65535)
+    ray_dashboard_agent_listen_port: int = Field(6386, ge=0, le=65535)
+    ray_metrics_export_port: int = Field(6387, ge=0, le=65535)
+    ray_min_worker_port: int = Field(10002, ge=0, le=65535)
+    ray_max_worker_port: int = Field(10199, ge=0, le=65535)  # one port per worker process
+    ray_num_cpus: int | None = Field(None, ge=0)  # default: the machine's cores
+
+    # Fly Machines API for `serve-app fly ...` (FLY_API_TOKEN and FLY_APP_NAME as flyctl reads
+    # them; inside Fly's network the API is also at http://_api.internal:4280/v1).
+    fly_api_url: str = "https://api.machines.dev/v1"
+    fly_api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("FLY_API_TOKEN", "SERVE_APP_FLY_API_TOKEN")
+    )
+    fly_app_name: str | None = Field(
+        None, validation_alias=AliasChoices("FLY_APP_NAME", "SERVE_APP_FLY_APP_NAME")
+    )
+
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"
 
