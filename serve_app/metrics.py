@@ -48,6 +48,12 @@ QUEUE_DEPTH = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+HTTP_INFLIGHT = Gauge(
+    "serve_app_http_inflight",
+    "API requests (/v1/...) inside this ingress replica now, waiting or running; the load "
+    "signal of `serve-app fly autoscale`.",
+    registry=REGISTRY,
+)
 REPLICAS = Gauge(
     "serve_app_replicas",
     "Replicas per deployment and state, from the Serve controller.",

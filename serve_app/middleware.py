@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from serve_app.errors import error_response
-from serve_app.metrics import LATENCY, REQUESTS
+from serve_app.metrics import HTTP_INFLIGHT, LATENCY, REQUESTS
 from serve_app.settings import Settings, is_loopback
 
 Scope = MutableMapping[str, Any]
@@ -91,6 +91,9 @@ class IngressMiddleware:
             await send(message)
 
         self.inflight.value += 1
+        api_call = scope["path"].startswith("/v1/")  # not health checks and scrapes
+        if api_call:
+            HTTP_INFLIGHT.inc()
         try:
             rejection = self._reject(scope, request_id)
             if rejection is not None:
@@ -99,6 +102,8 @@ class IngressMiddleware:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
             self.inflight.value -= 1
+            if api_call:
+                HTTP_INFLIGHT.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(template, scope["method"], str(status_holder[0])).inc()

@@ -1,0 +1,1 @@
+"""Fly Machines: the Machines API client, machine operations and the autoscaler."""
