@@ -22,7 +22,8 @@ def join_host_port(host: str, port: int) -> str:
 def split_host_port(address: str) -> tuple[str, int]:
     """The inverse of join_host_port; raises ValueError without a port."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    unbracketed_ipv6 = ":" in host and not host.startswith("[")
+    if not sep or not port.isdigit() or not host or unbracketed_ipv6:
         raise ValueError(f"{address!r} is not host:port (IPv6 in brackets: [fdaa::1]:6380)")
     return host.strip("[]"), int(port)
 
@@ -131,13 +132,18 @@ def configure_proxy(kind: str) -> None:
     """Choose Ray Serve's HTTP proxy for the Ray processes this process starts.
 
     Ray reads these variables when its Serve controller starts, so this must run before the
-    Ray head starts. HAProxy's stats and metrics listeners get free ports so that several
-    servers can run on one machine.
+    Ray head starts. HAProxy's stats and metrics listeners and the proxy behind it get free
+    ports so that several servers can run on one machine.
     """
     if kind == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
         os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
+        # HAProxy forwards to Serve's Python proxy on a fixed port (8500) by default: a second
+        # server on the machine would then fail to bind it, and its HAProxy would forward to
+        # the first server's proxy. A free port each keeps them apart.
+        os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(free_port()))
+        os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(free_port()))
     else:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
 

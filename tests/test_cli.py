@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,70 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     assert "OCR weights are required" in err
     assert str(tmp_path / "models" / "db_mobilenet_v3_large-21748dd0.pt") in err
     assert "serve-app weights download" in err
+
+
+@pytest.mark.parametrize(
+    ("host", "proxy", "bound"),
+    [
+        ("::", "haproxy", "0::0"),  # Serve would hand HAProxy "*": IPv4 only
+        ("[::]", "haproxy", "0::0"),
+        ("::", "python", "::"),  # uvicorn binds "::" dual-stack already
+        ("0.0.0.0", "haproxy", "0.0.0.0"),
+        ("127.0.0.1", "haproxy", "127.0.0.1"),
+    ],
+)
+def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
+    from serve_app.cli import bind_host
+
+    assert bind_host(host, Settings(proxy=proxy)) == bound
+
+
+def test_host_port_helpers_bracket_ipv6():
+    from serve_app.cluster import join_host_port, resolve_address, split_host_port
+
+    assert join_host_port("fdaa::3", 6380) == "[fdaa::3]:6380"
+    assert join_host_port("10.0.0.5", 6380) == "10.0.0.5:6380"
+    assert split_host_port("[fdaa::3]:6380") == ("fdaa::3", 6380)
+    assert resolve_address("localhost:6380") in ("[::1]:6380", "127.0.0.1:6380")
+    for bad in ("fdaa::3", "head", "head:port"):
+        with pytest.raises(ValueError):
+            split_host_port(bad)
+    with pytest.raises(ValueError, match="cannot resolve"):
+        resolve_address("no-such-head.invalid:6380")
+
+
+def test_ray_ports_become_ray_start_flags():
+    from serve_app.cluster import RayPorts, RayWorker
+
+    ports = RayPorts.from_settings(Settings())
+    flags = ports.node_args()
+    assert "--node-manager-port=6382" in flags and "--max-worker-port=10199" in flags
+    assert RayPorts().node_args() == []  # 0: Ray picks
+    cmd = RayWorker("[fdaa::3]:6380", node_ip="fdaa::4", num_cpus=2, ports=ports).command()
+    assert cmd[1] == "start"
+    assert "--address=[fdaa::3]:6380" in cmd and "--block" in cmd
+    assert "--node-ip-address=fdaa::4" in cmd and "--num-cpus=2" in cmd
+
+
+def test_haproxy_servers_on_one_machine_get_their_own_internal_ports(monkeypatch):
+    from serve_app.cluster import configure_proxy
+
+    for name in ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    configure_proxy("haproxy")
+    http = os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]
+    assert http != "8500" and http != os.environ["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"]
+
+
+def test_join_needs_a_head_address(capsys, monkeypatch):
+    monkeypatch.delenv("SERVE_APP_RAY_HEAD_ADDRESS", raising=False)
+    from serve_app.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert main(["join"]) == 2
+        assert "no head address" in capsys.readouterr().err
+        assert main(["join", "no-such-head.invalid:6380"]) == 2
+        assert "cannot resolve the Ray head" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

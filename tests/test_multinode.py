@@ -5,6 +5,7 @@ and losing the worker (SIGKILL, as a machine dying) keeps the app serving."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import yaml
 
 from serve_app.app import only_models
 from serve_app.cluster import free_port, join_host_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -97,10 +99,8 @@ def kill_tree(proc: subprocess.Popen, sig: int) -> None:
     except psutil.NoSuchProcess:
         return
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def status(env: dict[str, str], address: str) -> str:
@@ -124,16 +124,6 @@ def embeddings_nodes(text: str) -> int:
             if following.startswith("on nodes:"):
                 return len(following.removeprefix("on nodes:").split(","))
     return 0
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def embed(client: httpx.Client, url: str, text: str) -> int:
@@ -174,9 +164,13 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
         def ready() -> bool:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             try:
-                return httpx.get(f"{url}/health", timeout=5).status_code == 200
-            except httpx.HTTPError:
+                response = httpx.get(f"{url}/health", timeout=5)
+                body = response.json()  # before the app deploys, Serve answers in plain text
+            except (httpx.HTTPError, ValueError):
                 return False
+            # this head's own app (embeddings only), not another server on the machine
+            components = set(body.get("components", {}))
+            return response.status_code == 200 and components == {"embeddings"}
 
         wait_for(ready, 300, "the head to serve")
         log = (tmp_path / "head.log").read_text()

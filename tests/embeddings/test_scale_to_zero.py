@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from serve_app.app import only_models
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,17 +32,6 @@ def zero_app_config(port: int) -> dict:
                 downscale_delay_s=1, downscale_to_zero_delay_s=2, initial_replicas=1
             )
     return app
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):

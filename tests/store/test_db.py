@@ -231,7 +231,12 @@ def test_acknowledged_upsert_survives_sigkill_and_the_supervisor_restarts(
             time.sleep(0.5)
         assert postgres.running(), "the supervisor did not restart PostgreSQL"
     finally:
+        # let a restart in progress finish (the server can report "ready" before the
+        # supervisor's start call returns), then stop supervising
         postgres._stop.set()
+        if postgres._supervisor is not None:
+            postgres._supervisor.join(timeout=60)
+    assert postgres.running()
     hits = run(_with_store(postgres, lambda s: s.search("durable", v[0], k=1)))
     assert [h.id for h in hits] == ["acked"]
 
