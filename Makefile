@@ -48,11 +48,12 @@ format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Every benchmark, a summary.md and plots in benchmarks/results/<timestamp>/ (see README).
 bench: $(DEV_STAMP)
-	$(PY) -m benchmarks.embeddings $(ARGS)
+	$(PY) -m benchmarks.suite $(ARGS)
 
 bench-quick: $(DEV_STAMP)
-	$(PY) -m benchmarks.embeddings --quick $(ARGS)
+	$(PY) -m benchmarks.suite --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

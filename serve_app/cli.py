@@ -353,6 +353,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     check_bind(host, settings)
+    # Before Ray is imported (it reads this once): this process connects to Ray explicitly.
+    # Without it, a Serve thread still running after ray.shutdown() (a router's long poll)
+    # would silently connect again while the head is being stopped, and crash the process.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     if not os.environ.get("RAY_ADDRESS"):
         # Before Ray is imported: Ray reads its auth mode once per process.
         use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))

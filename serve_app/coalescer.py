@@ -11,6 +11,16 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+class QueueTimeout(Exception):
+    """A request waited longer than ``max_wait_s`` for a free call slot: the model is
+    overloaded. The request was never sent, so the caller may answer 503 and the client may
+    retry it."""
+
+    def __init__(self, waited_s: float):
+        self.waited_s = waited_s
+        super().__init__(f"waited {waited_s:.2f} s for the model")
+
+
 class RequestCoalescer(Generic[Item, Result]):
     """Adaptive micro-batching in front of a remote model.
 
@@ -19,6 +29,14 @@ class RequestCoalescer(Generic[Item, Result]):
     busy wait and leave together in the next call, up to ``max_size`` units (``size_of``).
     Each downstream call costs a fixed overhead (serialisation, scheduling, a replica's
     request bookkeeping), so under load this turns N small calls into one.
+
+    Load shedding (``max_wait_s``; None: none): the coalescer measures how many units a call
+    gets through per second. A request that would find more than ``max_wait_s`` of work queued
+    ahead of it is refused at once with :class:`QueueTimeout`, and one still waiting after
+    ``max_wait_s`` (the estimate was wrong) leaves the queue the same way; neither was sent.
+    While requests wait, a merged call is also kept to about ``max_call_s`` of work. Under
+    overload every request therefore ends within about ``max_wait_s + max_call_s``, answered
+    or shed, and most shed ones are told at once.
     """
 
     def __init__(
@@ -27,6 +45,8 @@ class RequestCoalescer(Generic[Item, Result]):
         size_of: Callable[[Item], int],
         max_size: int,
         max_in_flight: int = 2,
+        max_wait_s: float | None = None,
+        max_call_s: float = 0.5,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -34,6 +54,11 @@ class RequestCoalescer(Generic[Item, Result]):
         self._size_of = size_of
         self.max_size = max_size
         self.max_in_flight = max_in_flight
+        self.max_wait_s = max_wait_s
+        self.max_call_s = max_call_s
+        self.shed = 0  # requests that left the queue with QueueTimeout
+        self.rate: float | None = None  # units per second per call (moving average)
+        self._pending_units = 0
         self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -45,19 +70,42 @@ class RequestCoalescer(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """Queue ``item`` and wait for its own result (or the call's exception)."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        loop = asyncio.get_running_loop()
+        if self.max_wait_s is not None and self.rate and self._pending:
+            # the work already queued ahead, at the measured pace of max_in_flight calls
+            ahead_s = (self._pending_units + self._size_of(item)) / (self.rate * self.max_in_flight)
+            if ahead_s > self.max_wait_s:
+                self.shed += 1
+                raise QueueTimeout(0.0)
+        future: asyncio.Future[Result] = loop.create_future()
+        entry = (item, future)
+        self._pending.append(entry)
+        self._pending_units += self._size_of(item)
         self._dispatch()
-        return await future
+        if self.max_wait_s is None or future.done():
+            return await future
+        queued_at = loop.time()
+        done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
+        if not done and entry in self._pending:  # still queued: shed it, it was never sent
+            self._pending.remove(entry)
+            self._pending_units -= self._size_of(item)
+            future.cancel()
+            self.shed += 1
+            raise QueueTimeout(loop.time() - queued_at)
+        return await future  # sent before the deadline: its call decides
 
     def _dispatch(self) -> None:
+        limit = self.max_size
+        if self.max_wait_s is not None and self.rate:
+            limit = min(limit, max(1, int(self.rate * self.max_call_s)))
         while self._in_flight < self.max_in_flight and self._pending:
             group = [self._pending.popleft()]
             size = self._size_of(group[0][0])
-            while self._pending and size + self._size_of(self._pending[0][0]) <= self.max_size:
+            while self._pending and size + self._size_of(self._pending[0][0]) <= limit:
                 item = self._pending.popleft()
                 size += self._size_of(item[0])
                 group.append(item)
+            self._pending_units -= size
             group = [(i, f) for i, f in group if not f.cancelled()]
             if not group:
                 continue
@@ -67,8 +115,14 @@ class RequestCoalescer(Generic[Item, Result]):
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             results = await self._call([item for item, _ in group])
+            elapsed = loop.time() - started
+            if elapsed > 0:
+                pace = sum(self._size_of(item) for item, _ in group) / elapsed
+                self.rate = pace if self.rate is None else 0.7 * self.rate + 0.3 * pace
             if len(results) != len(group):
                 raise RuntimeError(f"{len(results)} results for {len(group)} items")
             for (_, future), result in zip(group, results, strict=True):

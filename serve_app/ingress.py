@@ -22,6 +22,7 @@ from serve_app import __version__
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
 from serve_app.errors import ApiError, error_response
+from serve_app.logs import get_logger, init_sentry
 from serve_app.metrics import REGISTRY, REPLICAS
 from serve_app.middleware import InflightCounter, IngressMiddleware
 from serve_app.models import ModelClient
@@ -37,7 +38,7 @@ from serve_app.store.embedded import pgdata_dir, socket_uri
 from serve_app.store.routes import router as store_router
 from serve_app.store.serving import StoreService
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -275,6 +276,7 @@ class Ingress:
     ) -> None:
         self.settings = get_settings()
         logging.basicConfig(level=self.settings.log_level)
+        init_sentry(self.settings, "ingress")
         handles = {"embeddings": embeddings, "ocr": ocr, "solver": solver}
         self.inflight = InflightCounter()
         # A solve may use its whole time limit: the solver's call waits that long and more.

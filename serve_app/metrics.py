@@ -48,6 +48,12 @@ QUEUE_DEPTH = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+SHED = Counter(
+    "serve_app_shed_total",
+    "Requests answered 503 because the model's queue was too long (load shedding).",
+    ["model"],
+    registry=REGISTRY,
+)
 HTTP_INFLIGHT = Gauge(
     "serve_app_http_inflight",
     "API requests (/v1/...) inside this ingress replica now, waiting or running; the load "

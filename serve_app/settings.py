@@ -25,6 +25,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("DATABASE_URL", "SERVE_APP_DATABASE_URL")
     )
     log_level: str = "INFO"
+    # Optional error reporting (the `sentry` extra): off unless SENTRY_DSN is set.
+    sentry_dsn: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SENTRY_DSN", "SERVE_APP_SENTRY_DSN")
+    )
+    sentry_environment: str = "production"
+    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
     # HTTP front door: Ray Serve's HAProxy ingress (measured faster here) or its Python proxy.
     proxy: Literal["haproxy", "python"] = "haproxy"
 
@@ -42,6 +48,9 @@ class Settings(BaseSettings):
     embeddings_max_tokens: int = Field(256, ge=8, le=512)
     # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
     embeddings_ingress_in_flight: int = Field(2, ge=1)
+    # Load shedding: a request that waited this long for the model gets 503 + Retry-After
+    # instead of waiting on (0 = never shed; latency then grows with the queue).
+    embeddings_queue_timeout_s: float = Field(1.0, ge=0)
 
     # OCR. Weights live in docTR's cache layout under this folder (default: <data_dir>/doctr).
     ocr_weights_dir: Path | None = None

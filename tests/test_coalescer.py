@@ -95,3 +95,41 @@ def test_a_failed_call_fails_only_its_requests():
 def test_invalid_limits():
     with pytest.raises(ValueError):
         RequestCoalescer(Recorder(), size_of=len, max_size=10, max_in_flight=0)
+
+
+def test_requests_waiting_past_max_wait_are_shed_and_never_sent():
+    from serve_app.coalescer import QueueTimeout
+
+    async def main():
+        rec = Recorder(delay=0.3)
+        c = RequestCoalescer(rec, size_of=len, max_size=2, max_in_flight=1, max_wait_s=0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(c.submit("a"))  # goes out at once, takes 0.3 s
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(c.submit(x)) for x in ("bb", "cc")]
+        results = await asyncio.gather(first, *queued, return_exceptions=True)
+        elapsed = loop.time() - started
+        assert results[0] == "A"
+        assert all(isinstance(r, QueueTimeout) for r in results[1:])
+        assert c.shed == 2 and c.waiting == 0
+        assert rec.calls == [["a"]]  # the shed requests never reached the model
+        assert elapsed < 0.45
+
+    run(main())
+
+
+def test_a_request_sent_before_its_deadline_gets_its_answer():
+    async def main():
+        rec = Recorder(delay=0.3)
+        c = RequestCoalescer(rec, size_of=len, max_size=10, max_in_flight=1, max_wait_s=0.2)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(c.submit("b"))  # waits 0.3 s > 0.2 s: shed
+        await asyncio.sleep(0.35)
+        third = await c.submit("c")  # idle again: sent at once, takes longer than max_wait
+        assert await first == "A" and third == "C"
+        with pytest.raises(Exception, match="waited"):
+            await second
+
+    run(main())

@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 
-from serve_app.coalescer import RequestCoalescer
+from serve_app.coalescer import QueueTimeout, RequestCoalescer
 from serve_app.embeddings.protocol import (
     JOB_MAX_TOKENS,
     EmbeddingRequest,
@@ -16,13 +16,15 @@ from serve_app.embeddings.protocol import (
     split_by_jobs,
     split_jobs,
 )
-from serve_app.errors import ApiError
-from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS
+from serve_app.errors import ApiError, overloaded
+from serve_app.logs import Every, get_logger
+from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS, SHED
 from serve_app.models import ModelClient
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 
 DIMENSIONS = 384
+log = get_logger(__name__)
 
 
 class EmbeddingService:
@@ -33,11 +35,13 @@ class EmbeddingService:
         self.settings = settings
         name = settings.embeddings_model_name
         self.model_names = {name, f"sentence-transformers/{name}"}
+        self._shed_log = Every(5.0)
         self.coalescer: RequestCoalescer[EmbedJob, EmbedResult] = RequestCoalescer(
             self._call_merged,
             size_of=lambda job: job.est_tokens,
             max_size=JOB_MAX_TOKENS,
             max_in_flight=settings.embeddings_ingress_in_flight,
+            max_wait_s=settings.embeddings_queue_timeout_s or None,
         )
 
     def check(self, body: EmbeddingRequest) -> list[str]:
@@ -72,9 +76,27 @@ class EmbeddingService:
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Vectors and token counts for ``texts`` (other modules call this too)."""
         jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
-        results: list[EmbedResult] = await asyncio.gather(
-            *(self.coalescer.submit(job) for job in jobs)
-        )
+        try:
+            results: list[EmbedResult] = await asyncio.gather(
+                *(self.coalescer.submit(job) for job in jobs)
+            )
+        except QueueTimeout as exc:
+            SHED.labels("embeddings").inc()
+            if self._shed_log():
+                why = (
+                    f"waited {exc.waited_s:.2f} s"
+                    if exc.waited_s
+                    else "refused at once: more than that much work queued ahead"
+                )
+                log.warning(
+                    "shedding load: an embeddings request was answered 503 (%s; limit %.2f s "
+                    "of queueing); %d more since the last line",
+                    why,
+                    self.settings.embeddings_queue_timeout_s,
+                    self._shed_log.suppressed,
+                )
+                self._shed_log.suppressed = 0
+            raise overloaded("embeddings", self.settings.retry_after_s) from None
         for result in results:
             if result.batch_leader:
                 BATCH_REQUESTS.labels("embeddings").observe(result.batch_jobs)

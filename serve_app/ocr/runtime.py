@@ -8,7 +8,6 @@ and are hash-checked before loading. Nothing is downloaded here: models are buil
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 
 from serve_app.devices import resolve_device
+from serve_app.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
 DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"

@@ -8,7 +8,6 @@ reconnects by itself when the database is back, so nothing needs a restart.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ import numpy as np
 import orjson
 from pgvector.asyncpg import register_vector
 
-log = logging.getLogger(__name__)
+from serve_app.logs import get_logger
+
+log = get_logger(__name__)
 
 MIN_PGVECTOR = (0, 8, 0)  # iterative index scans keep filtered queries' recall
 DIMENSIONS = 384

@@ -13,6 +13,28 @@ MAX_K = 100
 MAX_FILTER_KEYS = 16
 
 
+def storable(value: Any, where: str) -> Any:
+    """PostgreSQL stores neither NUL characters (text or jsonb) nor unpaired UTF-16
+    surrogates (which JSON can spell, as "\\ud800"): refuse them here, naming where."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} contains a NUL character (\\u0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where} contains an unpaired surrogate (not valid Unicode)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key, f"{where} key")
+            storable(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            storable(item, f"{where}[{i}]")
+    return value
+
+
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,7 +47,12 @@ class DocumentIn(BaseModel):
     def _text_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("text is empty")
-        return value
+        return storable(value, "text")
+
+    @field_validator("id", "metadata")
+    @classmethod
+    def _storable(cls, value: Any, info: Any) -> Any:
+        return storable(value, info.field_name)
 
 
 class UpsertRequest(BaseModel):
@@ -33,6 +60,11 @@ class UpsertRequest(BaseModel):
 
     namespace: StrictStr = Field(..., pattern=NAMESPACE_PATTERN)
     documents: list[DocumentIn] = Field(..., min_length=1)
+
+    @field_validator("namespace")
+    @classmethod
+    def _storable_namespace(cls, value: str) -> str:
+        return storable(value, "namespace")
 
 
 class UpsertResponse(BaseModel):
@@ -56,14 +88,14 @@ class SearchRequest(BaseModel):
     def _query_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("query is empty")
-        return value
+        return storable(value, "query")
 
     @field_validator("filter")
     @classmethod
     def _small_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None and len(value) > MAX_FILTER_KEYS:
             raise ValueError(f"at most {MAX_FILTER_KEYS} filter keys")
-        return value
+        return storable(value, "filter")
 
 
 class SearchResult(BaseModel):

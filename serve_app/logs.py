@@ -1,0 +1,67 @@
+"""Logging and error reporting of the replicas.
+
+Loggers from :func:`get_logger` are children of Ray Serve's own logger, so inside a replica
+their records go through Serve's handlers: with ``logging_config: {encoding: JSON}`` in the
+config (every config here) each line is one JSON object carrying ``request_id`` (the request's
+X-Request-ID), ``route``, ``application``, ``deployment`` and ``replica``. Outside Serve they
+are ordinary loggers.
+
+Sentry is optional and off by default: set ``SENTRY_DSN`` (and install the ``sentry`` extra,
+which the image does) and every replica reports unhandled errors there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from serve_app.settings import Settings
+
+SERVE_LOGGER = "ray.serve"  # Ray Serve's logger: its handlers add the request context
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{SERVE_LOGGER}.{name}")
+
+
+class Every:
+    """At most one True per ``interval_s`` (for log lines that could come thousands a
+    second, such as load shedding)."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._last = -float("inf")
+        self.suppressed = 0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            return True
+        self.suppressed += 1
+        return False
+
+
+def init_sentry(settings: Settings, component: str) -> bool:
+    """Report errors to Sentry when SENTRY_DSN is set; True when it is on."""
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else ""
+    if not dsn:
+        return False
+    try:
+        import sentry_sdk
+    except ImportError:
+        get_logger("serve_app").warning(
+            "SENTRY_DSN is set but sentry-sdk is not installed (pip install '.[sentry]')"
+        )
+        return False
+    from serve_app import __version__
+
+    sentry_sdk.init(
+        dsn=dsn,
+        release=f"grocery-planner-ai@{__version__}",
+        environment=settings.sentry_environment,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        send_default_pii=False,  # receipts and documents are the users' own data
+    )
+    sentry_sdk.set_tag("component", component)
+    return True
