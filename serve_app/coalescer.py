@@ -46,7 +46,7 @@ class RequestCoalescer(Generic[Item, Result]):
         max_size: int,
         max_in_flight: int = 2,
         max_wait_s: float | None = None,
-        max_call_s: float = 0.5,
+        max_call_s: float = 0.4,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -68,21 +68,30 @@ class RequestCoalescer(Generic[Item, Result]):
         """Requests queued here, not yet sent."""
         return len(self._pending)
 
-    async def submit(self, item: Item) -> Result:
-        """Queue ``item`` and wait for its own result (or the call's exception)."""
+    def admit(self, units: int) -> None:
+        """Refuse (QueueTimeout) a request of ``units`` that would find more than
+        ``max_wait_s`` of work queued ahead of it, at the measured pace of ``max_in_flight``
+        calls. An idle queue admits anything, however large."""
+        if self.max_wait_s is None or not self.rate or not self._pending:
+            return
+        ahead_s = (self._pending_units + units) / (self.rate * self.max_in_flight)
+        if ahead_s > self.max_wait_s:
+            self.shed += 1
+            raise QueueTimeout(0.0)
+
+    async def submit(self, item: Item, admit: bool = True) -> Result:
+        """Queue ``item`` and wait for its own result (or the call's exception). With
+        ``admit=False`` (parts of a request admitted as a whole) it is neither refused nor
+        shed after ``max_wait_s``."""
         loop = asyncio.get_running_loop()
-        if self.max_wait_s is not None and self.rate and self._pending:
-            # the work already queued ahead, at the measured pace of max_in_flight calls
-            ahead_s = (self._pending_units + self._size_of(item)) / (self.rate * self.max_in_flight)
-            if ahead_s > self.max_wait_s:
-                self.shed += 1
-                raise QueueTimeout(0.0)
+        if admit:
+            self.admit(self._size_of(item))
         future: asyncio.Future[Result] = loop.create_future()
         entry = (item, future)
         self._pending.append(entry)
         self._pending_units += self._size_of(item)
         self._dispatch()
-        if self.max_wait_s is None or future.done():
+        if self.max_wait_s is None or not admit or future.done():
             return await future
         queued_at = loop.time()
         done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
@@ -122,7 +131,9 @@ class RequestCoalescer(Generic[Item, Result]):
             elapsed = loop.time() - started
             if elapsed > 0:
                 pace = sum(self._size_of(item) for item, _ in group) / elapsed
-                self.rate = pace if self.rate is None else 0.7 * self.rate + 0.3 * pace
+                # Small calls are mostly fixed overhead and show a low pace: keep the best
+                # recent pace (decaying slowly), or light loads would look like overload.
+                self.rate = pace if self.rate is None else max(pace, 0.9 * self.rate + 0.1 * pace)
             if len(results) != len(group):
                 raise RuntimeError(f"{len(results)} results for {len(group)} items")
             for (_, future), result in zip(group, results, strict=True):

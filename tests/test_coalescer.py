@@ -133,3 +133,26 @@ def test_a_request_sent_before_its_deadline_gets_its_answer():
             await second
 
     run(main())
+
+
+def test_admission_refuses_at_once_when_too_much_work_is_queued_ahead():
+    from serve_app.coalescer import QueueTimeout
+
+    async def main():
+        rec = Recorder(delay=0.1)
+        c = RequestCoalescer(rec, size_of=len, max_size=4, max_in_flight=1, max_wait_s=0.5)
+        c.admit(10**9)  # nothing measured and nothing queued: anything goes
+        assert await c.submit("abcd") == "ABCD"  # measures about 40 units/s
+        assert c.rate is not None and 20 < c.rate < 60
+        first = asyncio.create_task(c.submit("aaaa"))  # sent at once
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(c.submit("bbbb"))  # 4 units queued: ~0.1 s ahead
+        await asyncio.sleep(0)
+        with pytest.raises(QueueTimeout):
+            c.admit(40)  # 44 units at ~40/s is over a second: refused without queueing
+        big = asyncio.create_task(c.submit("cccc" * 10, admit=False))  # admitted as a whole
+        assert await first == "AAAA" and await queued == "BBBB"
+        assert await big == "CCCC" * 10  # not shed although it waited past max_wait_s
+        assert c.shed == 1
+
+    run(main())

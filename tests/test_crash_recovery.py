@@ -97,7 +97,8 @@ def test_killed_embeddings_replica_is_replaced_without_losing_acknowledged_work(
     for _kind, status, body in failed:
         assert status in (503, 408), body
         assert '"error"' in body and '"request_id"' in body
-    assert len(failed) <= 5, failed
+    # only requests caught in the seconds Serve needs to notice and replace: a small share
+    assert len(failed) <= 0.25 * len(during), failed
     assert outcomes[-1][1] == 200
     # the service is back within the health-check period (Serve's default: 10 s)
     assert replaced_s < 30

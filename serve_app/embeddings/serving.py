@@ -77,9 +77,13 @@ class EmbeddingService:
         """Vectors and token counts for ``texts`` (other modules call this too)."""
         jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
         try:
-            results: list[EmbedResult] = await asyncio.gather(
-                *(self.coalescer.submit(job) for job in jobs)
-            )
+            if len(jobs) == 1:  # refused at once, or shed if it waits too long
+                results: list[EmbedResult] = [await self.coalescer.submit(jobs[0])]
+            else:  # a large request is admitted or refused as a whole, never half-served
+                self.coalescer.admit(sum(job.est_tokens for job in jobs))
+                results = await asyncio.gather(
+                    *(self.coalescer.submit(job, admit=False) for job in jobs)
+                )
         except QueueTimeout as exc:
             SHED.labels("embeddings").inc()
             if self._shed_log():

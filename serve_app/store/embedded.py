@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -29,8 +30,21 @@ def pgdata_dir(data_dir: Path) -> Path:
     return data_dir.resolve() / "postgres"
 
 
-def socket_uri(pgdata: Path) -> str | None:
-    """The running server's connection URI (Unix socket), or None when it is not running."""
+def socket_uri(pgdata: Path, attempts: int = 3) -> str | None:
+    """The running server's connection URI (Unix socket), or None when it is not running.
+
+    PostgreSQL rewrites postmaster.pid in place while it starts and recovers, so one read
+    can catch it half-written: only several failed reads in a row mean "not running"."""
+    for attempt in range(attempts):
+        uri = _read_socket_uri(pgdata)
+        if uri is not None or not (pgdata / "postmaster.pid").exists():
+            return uri
+        if attempt + 1 < attempts:
+            time.sleep(0.01)
+    return None
+
+
+def _read_socket_uri(pgdata: Path) -> str | None:
     try:
         info = PostmasterInfo.read_from_pgdata(pgdata)
     except (OSError, ValueError, AssertionError):  # half-written postmaster.pid while starting
