@@ -34,9 +34,10 @@ class RequestCoalescer(Generic[Item, Result]):
     gets through per second. A request that would find more than ``max_wait_s`` of work queued
     ahead of it is refused at once with :class:`QueueTimeout`, and one still waiting after
     ``max_wait_s`` (the estimate was wrong) leaves the queue the same way; neither was sent.
-    While requests wait, a merged call is also kept to about ``max_call_s`` of work. Under
-    overload every request therefore ends within about ``max_wait_s + max_call_s``, answered
-    or shed, and most shed ones are told at once.
+    ``max_call_s`` (None: no cap) keeps merged calls to about that much work while more than
+    half of ``max_wait_s`` is queued (near overload; below that, calls merge fully). Under
+    overload every request therefore ends within about ``max_wait_s`` plus one short call,
+    answered or shed, and most shed ones are told at once.
     """
 
     def __init__(
@@ -46,7 +47,7 @@ class RequestCoalescer(Generic[Item, Result]):
         max_size: int,
         max_in_flight: int = 2,
         max_wait_s: float | None = None,
-        max_call_s: float = 0.4,
+        max_call_s: float | None = None,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -105,8 +106,10 @@ class RequestCoalescer(Generic[Item, Result]):
 
     def _dispatch(self) -> None:
         limit = self.max_size
-        if self.max_wait_s is not None and self.rate:
-            limit = min(limit, max(1, int(self.rate * self.max_call_s)))
+        if self.max_wait_s is not None and self.max_call_s and self.rate:
+            queued_s = self._pending_units / (self.rate * self.max_in_flight)
+            if queued_s > self.max_wait_s / 2:  # near overload: short calls keep the tail short
+                limit = min(limit, max(1, int(self.rate * self.max_call_s)))
         while self._in_flight < self.max_in_flight and self._pending:
             group = [self._pending.popleft()]
             size = self._size_of(group[0][0])

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     embeddings_ingress_in_flight: int = Field(2, ge=1)
     # Load shedding: a request that waited this long for the model gets 503 + Retry-After
     # instead of waiting on (0 = never shed; latency then grows with the queue).
-    embeddings_queue_timeout_s: float = Field(1.0, ge=0)
+    embeddings_queue_timeout_s: float = Field(0.6, ge=0)
 
     # OCR. Weights live in docTR's cache layout under this folder (default: <data_dir>/doctr).
     ocr_weights_dir: Path | None = None

@@ -42,6 +42,7 @@ class EmbeddingService:
             max_size=JOB_MAX_TOKENS,
             max_in_flight=settings.embeddings_ingress_in_flight,
             max_wait_s=settings.embeddings_queue_timeout_s or None,
+            max_call_s=0.4,
         )
 
     def check(self, body: EmbeddingRequest) -> list[str]:
