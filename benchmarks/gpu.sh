@@ -11,14 +11,7 @@
 # Not yet run on a GPU (no device was lent to this project's sessions so far).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -d wheels ]; then
-  python -m pip install --quiet --no-index --find-links wheels --no-deps wheels/*.whl
-fi
-python - <<'PY'
-import torch
-assert torch.cuda.is_available(), "no CUDA device: this script is for GPU machines"
-print("GPU:", torch.cuda.get_device_name(0))
-PY
+source benchmarks/gpu_setup.sh
 export SERVE_APP_CONFIG=deployments/gpu.yaml SERVE_APP_OCR_DEVICE=cuda \
   SERVE_APP_EMBEDDINGS_DEVICE=cuda PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 out="${OUT:-benchmarks/results}/gpu-suite"

@@ -10,14 +10,7 @@
 # Prints the same table as on CPU and writes $OUT/ocr (or benchmarks/results/gpu-ocr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -d wheels ]; then
-  python -m pip install --quiet --no-index --find-links wheels --no-deps wheels/*.whl
-fi
-python - <<'PY'
-import torch
-assert torch.cuda.is_available(), "no CUDA device: this script is for GPU machines"
-print("GPU:", torch.cuda.get_device_name(0))
-PY
+source benchmarks/gpu_setup.sh
 targets=raw,plain
 if python -c "import ray.serve" 2>/dev/null; then targets=raw,plain,serve; fi
 out="${OUT:-benchmarks/results}/gpu-ocr"

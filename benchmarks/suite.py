@@ -26,6 +26,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from benchmarks.loadgen import HEADER, LoadResult
+
 ROOT = Path(__file__).resolve().parent.parent
 CPSAT_VENV = ROOT / "benchmarks" / ".venv-ortools"
 
@@ -116,30 +118,8 @@ def summary(out: Path, status: dict[str, Any], quick: bool) -> str:
         points = load_points(load(out, name))
         if points:
             parts += [f"## {name}", ""]
-            header = [
-                "target",
-                "scenario",
-                "conc",
-                "req/s",
-                "items/s",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-            ]
-            table = [
-                [
-                    p["target"],
-                    p.get("scenario", ""),
-                    p["concurrency"],
-                    f"{p['requests_per_s']:.1f}",
-                    f"{p.get('items_per_s', 0):.1f}",
-                    f"{p['p50_ms']:.1f}",
-                    f"{p['p95_ms']:.1f}",
-                    f"{p['p99_ms']:.1f}",
-                ]
-                for p in points
-            ]
-            parts += [markdown_table(header, table), ""]
+            table = [LoadResult(**p).row() for p in points]
+            parts += [markdown_table(HEADER, table), ""]
     for name in ("search", "plans", "cold_start"):
         report = load(out, name)
         if report is not None:

@@ -132,8 +132,10 @@ class RequestCoalescer(Generic[Item, Result]):
         try:
             results = await self._call([item for item, _ in group])
             elapsed = loop.time() - started
-            if elapsed > 0:
-                pace = sum(self._size_of(item) for item, _ in group) / elapsed
+            units = sum(self._size_of(item) for item, _ in group)
+            # tiny calls are nearly all fixed overhead: they say nothing about the pace
+            if elapsed > 0 and units >= self.max_size // 16:
+                pace = units / elapsed
                 # Small calls are mostly fixed overhead and show a low pace: keep the best
                 # recent pace (decaying slowly), or light loads would look like overload.
                 self.rate = pace if self.rate is None else max(pace, 0.9 * self.rate + 0.1 * pace)
