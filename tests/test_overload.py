@@ -139,4 +139,6 @@ def check_json_logs() -> None:
     assert shed, "no shedding line in the ingress log"
     assert all(r.get("request_id") for r in shed), shed[:2]
     assert all(r.get("deployment", "").endswith("ingress") for r in shed)
-    assert all(r.get("route") == "/v1/embeddings" for r in shed)
+    # every route that embeds sheds (earlier tests may have shed upserts too)
+    assert all(r.get("route") in ("/v1/embeddings", "/v1/documents", "/v1/search") for r in shed)
+    assert any(r.get("route") == "/v1/embeddings" for r in shed)
