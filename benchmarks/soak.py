@@ -80,6 +80,9 @@ def main() -> None:
     try:
         ready_s = server.wait_ready()
         print(f"ready in {ready_s:.1f} s; soaking for {args.minutes:g} min", flush=True)
+        # the search workers need the namespace to exist (else 404 namespace_not_found)
+        seed = {"namespace": "soak", "documents": [{"id": "seed", "text": "oat milk"}]}
+        httpx.post(f"{url}/v1/documents", json=seed, timeout=120).raise_for_status()
         mix = [("embeddings", 3), ("search", 2), ("documents", 1), ("ocr", 1), ("solver", 1)]
         threads = [
             threading.Thread(target=worker, args=(kind, n), daemon=True)
