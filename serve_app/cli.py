@@ -25,12 +25,18 @@ from serve_app.cluster import (
     stop_orphaned_haproxy,
     use_token_auth,
 )
-from serve_app.settings import Settings, get_settings, is_loopback
+from serve_app.settings import Settings, get_settings, is_loopback, secret_value
 from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 
 
 class CliError(Exception):
     """A problem the operator can fix; printed without a traceback."""
+
+
+def use_cluster_token(settings: Settings) -> None:
+    """Ray token auth with the cluster's shared token (SERVE_APP_RAY_AUTH_TOKEN), else this
+    data directory's own; before Ray is imported (it reads the auth mode once)."""
+    use_token_auth(settings.data_dir / "ray_auth_token", secret_value(settings.ray_auth_token))
 
 
 def check_bind(host: str, settings: Settings) -> None:
@@ -359,7 +365,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     if not os.environ.get("RAY_ADDRESS"):
         # Before Ray is imported: Ray reads its auth mode once per process.
-        use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
+        use_cluster_token(settings)
         configure_proxy(settings.proxy)
     config = load_config(Path(args.config or settings.config), bind_host(host, settings), port)
     check_ocr_weights(config, settings)
@@ -412,10 +418,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def secret(value: Any) -> str | None:
-    return value.get_secret_value() or None if value is not None else None
-
-
 def cmd_join(args: argparse.Namespace) -> int:
     """Run this machine as a Ray worker node of a head's cluster until stopped; Serve places
     replicas on it. Exits when the node stops (the head went away, or SIGTERM)."""
@@ -427,7 +429,7 @@ def cmd_join(args: argparse.Namespace) -> int:
         address = resolve_address(target)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
+    use_cluster_token(settings)
     worker = RayWorker(
         address,
         node_ip=node_ip(settings),
@@ -475,7 +477,7 @@ def replica_nodes() -> dict[tuple[str, str], dict[str, int]]:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = get_settings()
     # Before Ray is imported: the cluster's token (shared secret, or this data dir's own).
-    use_token_auth(settings.data_dir / "ray_auth_token", secret(settings.ray_auth_token))
+    use_cluster_token(settings)
     import ray
     from ray import serve
 
@@ -516,7 +518,7 @@ def cmd_fly(args: argparse.Namespace) -> int:
     from serve_app.fly.ops import FlyOps, OpsError, app_name, format_table
 
     settings = get_settings()
-    token = secret(settings.fly_api_token)
+    token = secret_value(settings.fly_api_token)
     if not token:
         raise CliError("FLY_API_TOKEN is not set (`fly tokens create deploy` makes one)")
     try:

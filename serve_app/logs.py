@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from serve_app.settings import Settings
+from serve_app.settings import Settings, secret_value
 
 SERVE_LOGGER = "ray.serve"  # Ray Serve's logger: its handlers add the request context
 
@@ -44,7 +44,7 @@ class Every:
 
 def init_sentry(settings: Settings, component: str) -> bool:
     """Report errors to Sentry when SENTRY_DSN is set; True when it is on."""
-    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else ""
+    dsn = secret_value(settings.sentry_dsn)
     if not dsn:
         return False
     try:

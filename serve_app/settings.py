@@ -120,9 +120,12 @@ class Settings(BaseSettings):
 
     def api_token_value(self) -> str | None:
         """The bearer token, or None when auth is off (loopback only)."""
-        if self.api_token is None or not self.api_token.get_secret_value():
-            return None
-        return self.api_token.get_secret_value()
+        return secret_value(self.api_token)
+
+
+def secret_value(value: SecretStr | None) -> str | None:
+    """A secret setting's value; None when it is unset or empty."""
+    return (value.get_secret_value() or None) if value is not None else None
 
 
 def is_loopback(host: str) -> bool:

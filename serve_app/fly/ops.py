@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serve_app.fly.api import FlyApiError, InsufficientCapacity, MachinesClient
+from serve_app.fly.api import InsufficientCapacity, MachinesClient
 
 # flyctl records a machine's process group (fly.toml [processes]) in this metadata key.
 GROUP_KEY = "fly_process_group"
@@ -247,6 +247,3 @@ class FlyOps:
         if missing:
             raise OpsError(f"no such machine(s) in {self.client.app}: {', '.join(missing)}")
         return [by_id[i] for i in ids if by_id[i].state in states]
-
-
-__all__ = ["FlyApiError", "FlyOps", "Machine", "OpsError", "app_name", "format_table"]
