@@ -38,6 +38,11 @@ class RequestCoalescer(Generic[Item, Result]):
     half of ``max_wait_s`` is queued (near overload; below that, calls merge fully). Under
     overload every request therefore ends within about ``max_wait_s`` plus one short call,
     answered or shed, and most shed ones are told at once.
+
+    Bulk work (``bulk=True``: document ingestion) queues behind interactive requests, which
+    overtake it, so an ingestion burst does not starve queries; it has its own, longer budget
+    ``bulk_max_wait_s`` for the work queued ahead of it (None: never refused) and is never
+    shed once queued. Calls take interactive requests first and fill up with bulk work.
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class RequestCoalescer(Generic[Item, Result]):
         max_in_flight: int = 2,
         max_wait_s: float | None = None,
         max_call_s: float | None = None,
+        bulk_max_wait_s: float | None = None,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -57,48 +63,56 @@ class RequestCoalescer(Generic[Item, Result]):
         self.max_in_flight = max_in_flight
         self.max_wait_s = max_wait_s
         self.max_call_s = max_call_s
+        self.bulk_max_wait_s = bulk_max_wait_s
         self.shed = 0  # requests that left the queue with QueueTimeout
         self.rate: float | None = None  # units per second per call (moving average)
-        self._pending_units = 0
-        self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
+        # queued work per class, interactive (False) before bulk (True)
+        self._queues: dict[bool, deque[tuple[Item, asyncio.Future[Result]]]] = {
+            False: deque(),
+            True: deque(),
+        }
+        self._units = {False: 0, True: 0}
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def waiting(self) -> int:
         """Requests queued here, not yet sent."""
-        return len(self._pending)
+        return len(self._queues[False]) + len(self._queues[True])
 
-    def admit(self, units: int) -> None:
-        """Refuse (QueueTimeout) a request of ``units`` that would find more than
-        ``max_wait_s`` of work queued ahead of it, at the measured pace of ``max_in_flight``
-        calls. An idle queue admits anything, however large."""
-        if self.max_wait_s is None or not self.rate or not self._pending:
+    def admit(self, units: int, bulk: bool = False) -> None:
+        """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget
+        (``max_wait_s``, or ``bulk_max_wait_s`` for bulk work) of work queued ahead of it, at
+        the measured pace of ``max_in_flight`` calls. Interactive requests count only the
+        interactive work (they overtake bulk work). An idle queue admits anything."""
+        limit = self.bulk_max_wait_s if bulk else self.max_wait_s
+        ahead = self._units[False] + (self._units[True] if bulk else 0)
+        if limit is None or not self.rate or not ahead:
             return
-        ahead_s = (self._pending_units + units) / (self.rate * self.max_in_flight)
-        if ahead_s > self.max_wait_s:
+        if (ahead + units) / (self.rate * self.max_in_flight) > limit:
             self.shed += 1
             raise QueueTimeout(0.0)
 
-    async def submit(self, item: Item, admit: bool = True) -> Result:
+    async def submit(self, item: Item, admit: bool = True, bulk: bool = False) -> Result:
         """Queue ``item`` and wait for its own result (or the call's exception). With
         ``admit=False`` (parts of a request admitted as a whole) it is neither refused nor
-        shed after ``max_wait_s``."""
+        shed after ``max_wait_s``; bulk work is never shed once queued."""
         loop = asyncio.get_running_loop()
         if admit:
-            self.admit(self._size_of(item))
+            self.admit(self._size_of(item), bulk)
         future: asyncio.Future[Result] = loop.create_future()
         entry = (item, future)
-        self._pending.append(entry)
-        self._pending_units += self._size_of(item)
+        queue = self._queues[bulk]
+        queue.append(entry)
+        self._units[bulk] += self._size_of(item)
         self._dispatch()
-        if self.max_wait_s is None or not admit or future.done():
+        if self.max_wait_s is None or not admit or bulk or future.done():
             return await future
         queued_at = loop.time()
         done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
-        if not done and entry in self._pending:  # still queued: shed it, it was never sent
-            self._pending.remove(entry)
-            self._pending_units -= self._size_of(item)
+        if not done and entry in queue:  # still queued: shed it, it was never sent
+            queue.remove(entry)
+            self._units[bulk] -= self._size_of(item)
             future.cancel()
             self.shed += 1
             raise QueueTimeout(loop.time() - queued_at)
@@ -107,17 +121,22 @@ class RequestCoalescer(Generic[Item, Result]):
     def _dispatch(self) -> None:
         limit = self.max_size
         if self.max_wait_s is not None and self.max_call_s and self.rate:
-            queued_s = self._pending_units / (self.rate * self.max_in_flight)
+            queued_s = self._units[False] / (self.rate * self.max_in_flight)
             if queued_s > self.max_wait_s / 2:  # near overload: short calls keep the tail short
                 limit = min(limit, max(1, int(self.rate * self.max_call_s)))
-        while self._in_flight < self.max_in_flight and self._pending:
-            group = [self._pending.popleft()]
-            size = self._size_of(group[0][0])
-            while self._pending and size + self._size_of(self._pending[0][0]) <= limit:
-                item = self._pending.popleft()
-                size += self._size_of(item[0])
-                group.append(item)
-            self._pending_units -= size
+        while self._in_flight < self.max_in_flight and self.waiting:
+            group: list[tuple[Item, asyncio.Future[Result]]] = []
+            size = 0
+            for bulk in (False, True):  # interactive first, then fill up with bulk work
+                queue = self._queues[bulk]
+                while queue and (not group or size + self._size_of(queue[0][0]) <= limit):
+                    entry = queue.popleft()
+                    units = self._size_of(entry[0])
+                    self._units[bulk] -= units
+                    size += units
+                    group.append(entry)
+                if queue:  # the next one does not fit: do not let a later one overtake it
+                    break
             group = [(i, f) for i, f in group if not f.cancelled()]
             if not group:
                 continue

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Load shedding: a request that waited this long for the model gets 503 + Retry-After
     # instead of waiting on (0 = never shed; latency then grows with the queue).
     embeddings_queue_timeout_s: float = Field(0.6, ge=0)
+    # document ingestion (POST /v1/documents): queues behind queries, waits longer
+    embeddings_bulk_queue_timeout_s: float = Field(20.0, ge=0)
 
     # OCR. Weights live in docTR's cache layout under this folder (default: <data_dir>/doctr).
     ocr_weights_dir: Path | None = None

@@ -156,3 +156,60 @@ def test_admission_refuses_at_once_when_too_much_work_is_queued_ahead():
         assert c.shed == 1
 
     run(main())
+
+
+def test_interactive_requests_overtake_queued_bulk_work():
+    async def main():
+        rec = Recorder(delay=0.05)
+        c = RequestCoalescer(rec, size_of=len, max_size=4, max_in_flight=1, max_wait_s=0.5)
+        first = asyncio.create_task(c.submit("aaaa", bulk=True))  # sent at once
+        await asyncio.sleep(0)
+        bulk = [asyncio.create_task(c.submit(x * 4, bulk=True)) for x in "bcd"]
+        await asyncio.sleep(0)
+        query = asyncio.create_task(c.submit("q"))  # arrives last, goes next
+        results = await asyncio.gather(first, *bulk, query)
+        assert results == ["AAAA", "BBBB", "CCCC", "DDDD", "Q"]
+        assert rec.calls[1] == ["q"]  # the next call after the running one (bulk is full size)
+
+    run(main())
+
+
+def test_a_call_takes_queries_first_and_fills_up_with_bulk_work():
+    async def main():
+        rec = Recorder(delay=0.05)
+        c = RequestCoalescer(rec, size_of=len, max_size=6, max_in_flight=1)
+        first = asyncio.create_task(c.submit("x"))
+        await asyncio.sleep(0)
+        waiting = [
+            asyncio.create_task(c.submit("bbb", bulk=True)),
+            asyncio.create_task(c.submit("ccc", bulk=True)),
+            asyncio.create_task(c.submit("q")),
+        ]
+        await asyncio.gather(first, *waiting)
+        assert rec.calls == [["x"], ["q", "bbb"], ["ccc"]]
+
+    run(main())
+
+
+def test_bulk_work_has_its_own_budget_and_is_never_shed_once_queued():
+    from serve_app.coalescer import QueueTimeout
+
+    async def main():
+        rec = Recorder(delay=0.1)
+        c = RequestCoalescer(
+            rec, size_of=len, max_size=4, max_in_flight=1, max_wait_s=0.15, bulk_max_wait_s=5.0
+        )
+        assert await c.submit("abcd") == "ABCD"  # measures about 40 units/s
+        first = asyncio.create_task(c.submit("aaaa", bulk=True))
+        await asyncio.sleep(0)
+        # 0.5 s of bulk work queued ahead: far over max_wait_s, within bulk_max_wait_s
+        bulk = [asyncio.create_task(c.submit(x * 4, bulk=True)) for x in "bcdef"]
+        await asyncio.sleep(0)
+        c.admit(4)  # a query does not count the bulk work it will overtake
+        with pytest.raises(QueueTimeout):
+            c.admit(400, bulk=True)  # 10 s of bulk work: over its budget
+        results = await asyncio.gather(first, *bulk)  # waited ~0.6 s > max_wait_s: not shed
+        assert results == ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF"]
+        assert c.shed == 1
+
+    run(main())

@@ -43,6 +43,7 @@ class EmbeddingService:
             max_in_flight=settings.embeddings_ingress_in_flight,
             max_wait_s=settings.embeddings_queue_timeout_s or None,
             max_call_s=0.4,
+            bulk_max_wait_s=settings.embeddings_bulk_queue_timeout_s or None,
         )
 
     def check(self, body: EmbeddingRequest) -> list[str]:
@@ -74,16 +75,17 @@ class EmbeddingService:
                 )
         return texts
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        """Vectors and token counts for ``texts`` (other modules call this too)."""
+    async def embed(self, texts: list[str], bulk: bool = False) -> tuple[np.ndarray, list[int]]:
+        """Vectors and token counts for ``texts`` (other modules call this too). ``bulk``
+        (document ingestion) queues behind interactive requests with a longer budget."""
         jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
         try:
             if len(jobs) == 1:  # refused at once, or shed if it waits too long
-                results: list[EmbedResult] = [await self.coalescer.submit(jobs[0])]
+                results: list[EmbedResult] = [await self.coalescer.submit(jobs[0], bulk=bulk)]
             else:  # a large request is admitted or refused as a whole, never half-served
-                self.coalescer.admit(sum(job.est_tokens for job in jobs))
+                self.coalescer.admit(sum(job.est_tokens for job in jobs), bulk)
                 results = await asyncio.gather(
-                    *(self.coalescer.submit(job, admit=False) for job in jobs)
+                    *(self.coalescer.submit(job, admit=False, bulk=bulk) for job in jobs)
                 )
         except QueueTimeout as exc:
             SHED.labels("embeddings").inc()
@@ -97,7 +99,9 @@ class EmbeddingService:
                     "shedding load: an embeddings request was answered 503 (%s; limit %.2f s "
                     "of queueing); %d more since the last line",
                     why,
-                    self.settings.embeddings_queue_timeout_s,
+                    self.settings.embeddings_bulk_queue_timeout_s
+                    if bulk
+                    else self.settings.embeddings_queue_timeout_s,
                     self._shed_log.suppressed,
                 )
                 self._shed_log.suppressed = 0

@@ -69,7 +69,7 @@ class StoreService:
         # Everything is checked before any model time or database write: one bad document
         # rejects the batch and stores nothing.
         docs = self._check_upsert(body)
-        vectors, _ = await self.embeddings.embed([d.text for d in docs])
+        vectors, _ = await self.embeddings.embed([d.text for d in docs], bulk=True)
         try:
             count = await self.store.upsert(body.namespace, docs, vectors)
         except StoreUnavailable as exc:

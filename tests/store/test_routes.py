@@ -60,6 +60,45 @@ def test_upsert_then_search_by_meaning(serve_server):
     assert len(results) == 3
 
 
+def test_concurrent_bulk_ingestion_is_queued_not_shed_and_queries_overtake_it(serve_server):
+    """Eight 100-document upserts at once (the test limit per request) are more than the 0.6 s
+    interactive queueing budget: as bulk work they all queue and land, and a search sent
+    meanwhile overtakes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ns = namespace()
+    assert upsert(serve_server, ns, GROCERIES).status_code == 200
+
+    def batch(b: int) -> list[dict]:
+        products = ["oat drink", "rye bread", "penne", "tofu", "peanut butter", "spinach"]
+        return [
+            {"id": f"bulk-{b}-{i}", "text": f"{products[i % 6]} pack {i} from batch {b}"}
+            for i in range(100)
+        ]
+
+    # one batch first: the ingress learns the model's pace (it admits anything before that)
+    assert post(serve_server, "/v1/documents", {"namespace": ns, "documents": batch(8)}).is_success
+    with ThreadPoolExecutor(9) as pool:
+        uploads = [
+            pool.submit(
+                post, serve_server, "/v1/documents", {"namespace": ns, "documents": batch(b)}
+            )
+            for b in range(8)
+        ]
+        time.sleep(0.3)  # the uploads are queued or running
+        started = time.monotonic()
+        found = search(serve_server, ns, "laundry detergent", k=1)
+        search_s = time.monotonic() - started
+        statuses = [u.result().status_code for u in uploads]
+        ingestion_s = time.monotonic() - started
+    assert statuses == [200] * 8, [u.result().text[:200] for u in uploads]
+    assert found.status_code == 200, found.text
+    assert found.json()["results"][0]["id"] == "detergent"
+    assert search_s < ingestion_s  # it did not wait for the whole import
+    count = search(serve_server, ns, "oat drink", k=100)
+    assert count.status_code == 200 and len(count.json()["results"]) == 100
+
+
 def test_filters_and_k(serve_server):
     ns = namespace()
     assert upsert(serve_server, ns, GROCERIES).status_code == 200
