@@ -5,7 +5,8 @@ Run ``python -m benchmarks.ocr [--quick]``; prints a table and writes JSON to
 (``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``), which the brief allows for benchmarks: the
 work per page is the real models' work, the text is not.
 
-  (a) raw     OcrRuntime.read in-process at its best batch size (pages/s)
+  (a) raw     OcrRuntime.read in-process at its best batch size (pages/s); also, for
+              comparison with (c)'s CPU setting, 2 pages at once on 1 torch thread each
   (b) plain   benchmarks.baseline_ocr_server: the predictor once per request, no batching
   (c) serve   ``serve-app run`` (default config, HAProxy ingress)
 at concurrency 1, 4, 16 with receipt images of about 1000 x 2500 pixels.
@@ -58,13 +59,22 @@ def png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def bench_raw(pages: list[np.ndarray], seconds: float, batches=(1, 2, 4, 8)) -> dict[str, Any]:
+def bench_raw(
+    pages: list[np.ndarray], seconds: float, batches=(1, 2, 4, 8), parallel: int = 2
+) -> dict[str, Any]:
+    """(a): the predictor in-process at each batch size (torch on every core), and, for
+    comparison with this server's CPU setting, ``parallel`` threads of batch 1 with one torch
+    thread each."""
+    import threading
+
+    import torch
+
     from serve_app.ocr.runtime import OcrRuntime
 
     runtime = OcrRuntime(allow_random_weights=True)
     runtime.read(pages[:1])
     sweep = {}
-    print(f"  device {runtime.device}", flush=True)
+    print(f"  device {runtime.device}, torch threads {torch.get_num_threads()}", flush=True)
     for batch in batches:
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -73,12 +83,34 @@ def bench_raw(pages: list[np.ndarray], seconds: float, batches=(1, 2, 4, 8)) -> 
         sweep[batch] = done / (time.perf_counter() - started)
         print(f"  raw batch {batch}: {sweep[batch]:.2f} pages/s", flush=True)
     best = max(sweep, key=sweep.__getitem__)
-    return {
+    report = {
         "device": runtime.device,
         "pages_per_s_by_batch": sweep,
         "best_batch": best,
         "best_pages_per_s": sweep[best],
     }
+    if parallel > 1 and runtime.device == "cpu":
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        counts = [0] * parallel
+        stop = time.perf_counter() + seconds
+
+        def work(i: int) -> None:
+            while time.perf_counter() < stop:
+                runtime.read([pages[(counts[i] + i) % len(pages)]])
+                counts[i] += 1
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(parallel)]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        rate = sum(counts) / (time.perf_counter() - started)
+        torch.set_num_threads(threads)
+        report["parallel"] = {"threads": parallel, "pages_per_s": rate}
+        print(f"  raw, {parallel} pages at once on 1 thread each: {rate:.2f} pages/s", flush=True)
+    return report
 
 
 def run_points(target: str, url: str, bodies: list[bytes], levels, seconds: float):
@@ -165,10 +197,16 @@ def main() -> None:
     lines = []
     if raw:
         lines.append(f"raw ceiling: {raw:.2f} pages/s at batch {report['raw']['best_batch']}")
+    parallel = report.get("raw", {}).get("parallel", {}).get("pages_per_s")
+    if parallel:
+        lines.append(f"raw, 2 pages at once on 1 thread each: {parallel:.2f} pages/s")
     for r in results:
         if r.concurrency == 4 and raw:
             share = 100 * r.items_per_s / raw
-            lines.append(f"{r.target} c4: {r.items_per_s:.2f} pages/s = {share:.0f}% of raw")
+            line = f"{r.target} c4: {r.items_per_s:.2f} pages/s = {share:.0f}% of raw"
+            if parallel:
+                line += f" ({100 * r.items_per_s / parallel:.0f}% of raw 2 at once)"
+            lines.append(line)
     for line in lines:
         print(line)
     report["summary"] = lines

@@ -34,37 +34,90 @@ from benchmarks.loadgen import percentile, print_table, write_json
 from serve_app.app import only_models
 from serve_app.cluster import free_port
 
-BRANDS = ["Oatly", "Alpro", "Tesco", "Lidl", "Aldi", "Heinz", "Barilla", "Kerrygold", "Yeo Valley"]
+BRANDS = [
+    "Oatly", "Alpro", "Tesco", "Lidl", "Aldi", "Heinz", "Barilla", "Kerrygold", "Yeo Valley",
+    "Sainsbury's", "Waitrose", "Co-op", "Arla", "Danone", "Nestle", "Kellogg's", "Quaker",
+    "Warburtons", "Hovis", "Birds Eye", "Innocent", "Cathedral City", "Lurpak", "Tilda",
+    "Uncle Ben's", "Napolina", "Cirio", "Clipper", "Lavazza", "Green & Black's",
+]  # fmt: skip
 PRODUCTS = [
     "oat drink", "almond milk", "cheddar cheese", "sourdough loaf", "chicken thighs",
     "basmati rice", "baby spinach", "greek yoghurt", "olive oil", "chickpeas", "passata",
     "salmon fillets", "rolled oats", "peanut butter", "free-range eggs", "bananas", "penne",
     "tofu", "coffee beans", "dark chocolate", "butter", "frozen peas", "tortilla wraps",
+    "soy milk", "mozzarella", "wholemeal bread", "beef mince", "jasmine rice", "kale",
+    "natural yoghurt", "rapeseed oil", "red lentils", "chopped tomatoes", "cod fillets",
+    "granola", "almond butter", "spaghetti", "tempeh", "green tea", "milk chocolate",
+    "margarine", "sweetcorn", "pitta bread", "coconut milk", "feta", "bagels", "pork sausages",
+    "brown rice", "rocket", "skyr", "sesame oil", "black beans", "tomato puree", "tuna chunks",
+    "muesli", "cashew nuts", "fusilli", "halloumi", "instant coffee", "oat biscuits",
 ]  # fmt: skip
-QUALIFIERS = ["organic", "barista edition", "reduced fat", "family pack", "value", "finest"]
+QUALIFIERS = [
+    "organic", "barista edition", "reduced fat", "family pack", "value", "finest",
+    "unsweetened", "lightly salted", "extra mature", "wholegrain", "gluten free", "low sugar",
+    "multipack", "fairtrade", "high protein", "original",
+]  # fmt: skip
+SIZES = ["250 g", "400 g", "500 g", "750 g", "1 kg", "2 kg", "1 l", "6 x 330 ml"]
 DISHES = [
     "curry", "stir fry", "soup", "salad", "traybake", "pasta bake", "risotto", "tacos",
-    "omelette", "porridge", "stew", "burrito bowl",
+    "omelette", "porridge", "stew", "burrito bowl", "frittata", "noodle bowl", "wrap",
+    "pie", "casserole", "smoothie", "sandwich", "buddha bowl",
 ]  # fmt: skip
-STYLES = ["quick", "spicy", "creamy", "one-pot", "weeknight", "high-protein", "vegan", "smoky"]
+STYLES = [
+    "quick", "spicy", "creamy", "one-pot", "weeknight", "high-protein", "vegan", "smoky",
+    "budget", "kid-friendly", "mediterranean", "lemony",
+]  # fmt: skip
 QUERIES = [
     "oat milk", "cheap rice", "vegan dinner", "something with chickpeas", "breakfast oats",
     "fish for dinner", "coffee", "chocolate dessert", "pasta with tomato", "eggs",
 ]  # fmt: skip
 
 
-def documents(n: int, seed: int = 11) -> list[dict[str, Any]]:
-    """n grocery items and recipes; metadata ``bucket`` 0..9 (a filter on one matches 10%)."""
+def documents(n: int, seed: int = 11, duplicates: bool = False) -> list[dict[str, Any]]:
+    """n grocery items (2/3) and recipes (1/3), every text distinct, as in a real catalogue;
+    metadata ``bucket`` 0..9 (a filter on one matches 10%).
+
+    ``duplicates=True`` is the first generator of this benchmark, kept as a stress case: small
+    vocabularies, so each item text recurs about ten times and only a serial number ``#i``
+    tells the copies apart. Clusters of near-identical vectors are a known weak spot of HNSW
+    graphs (searches get trapped in a cluster); see the README for what it does to recall."""
     rng = random.Random(seed)
+    if duplicates:
+        return _duplicate_heavy(n, rng)
+    docs, seen = [], set()
+    for i in range(n):
+        while True:
+            if i % 3 == 2:
+                a, b = rng.sample(PRODUCTS, 2)
+                text = (
+                    f"{rng.choice(STYLES)} {a} and {b} {rng.choice(DISHES)}, "
+                    f"serves {rng.randint(1, 6)}"
+                )
+            else:
+                text = (
+                    f"{rng.choice(BRANDS)} {rng.choice(QUALIFIERS)} {rng.choice(PRODUCTS)} "
+                    f"{rng.choice(SIZES)}"
+                )
+            if text not in seen:
+                seen.add(text)
+                break
+        kind = "recipe" if i % 3 == 2 else "item"
+        docs.append({"id": f"doc-{i}", "text": text, "metadata": {"kind": kind, "bucket": i % 10}})
+    return docs
+
+
+def _duplicate_heavy(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    brands, products, qualifiers = BRANDS[:9], PRODUCTS[:23], QUALIFIERS[:6]
+    dishes, styles = DISHES[:12], STYLES[:8]
     docs = []
     for i in range(n):
         if i % 3 == 2:
-            a, b = rng.sample(PRODUCTS, 2)
-            text = f"{rng.choice(STYLES)} {a} and {b} {rng.choice(DISHES)}, serves {i % 6 + 1}"
+            a, b = rng.sample(products, 2)
+            text = f"{rng.choice(styles)} {a} and {b} {rng.choice(dishes)}, serves {i % 6 + 1}"
             kind = "recipe"
         else:
             text = (
-                f"{rng.choice(BRANDS)} {rng.choice(QUALIFIERS)} {rng.choice(PRODUCTS)} "
+                f"{rng.choice(brands)} {rng.choice(qualifiers)} {rng.choice(products)} "
                 f"{rng.choice([250, 400, 500, 750, 1000])} g #{i}"
             )
             kind = "item"
@@ -217,6 +270,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 documents")
     parser.add_argument("--docs", type=int, help="documents to ingest (default 100,000)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="the duplicate-heavy stress data (each item text ~10 times, told apart by a "
+        "serial number) instead of a catalogue of distinct texts",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep-data", action="store_true", help="keep the database afterwards")
     parser.add_argument(
@@ -237,10 +296,15 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     namespace = f"bench-{stamp}"
-    docs = documents(n)
+    docs = documents(n, duplicates=args.duplicates)
     rng = random.Random(5)
-    queries = [f"{rng.choice(QUERIES)} {rng.choice(STYLES)}" for _ in range(args.queries)]
-    report: dict[str, Any] = {"documents": n, "queries": len(queries)}
+    styles = STYLES[:8]  # the query set of every run so far
+    queries = [f"{rng.choice(QUERIES)} {rng.choice(styles)}" for _ in range(args.queries)]
+    report: dict[str, Any] = {
+        "documents": n,
+        "data": "duplicate-heavy" if args.duplicates else "distinct texts",
+        "queries": len(queries),
+    }
     server = Server(
         serve_cmd(port, store_only_config(out / "store.yaml", port)),
         {"SERVE_APP_DATA_DIR": str(data_dir)},

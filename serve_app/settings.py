@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     store_pool_size: int = Field(10, ge=1)  # connections per ingress replica
     store_hnsw_m: int = Field(16, ge=2, le=100)
     store_hnsw_ef_construction: int = Field(128, ge=4, le=1000)
-    store_hnsw_ef_search: int = Field(200, ge=1, le=1000)  # per query; recall vs latency
+    store_hnsw_ef_search: int = Field(100, ge=1, le=1000)  # per query; recall vs latency
     store_max_documents: int = Field(512, ge=1)  # per POST /v1/documents
     store_max_metadata_bytes: int = Field(16_384, ge=2)  # per document, as JSON
     store_connect_timeout_s: float = Field(5.0, gt=0)

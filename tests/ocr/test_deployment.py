@@ -1,0 +1,65 @@
+"""The OCR deployment's batching knobs from user_config, in-process (no Ray cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+
+from serve_app.ocr.deployment import OcrDeployment
+from serve_app.ocr.runtime import OcrPage
+
+
+class SlowRuntime:
+    """Stands in for the predictor's ``read`` only, to see how batches overlap."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.running = self.most = 0
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, pages: list[np.ndarray]) -> list[OcrPage]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.batches.append(len(pages))
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        return [OcrPage(width=p.shape[1], height=p.shape[0], lines=[]) for p in pages]
+
+
+def read_pages(replica, n: int) -> list[dict]:
+    async def main():
+        pages = [np.zeros((32, 40 + i, 3), np.uint8) for i in range(n)]
+        return await asyncio.gather(*(replica.read(p) for p in pages))
+
+    return asyncio.run(main())
+
+
+def test_parallel_batches_overlap_and_can_be_changed_without_a_restart(monkeypatch):
+    from ray.serve.batching import _BatchQueue
+
+    # Outside a replica the batch queue's start-up check of max_ongoing_requests has no
+    # replica context to read; the batching itself is plain asyncio.
+    monkeypatch.setattr(
+        _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
+    )
+    replica = OcrDeployment.func_or_class()
+    config = {"max_batch_size": 1, "parallel_batches": 2, "torch_threads": 1}
+    replica.reconfigure(config)
+    slow = SlowRuntime(0.3)
+    replica.runtime.read = slow  # the real docTR model was built (random weights) and warmed
+
+    results = read_pages(replica, 4)
+    assert [r["page"].width for r in results] == [40, 41, 42, 43]  # each its own answer
+    assert slow.batches == [1, 1, 1, 1] and slow.most == 2
+
+    replica.reconfigure({**config, "parallel_batches": 1, "max_batch_size": 4})
+    slow.most, slow.batches = 0, []
+    results = read_pages(replica, 4)
+    assert [r["page"].width for r in results] == [40, 41, 42, 43]
+    assert slow.most == 1 and sum(slow.batches) == 4 and max(slow.batches) > 1
