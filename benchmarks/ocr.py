@@ -151,9 +151,10 @@ def main() -> None:
     parser.add_argument(
         "--raw-batches", default="1,2,4,8", help="batch sizes for (a); e.g. 1,4,16,32 on a GPU"
     )
+    parser.add_argument("--levels", default="1,4,16", help="concurrency levels for (b) and (c)")
     args = parser.parse_args()
     seconds = args.duration or (10.0 if args.quick else 20.0)
-    levels = (1, 4, 16)
+    levels = tuple(int(c) for c in args.levels.split(","))
     targets = args.targets.split(",")
     out = args.out or ROOT / "benchmarks" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / "logs").mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     if quick:
         return [
             ("embeddings", ["--quick", "--duration", "3", "--targets", "raw,plain,serve-ha"]),
-            ("ocr", ["--quick", "--duration", "6"]),
+            ("ocr", ["--quick", "--duration", "6", "--levels", "1,4", "--raw-batches", "1,4"]),
             ("search", ["--docs", "2000", "--queries", "50"]),
             ("plans", ["--sizes", "20,50", "--timeout", "5", *no_cpsat]),
             ("cold_start", ["--models", "solver"]),

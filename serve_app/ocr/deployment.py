@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import torch
 from ray import serve
 
-from serve_app.devices import set_torch_threads
+from serve_app.devices import set_torch_threads, torch_threads
 from serve_app.ocr.runtime import (
     DEFAULT_DET_ARCH,
     DEFAULT_RECO_ARCH,
@@ -26,10 +28,11 @@ class OcrDeployment:
 
     ``user_config`` keys: ``det_arch``, ``reco_arch``, ``max_batch_size`` (pages per batch),
     ``batch_wait_timeout_s``, ``parallel_batches`` (batches predicted at once, each on its own
-    thread), ``reco_batch_size`` (crops per recognition pass), ``torch_threads``. On a CPU,
-    two single-threaded batches at once beat one batch on two threads: much of docTR's work
-    per page (post-processing, cropping) is single-threaded Python and OpenCV, and the other
-    batch fills the idle core meanwhile.
+    thread), ``reco_batch_size`` (crops per recognition pass), ``torch_threads`` (0: every
+    core). The running batches share the torch threads: a batch alone gets them all (the
+    lowest latency for one page), two get half each. On a CPU two pages at once on one thread
+    each beat one page on two: much of docTR's work per page (post-processing, cropping) is
+    single-threaded, and the other batch fills the idle core meanwhile.
     Without weights (and without permission to run random ones) the replica stays up and
     reports ``unavailable`` with the reason, so the other models keep serving.
     """
@@ -40,6 +43,9 @@ class OcrDeployment:
         self._archs: tuple[str, str, int] | None = None
         self._parallel = 0
         self._read_batch: Any = None
+        self._threads = 1  # torch threads shared by the running batches
+        self._running = 0  # batches running now
+        self._pool: ThreadPoolExecutor | None = None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         settings = get_settings()
@@ -65,13 +71,20 @@ class OcrDeployment:
                     raise
                 self.runtime, self.unavailable = None, str(exc)
             self._archs = archs
-        set_torch_threads(int(config.get("torch_threads", 0)))
+        self._threads = torch_threads(int(config.get("torch_threads", 0)))
+        set_torch_threads(self._threads)
         max_batch_size = int(config.get("max_batch_size", 4))
         wait_s = float(config.get("batch_wait_timeout_s", 0.02))
         parallel = max(1, int(config.get("parallel_batches", 1)))
         if parallel != self._parallel:
             # Serve fixes a batch queue's concurrency when it is made: a new value gets a new
-            # queue; batches already queued on the old one still finish there.
+            # queue; batches already queued on the old one still finish there. Batches run on
+            # threads of their own (the same ones each time, so torch keeps one OpenMP team
+            # per thread rather than one per thread of a shared pool).
+            old = self._pool
+            self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="ocr-batch")
+            if old is not None:
+                old.shutdown(wait=False)
             self._read_batch = serve.batch(
                 max_batch_size=max_batch_size,
                 batch_wait_timeout_s=wait_s,
@@ -83,8 +96,20 @@ class OcrDeployment:
 
     async def _read_pages(self, pages: list[np.ndarray]) -> list[tuple[OcrPage, int, bool]]:
         assert self.runtime is not None
-        results = await asyncio.to_thread(self.runtime.read, pages)
+        self._running += 1
+        try:
+            threads = max(1, self._threads // self._running)
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self._pool, self._read_on, threads, pages)
+        finally:
+            self._running -= 1
         return [(result, len(pages), i == 0) for i, result in enumerate(results)]
+
+    def _read_on(self, threads: int, pages: list[np.ndarray]) -> list[OcrPage]:
+        """On a worker thread: this batch's share of the torch threads, then the batch."""
+        torch.set_num_threads(threads)
+        assert self.runtime is not None
+        return self.runtime.read(pages)
 
     async def read(self, page: np.ndarray) -> dict[str, Any]:
         """OCR one page (joins the current batch); ``{"unavailable": reason}`` without a model."""

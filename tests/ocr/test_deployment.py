@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 
 from serve_app.ocr.deployment import OcrDeployment
 from serve_app.ocr.runtime import OcrPage
@@ -19,6 +20,7 @@ class SlowRuntime:
         self.seconds = seconds
         self.running = self.most = 0
         self.batches: list[int] = []
+        self.threads: list[int] = []  # torch threads each batch ran with
         self.lock = threading.Lock()
 
     def __call__(self, pages: list[np.ndarray]) -> list[OcrPage]:
@@ -26,6 +28,7 @@ class SlowRuntime:
             self.running += 1
             self.most = max(self.most, self.running)
             self.batches.append(len(pages))
+            self.threads.append(torch.get_num_threads())
         time.sleep(self.seconds)
         with self.lock:
             self.running -= 1
@@ -49,7 +52,7 @@ def test_parallel_batches_overlap_and_can_be_changed_without_a_restart(monkeypat
         _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
     )
     replica = OcrDeployment.func_or_class()
-    config = {"max_batch_size": 1, "parallel_batches": 2, "torch_threads": 1}
+    config = {"max_batch_size": 1, "parallel_batches": 2, "torch_threads": 2}
     replica.reconfigure(config)
     slow = SlowRuntime(0.3)
     replica.runtime.read = slow  # the real docTR model was built (random weights) and warmed
@@ -57,9 +60,12 @@ def test_parallel_batches_overlap_and_can_be_changed_without_a_restart(monkeypat
     results = read_pages(replica, 4)
     assert [r["page"].width for r in results] == [40, 41, 42, 43]  # each its own answer
     assert slow.batches == [1, 1, 1, 1] and slow.most == 2
+    # the first page starts alone with both threads, the second shares them
+    assert slow.threads[:2] == [2, 1] and set(slow.threads) <= {1, 2}
 
     replica.reconfigure({**config, "parallel_batches": 1, "max_batch_size": 4})
-    slow.most, slow.batches = 0, []
+    slow.most, slow.batches, slow.threads = 0, [], []
     results = read_pages(replica, 4)
     assert [r["page"].width for r in results] == [40, 41, 42, 43]
     assert slow.most == 1 and sum(slow.batches) == 4 and max(slow.batches) > 1
+    assert set(slow.threads) == {2}  # one batch at a time: every thread
