@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from benchmarks.embeddings import ROOT, Server, serve_cmd
+from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
 from benchmarks.loadgen import print_table, write_json
 from serve_app.cluster import free_port
 
@@ -135,7 +135,14 @@ def main() -> None:
     parser.add_argument("--config", default="deployments/fly.yaml")
     parser.add_argument("--models", help="comma-separated (default: the config's min 0 ones)")
     parser.add_argument("--out", default=None, help="results folder")
+    parser.add_argument(
+        "--url",
+        help="a running server whose --models already scale to zero (the suite's shared "
+        "server): measure their first request there instead of starting one",
+    )
     args = parser.parse_args()
+    if args.url and not args.models:
+        parser.error("--url needs --models")
 
     config_path = ROOT / args.config
     raw = yaml.safe_load(config_path.read_text())
@@ -152,15 +159,31 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true", "SERVE_APP_API_TOKEN": ""}
-    print(f"starting serve-app run --config {args.config} ({cores} cores) ...", flush=True)
-    server = Server(serve_cmd(port, config), env, url, out / "cold-start-server.log")
-    report: dict[str, Any] = {"config": args.config, "cores": cores, "models": {}}
+    server: Server | Attached
+    if args.url:
+        server = Attached(args.url)
+        print(f"measuring the running server at {args.url}", flush=True)
+    else:
+        port = free_port()
+        env = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true", "SERVE_APP_API_TOKEN": ""}
+        print(f"starting serve-app run --config {args.config} ({cores} cores) ...", flush=True)
+        server = Server(
+            serve_cmd(port, config),
+            env,
+            f"http://127.0.0.1:{port}",
+            out / "cold-start-server.log",
+        )
+    url = server.url
+    report: dict[str, Any] = {
+        "config": "the suite's shared server" if args.url else args.config,
+        "cores": cores,
+        "models": {},
+    }
     try:
-        report["ready_s"] = server.wait_ready()
-        print(f"ready {report['ready_s']:.1f} s after start", flush=True)
+        ready_s = server.wait_ready()
+        if not args.url:
+            report["ready_s"] = ready_s
+            print(f"ready {ready_s:.1f} s after start", flush=True)
         for model in models:
             print(f"{model}: waiting for zero replicas, then the first request ...", flush=True)
             report["models"][model] = cold_start(url, model, {})
@@ -176,7 +199,8 @@ def main() -> None:
         ]
         for model, r in report["models"].items()
     ]
-    print(f"\nready after start: {report['ready_s']:.1f} s")
+    if "ready_s" in report:
+        print(f"\nready after start: {report['ready_s']:.1f} s")
     print_table(
         rows, header=["model", "first request", "warm request", "cold start", "health timeline"]
     )

@@ -139,6 +139,28 @@ class Server:
                 self.proc.wait()
 
 
+class Attached:
+    """A server started by someone else (``--url``, the suite's shared server): waited for,
+    measured, never stopped."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def wait_ready(self, timeout_s: float = 300) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return 0.0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.url} not ready in {timeout_s} s")
+
+    def stop(self) -> None:
+        pass
+
+
 def run_scenarios(
     target: str, url: str, quick: bool, duration_s: float, metrics: bool
 ) -> list[LoadResult]:
@@ -180,16 +202,30 @@ def serve_cmd(port: int, config: Path) -> list[str]:
     ]
 
 
-def bench_serve(target: str, env: dict[str, str], quick: bool, duration_s: float, logs: Path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = Server(
-        serve_cmd(port, ROOT / "deployments" / "local.yaml"), env, url, logs / f"{target}.log"
-    )
+def bench_serve(
+    target: str,
+    env: dict[str, str],
+    quick: bool,
+    duration_s: float,
+    logs: Path,
+    attach: str | None = None,
+):
+    server: Server | Attached
+    if attach:
+        server = Attached(attach)
+    else:
+        port = free_port()
+        server = Server(
+            serve_cmd(port, ROOT / "deployments" / "local.yaml"),
+            env,
+            f"http://127.0.0.1:{port}",
+            logs / f"{target}.log",
+        )
     try:
         ready_s = server.wait_ready()
-        print(f"{target}: ready {ready_s:.1f} s after start", flush=True)
-        results = run_scenarios(target, url, quick, duration_s, metrics=True)
+        if not attach:
+            print(f"{target}: ready {ready_s:.1f} s after start", flush=True)
+        results = run_scenarios(target, server.url, quick, duration_s, metrics=True)
     finally:
         server.stop()
     return ready_s, results
@@ -240,6 +276,11 @@ def main() -> None:
         "--targets", default="raw,plain,serve,serve-ha,cold", help="comma-separated subset"
     )
     parser.add_argument("--out", type=Path, help="results folder")
+    parser.add_argument(
+        "--url",
+        help="measure this running server (started with the default proxy) as serve-ha "
+        "instead of starting one; no ready time",
+    )
     args = parser.parse_args()
     duration = args.duration or (4.0 if args.quick else 10.0)
     targets = args.targets.split(",")
@@ -270,10 +311,11 @@ def main() -> None:
         ("serve-ha", {"SERVE_APP_PROXY": "haproxy"}),
     )
     for target, env in proxies:
-        if target in targets:
-            print(f"(c) {target}", flush=True)
-            ready_s, found = bench_serve(target, env, args.quick, duration, logs)
-            report["ready_s"][target] = ready_s
+        if target in targets and (target == "serve-ha" or not args.url):
+            print(f"(c) {target}" + (f" at {args.url}" if args.url else ""), flush=True)
+            ready_s, found = bench_serve(target, env, args.quick, duration, logs, args.url)
+            if not args.url:
+                report["ready_s"][target] = ready_s
             results += found
     if "cold" in targets:
         print("cold start from zero replicas", flush=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.embeddings import ROOT, Server, serve_cmd
+from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
 from benchmarks.loadgen import LoadResult, closed_loop, print_table, write_json
 from serve_app.cluster import free_port
 
@@ -152,6 +152,11 @@ def main() -> None:
         "--raw-batches", default="1,2,4,8", help="batch sizes for (a); e.g. 1,4,16,32 on a GPU"
     )
     parser.add_argument("--levels", default="1,4,16", help="concurrency levels for (b) and (c)")
+    parser.add_argument(
+        "--url",
+        help="measure this running server as (c) instead of starting one (it must "
+        "allow random OCR weights, as the suite's shared server does)",
+    )
     args = parser.parse_args()
     seconds = args.duration or (10.0 if args.quick else 20.0)
     levels = tuple(int(c) for c in args.levels.split(","))
@@ -178,14 +183,18 @@ def main() -> None:
         finally:
             server.stop()
     if "serve" in targets:
-        print("(c) this server", flush=True)
-        port = free_port()
-        server = Server(
-            serve_cmd(port, args.config),
-            {},
-            f"http://127.0.0.1:{port}",
-            out / "logs" / "serve-ocr.log",
-        )
+        print("(c) this server" + (f" at {args.url}" if args.url else ""), flush=True)
+        server: Server | Attached
+        if args.url:
+            server = Attached(args.url)
+        else:
+            port = free_port()
+            server = Server(
+                serve_cmd(port, args.config),
+                {},
+                f"http://127.0.0.1:{port}",
+                out / "logs" / "serve-ocr.log",
+            )
         try:
             server.wait_ready()
             results += run_points("serve", server.url, bodies, levels, seconds)

@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import yaml
 
-from benchmarks.embeddings import ROOT, Server, serve_cmd
+from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
 from benchmarks.loadgen import percentile, print_table, write_json
 from serve_app.app import only_models
 from serve_app.cluster import free_port
@@ -279,6 +279,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep-data", action="store_true", help="keep the database afterwards")
     parser.add_argument(
+        "--url", help="a running server to measure instead of starting one (needs --data-dir)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="that server's SERVE_APP_DATA_DIR (the embedded database)"
+    )
+    parser.add_argument(
         "--ef", default="100,200,400", help="hnsw.ef_search values to measure in the database"
     )
     parser.add_argument(
@@ -288,13 +294,13 @@ def main() -> None:
         "the database on it (the API numbers are from the index built during ingestion)",
     )
     args = parser.parse_args()
+    if args.url and not args.data_dir:
+        parser.error("--url needs --data-dir")
     n = args.docs or (10_000 if args.quick else 100_000)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or ROOT / "benchmarks" / "results" / stamp
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    data_dir = out / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    data_dir = args.data_dir or out / "data"
     namespace = f"bench-{stamp}"
     docs = documents(n, duplicates=args.duplicates)
     rng = random.Random(5)
@@ -305,14 +311,20 @@ def main() -> None:
         "data": "duplicate-heavy" if args.duplicates else "distinct texts",
         "queries": len(queries),
     }
-    server = Server(
-        serve_cmd(port, store_only_config(out / "store.yaml", port)),
-        {"SERVE_APP_DATA_DIR": str(data_dir)},
-        url,
-        out / "logs" / "serve-search.log",
-    )
+    server: Server | Attached
+    if args.url:
+        server = Attached(args.url)
+    else:
+        port = free_port()
+        server = Server(
+            serve_cmd(port, store_only_config(out / "store.yaml", port)),
+            {"SERVE_APP_DATA_DIR": str(data_dir)},
+            f"http://127.0.0.1:{port}",
+            out / "logs" / "serve-search.log",
+        )
+    url = server.url
     try:
-        print(f"starting serve-app (data in {data_dir}) ...", flush=True)
+        print(f"serve-app at {url} (data in {data_dir}) ...", flush=True)
         server.wait_ready()
         print(f"ingesting {n} documents through POST /v1/documents ...", flush=True)
         report["ingestion"] = asyncio.run(ingest(url, namespace, docs, 256, 4))
@@ -351,7 +363,7 @@ def main() -> None:
         )
     finally:
         server.stop()
-        if not args.keep_data:
+        if not args.keep_data and not args.url:  # an attached server's data is not ours
             shutil.rmtree(data_dir, ignore_errors=True)
 
     print()

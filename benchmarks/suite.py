@@ -1,22 +1,27 @@
 """Every benchmark in one run: ``make bench`` (or ``python -m benchmarks.suite [--quick]``).
 
-Runs the embeddings, OCR, search, meal-plan and cold-start benchmarks one after another (each
-starts the server configuration and the baselines it compares, so they never compete for the
-CPU), with a progress bar, and writes ``benchmarks/results/<timestamp>/``: each benchmark's
-JSON and log, ``summary.md`` (one table per benchmark) and PNG plots:
+Runs the embeddings, OCR, search, meal-plan and cold-start benchmarks one after another (never
+two at once, so they do not compete for the CPU), with a progress bar, and writes
+``benchmarks/results/<timestamp>/``: each benchmark's JSON and log, ``summary.md`` (one table
+per benchmark) and PNG plots:
 
 * ``throughput.png``   requests/s against concurrency, per target (server and baselines)
 * ``latency.png``      latency distribution (p50/p95/p99) per target at its highest load
 * ``batches.png``      mean batch size the server formed, per load point
 * ``cold_start.png``   the cold-start timeline from zero replicas, per model
 
-``--quick`` shortens every run (under 5 minutes on 2 cores); ``--only a,b`` picks benchmarks.
+The full run lets each benchmark start the server configuration it measures (the search
+benchmark a fresh database, the cold start ``deployments/fly.yaml``). ``--quick`` (under 5
+minutes on 2 cores) starts one server for all of them instead (``deployments/local.yaml``
+with the solver scaling to zero, so the cold-start benchmark finds it at zero replicas at the
+end) and shortens every run; ``--only a,b`` picks benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -24,25 +29,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm import tqdm
 
+from benchmarks.embeddings import Server, serve_cmd
 from benchmarks.loadgen import HEADER, LoadResult
+from serve_app.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CPSAT_VENV = ROOT / "benchmarks" / ".venv-ortools"
 
 
-def plan(quick: bool) -> list[tuple[str, list[str]]]:
-    """(name, arguments of ``python -m benchmarks.<name>``) in run order."""
+def plan(quick: bool, url: str = "URL", data: str = "DIR") -> list[tuple[str, list[str]]]:
+    """(name, arguments of ``python -m benchmarks.<name>``) in run order; ``url`` and
+    ``data`` are the quick run's shared server and its data directory."""
     no_cpsat = [] if (CPSAT_VENV / "bin" / "python").exists() else ["--no-cpsat"]
     if quick:
         return [
-            ("embeddings", ["--quick", "--duration", "3", "--targets", "raw,plain,serve-ha"]),
-            ("ocr", ["--quick", "--duration", "6", "--levels", "1,4", "--raw-batches", "1,4"]),
-            ("search", ["--docs", "2000", "--queries", "50"]),
+            ("embeddings", ["--quick", "--duration", "3", "--targets", "raw,plain,serve-ha",
+                            "--url", url]),
+            ("ocr", ["--quick", "--duration", "5", "--levels", "1,4", "--raw-batches", "1,4",
+                     "--url", url]),
+            ("search", ["--docs", "2000", "--queries", "50", "--ef", "100", "--url", url,
+                        "--data-dir", data]),
             ("plans", ["--sizes", "20,50", "--timeout", "5", *no_cpsat]),
-            ("cold_start", ["--models", "solver"]),
-        ]
+            ("cold_start", ["--models", "solver", "--url", url]),
+        ]  # fmt: skip
     return [
         ("embeddings", []),
         ("ocr", []),
@@ -52,24 +64,59 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     ]
 
 
+def shared_config(out: Path) -> Path:
+    """``deployments/local.yaml`` with the solver scaling to zero within seconds when idle."""
+    raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
+    for deployment in raw["applications"][0]["deployments"]:
+        if deployment["name"] == "solver":
+            deployment.pop("num_replicas", None)
+            deployment.setdefault("autoscaling_config", {}).update(
+                min_replicas=0, initial_replicas=1, downscale_delay_s=1,
+                downscale_to_zero_delay_s=2,
+            )  # fmt: skip
+    path = out / "shared.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def run_all(out: Path, quick: bool, only: set[str] | None) -> dict[str, Any]:
-    steps = [(n, a) for n, a in plan(quick) if only is None or n in only]
+    server = None
+    url = data = ""
+    if quick:
+        port = free_port()
+        data_dir = out / "data"
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            "SERVE_APP_DATA_DIR": str(data_dir),
+            "SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true",
+            "SERVE_APP_API_TOKEN": "",
+        }
+        print(f"starting the shared server at {url} ...", flush=True)
+        server = Server(serve_cmd(port, shared_config(out)), env, url, out / "shared-server.log")
+        print(f"  ready in {server.wait_ready():.1f} s", flush=True)
+        data = str(data_dir)
+    steps = [(n, a) for n, a in plan(quick, url, data) if only is None or n in only]
     status: dict[str, Any] = {}
-    bar = tqdm(steps, desc="benchmarks", unit="bench", file=sys.stdout)
-    for name, args in bar:
-        bar.set_postfix_str(name)
-        started = time.monotonic()
-        with (out / f"{name}.log").open("w") as log:
-            proc = subprocess.run(
-                [sys.executable, "-m", f"benchmarks.{name}", *args, "--out", str(out)],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        status[name] = {"returncode": proc.returncode, "seconds": time.monotonic() - started}
-        if proc.returncode != 0:
-            tqdm.write(f"{name} failed (exit {proc.returncode}); see {out / (name + '.log')}")
+    try:
+        bar = tqdm(steps, desc="benchmarks", unit="bench", file=sys.stdout)
+        for name, args in bar:
+            bar.set_postfix_str(name)
+            started = time.monotonic()
+            with (out / f"{name}.log").open("w") as log:
+                proc = subprocess.run(
+                    [sys.executable, "-m", f"benchmarks.{name}", *args, "--out", str(out)],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            status[name] = {"returncode": proc.returncode, "seconds": time.monotonic() - started}
+            if proc.returncode != 0:
+                tqdm.write(f"{name} failed (exit {proc.returncode}); see {out / (name + '.log')}")
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(out / "data", ignore_errors=True)
     return status
 
 
@@ -191,8 +238,9 @@ def plots(out: Path) -> list[Path]:
             ax.barh(row, r["warm_request_s"], left=r["cold_start_s"], color="tab:blue",
                     label="request" if row == 0 else "")  # fmt: skip
         ax.set_yticks(range(len(cold["models"])), sorted(cold["models"]))
-        ready = cold["ready_s"]
-        title = f"first request from zero replicas (ready after start: {ready:.1f} s)"
+        title = "first request from zero replicas"
+        if "ready_s" in cold:
+            title += f" (ready after start: {cold['ready_s']:.1f} s)"
         ax.set(title=title, xlabel="seconds")
         ax.legend()
         made.append(save(fig, out / "cold_start.png"))
