@@ -27,9 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
-from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
+from benchmarks.embeddings import ROOT, this_server
 from benchmarks.loadgen import print_table, write_json
-from serve_app.cluster import free_port
 
 
 def request_for(model: str) -> tuple[str, dict[str, Any]]:
@@ -159,20 +158,12 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    server: Server | Attached
     if args.url:
-        server = Attached(args.url)
         print(f"measuring the running server at {args.url}", flush=True)
     else:
-        port = free_port()
-        env = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true", "SERVE_APP_API_TOKEN": ""}
         print(f"starting serve-app run --config {args.config} ({cores} cores) ...", flush=True)
-        server = Server(
-            serve_cmd(port, config),
-            env,
-            f"http://127.0.0.1:{port}",
-            out / "cold-start-server.log",
-        )
+    env = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true", "SERVE_APP_API_TOKEN": ""}
+    server = this_server(args.url, config, env, out / "cold-start-server.log")
     url = server.url
     report: dict[str, Any] = {
         "config": "the suite's shared server" if args.url else args.config,

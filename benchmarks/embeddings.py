@@ -161,6 +161,17 @@ class Attached:
         pass
 
 
+def this_server(
+    attach: str | None, config: Path, env: dict[str, str], log: Path
+) -> Server | Attached:
+    """The server to measure: the running one at ``attach``, or ``serve-app run --config
+    config`` started on a free port."""
+    if attach:
+        return Attached(attach)
+    port = free_port()
+    return Server(serve_cmd(port, config), env, f"http://127.0.0.1:{port}", log)
+
+
 def run_scenarios(
     target: str, url: str, quick: bool, duration_s: float, metrics: bool
 ) -> list[LoadResult]:
@@ -210,17 +221,8 @@ def bench_serve(
     logs: Path,
     attach: str | None = None,
 ):
-    server: Server | Attached
-    if attach:
-        server = Attached(attach)
-    else:
-        port = free_port()
-        server = Server(
-            serve_cmd(port, ROOT / "deployments" / "local.yaml"),
-            env,
-            f"http://127.0.0.1:{port}",
-            logs / f"{target}.log",
-        )
+    local = ROOT / "deployments" / "local.yaml"
+    server = this_server(attach, local, env, logs / f"{target}.log")
     try:
         ready_s = server.wait_ready()
         if not attach:

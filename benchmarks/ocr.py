@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
+from benchmarks.embeddings import ROOT, Server, this_server
 from benchmarks.loadgen import LoadResult, closed_loop, print_table, write_json
 from serve_app.cluster import free_port
 
@@ -184,17 +184,7 @@ def main() -> None:
             server.stop()
     if "serve" in targets:
         print("(c) this server" + (f" at {args.url}" if args.url else ""), flush=True)
-        server: Server | Attached
-        if args.url:
-            server = Attached(args.url)
-        else:
-            port = free_port()
-            server = Server(
-                serve_cmd(port, args.config),
-                {},
-                f"http://127.0.0.1:{port}",
-                out / "logs" / "serve-ocr.log",
-            )
+        server = this_server(args.url, args.config, {}, out / "logs" / "serve-ocr.log")
         try:
             server.wait_ready()
             results += run_points("serve", server.url, bodies, levels, seconds)

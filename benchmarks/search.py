@@ -29,10 +29,9 @@ import httpx
 import numpy as np
 import yaml
 
-from benchmarks.embeddings import ROOT, Attached, Server, serve_cmd
+from benchmarks.embeddings import ROOT, this_server
 from benchmarks.loadgen import percentile, print_table, write_json
 from serve_app.app import only_models
-from serve_app.cluster import free_port
 
 BRANDS = [
     "Oatly", "Alpro", "Tesco", "Lidl", "Aldi", "Heinz", "Barilla", "Kerrygold", "Yeo Valley",
@@ -125,7 +124,7 @@ def _duplicate_heavy(n: int, rng: random.Random) -> list[dict[str, Any]]:
     return docs
 
 
-def store_only_config(path: Path, port: int) -> Path:
+def store_only_config(path: Path) -> Path:
     raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     app = raw["applications"][0]
     only_models(app, ["embeddings"])
@@ -311,17 +310,12 @@ def main() -> None:
         "data": "duplicate-heavy" if args.duplicates else "distinct texts",
         "queries": len(queries),
     }
-    server: Server | Attached
-    if args.url:
-        server = Attached(args.url)
-    else:
-        port = free_port()
-        server = Server(
-            serve_cmd(port, store_only_config(out / "store.yaml", port)),
-            {"SERVE_APP_DATA_DIR": str(data_dir)},
-            f"http://127.0.0.1:{port}",
-            out / "logs" / "serve-search.log",
-        )
+    server = this_server(
+        args.url,
+        store_only_config(out / "store.yaml"),
+        {"SERVE_APP_DATA_DIR": str(data_dir)},
+        out / "logs" / "serve-search.log",
+    )
     url = server.url
     try:
         print(f"serve-app at {url} (data in {data_dir}) ...", flush=True)
