@@ -47,6 +47,19 @@ def request_for(model: str) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"unknown model {model}")
 
 
+def scale_to_zero_quickly(deployment: dict[str, Any]) -> None:
+    """Make a deployment of a Serve config autoscale to zero replicas within seconds."""
+    deployment.pop("num_replicas", None)
+    scaling = deployment.setdefault("autoscaling_config", {})
+    scaling.update(
+        min_replicas=0,
+        initial_replicas=1,
+        max_replicas=max(1, scaling.get("max_replicas", 1)),
+        downscale_delay_s=1,
+        downscale_to_zero_delay_s=2,
+    )
+
+
 def bench_config(path: Path, models: list[str], cores: int) -> Path:
     raw = yaml.safe_load(path.read_text())
     app = raw["applications"][0]
@@ -58,15 +71,7 @@ def bench_config(path: Path, models: list[str], cores: int) -> Path:
         options["num_cpus"] = round(options.get("num_cpus", 1) * scale, 3)
         options.pop("num_gpus", None)
         if deployment["name"] in models:
-            scaling = deployment.setdefault("autoscaling_config", {})
-            deployment.pop("num_replicas", None)
-            scaling.update(
-                min_replicas=0,
-                initial_replicas=1,
-                max_replicas=max(1, scaling.get("max_replicas", 1)),
-                downscale_delay_s=1,
-                downscale_to_zero_delay_s=2,
-            )
+            scale_to_zero_quickly(deployment)
     out = Path(tempfile.mkdtemp()) / "cold.yaml"
     out.write_text(yaml.safe_dump(raw))
     return out

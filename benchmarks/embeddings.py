@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,28 @@ def bench_raw(duration_s: float) -> dict[str, Any]:
 # --- servers ------------------------------------------------------------------------------
 
 
+def wait_healthy(
+    url: str,
+    timeout_s: float,
+    failed: Callable[[], str | None] = lambda: None,
+    hint: str = "",
+) -> None:
+    """Poll ``url``/health every 0.25 s until it answers 200; ``failed()`` returning a reason
+    (the server process exited) stops the wait at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reason = failed()
+        if reason:
+            raise RuntimeError(reason)
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not ready in {timeout_s} s{hint}")
+
+
 class Server:
     """A server subprocess with its own process group, stopped with SIGTERM."""
 
@@ -117,17 +140,13 @@ class Server:
         )
 
     def wait_ready(self, timeout_s: float = 300) -> float:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    return time.monotonic() - self.started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"server not ready in {timeout_s} s; see {self.log}")
+        """Seconds from start to a healthy /health."""
+
+        def exited() -> str | None:
+            return f"server exited; see {self.log}" if self.proc.poll() is not None else None
+
+        wait_healthy(self.url, timeout_s, exited, f"; see {self.log}")
+        return time.monotonic() - self.started
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -147,15 +166,8 @@ class Attached:
         self.url = url.rstrip("/")
 
     def wait_ready(self, timeout_s: float = 300) -> float:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    return 0.0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"{self.url} not ready in {timeout_s} s")
+        wait_healthy(self.url, timeout_s)
+        return 0.0
 
     def stop(self) -> None:
         pass

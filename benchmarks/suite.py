@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from benchmarks.cold_start import scale_to_zero_quickly
 from benchmarks.embeddings import Server, serve_cmd
 from benchmarks.loadgen import HEADER, LoadResult
 from serve_app.cluster import free_port
@@ -69,11 +70,7 @@ def shared_config(out: Path) -> Path:
     raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     for deployment in raw["applications"][0]["deployments"]:
         if deployment["name"] == "solver":
-            deployment.pop("num_replicas", None)
-            deployment.setdefault("autoscaling_config", {}).update(
-                min_replicas=0, initial_replicas=1, downscale_delay_s=1,
-                downscale_to_zero_delay_s=2,
-            )  # fmt: skip
+            scale_to_zero_quickly(deployment)
     path = out / "shared.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -84,7 +84,7 @@ class RequestCoalescer(Generic[Item, Result]):
         """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget
         (``max_wait_s``, or ``bulk_max_wait_s`` for bulk work) of work queued ahead of it, at
         the measured pace of ``max_in_flight`` calls. Interactive requests count only the
-        interactive work (they overtake bulk work). An idle queue admits anything."""
+        interactive work (they overtake bulk work). With nothing queued ahead, anything goes."""
         limit = self.bulk_max_wait_s if bulk else self.max_wait_s
         ahead = self._units[False] + (self._units[True] if bulk else 0)
         if limit is None or not self.rate or not ahead:
