@@ -4,7 +4,8 @@ Run ``python -m benchmarks.embeddings [--quick]``; prints a table and writes JSO
 ``benchmarks/results/<timestamp>/embeddings.json``.
 
 Targets, all in one run on the same machine:
-  (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling)
+  (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling); also two
+                batches at once on one torch thread each (the deployment's parallel_batches)
   (b) plain     one uvicorn process, one model call per request (benchmarks.baseline_server)
   (c) serve     ``serve-app run`` with Ray's Python proxy (``SERVE_APP_PROXY=python``)
       serve-ha  the same with the HAProxy ingress (``SERVE_APP_PROXY=haproxy``, the default)
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -80,22 +82,56 @@ def body_for(texts_per_request: int):
 
 
 def bench_raw(duration_s: float) -> dict[str, Any]:
+    """The runtime alone, one batch after another on every core (the ceiling the issue names),
+    and two batches at once on one torch thread each (what ``parallel_batches: 2`` does)."""
+    import torch
+
     from serve_app.embeddings.runtime import EmbeddingRuntime
 
     runtime = EmbeddingRuntime()
     runtime.embed(TEXTS[:64])
+    cores = torch.get_num_threads()
+
+    def pace(batch: int, streams: int) -> float:
+        done = [0] * streams
+        stop = time.perf_counter() + duration_s
+
+        def stream(k: int) -> None:
+            i = k * 1000
+            while time.perf_counter() < stop:
+                start = (i * 7) % (len(TEXTS) - batch)
+                runtime.embed(TEXTS[start : start + batch])
+                done[k] += batch
+                i += 1
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(done) / (time.perf_counter() - started)
+
     sweep = {}
     for batch in (1, 8, 32, 64, 128, 256):
-        done = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < duration_s:
-            start = (done * 7) % (len(TEXTS) - batch)
-            runtime.embed(TEXTS[start : start + batch])
-            done += batch
-        sweep[batch] = done / (time.perf_counter() - started)
+        sweep[batch] = pace(batch, 1)
         print(f"  raw batch {batch:>3}: {sweep[batch]:.1f} texts/s", flush=True)
     best = max(sweep, key=sweep.__getitem__)
-    return {"texts_per_s_by_batch": sweep, "best_batch": best, "best_texts_per_s": sweep[best]}
+    torch.set_num_threads(1)  # per process for the intra-op pool: each stream on one thread
+    parallel = {}
+    for batch in (32, 64, 128):
+        parallel[batch] = pace(batch, 2)
+        print(f"  raw 2 at once x 1 thread, batch {batch:>3}: {parallel[batch]:.1f} texts/s")
+    torch.set_num_threads(cores)
+    best_parallel = max(parallel, key=parallel.__getitem__)
+    return {
+        "texts_per_s_by_batch": sweep,
+        "best_batch": best,
+        "best_texts_per_s": sweep[best],
+        "two_streams_texts_per_s_by_batch": parallel,
+        "two_streams_best_batch": best_parallel,
+        "two_streams_best_texts_per_s": parallel[best_parallel],
+    }
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -358,14 +394,21 @@ def summarise(report: dict[str, Any], results: list[LoadResult]) -> dict[str, An
 
     lines = []
     raw = report.get("raw", {}).get("best_texts_per_s")
+    two = report.get("raw", {}).get("two_streams_best_texts_per_s")
     if raw:
         lines.append(f"raw ceiling: {raw:.0f} texts/s at batch {report['raw']['best_batch']}")
+    if two:
+        batch = report["raw"]["two_streams_best_batch"]
+        lines.append(f"raw, 2 batches at once x 1 thread: {two:.0f} texts/s at batch {batch}")
     for target in ("serve", "serve-ha"):
         bulk = find(target, "bulk32", 4)
         if bulk and raw:
             share = 100 * bulk.items_per_s / raw
             texts = bulk.items_per_s
-            lines.append(f"{target} bulk32 c4: {texts:.0f} texts/s = {share:.0f}% of raw")
+            lines.append(
+                f"{target} bulk32 c4: {texts:.0f} texts/s = {share:.0f}% of raw"
+                + (f" ({100 * texts / two:.0f}% of raw 2 x 1 thread)" if two else "")
+            )
         single = find(target, "single", 32)
         plain = find("plain", "single", 32)
         if single and plain:

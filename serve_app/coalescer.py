@@ -34,6 +34,9 @@ class RequestCoalescer(Generic[Item, Result]):
     gets through per second. A request that would find more than ``max_wait_s`` of work queued
     ahead of it is refused at once with :class:`QueueTimeout`, and one still waiting after
     ``max_wait_s`` (the estimate was wrong) leaves the queue the same way; neither was sent.
+    The exception is a request that would go in the very next call: it gets one more
+    ``max_wait_s`` (a slow call is not yet overload), so no request queues longer than twice
+    ``max_wait_s``.
     ``max_call_s`` (None: no cap) keeps merged calls to about that much work while more than
     half of ``max_wait_s`` is queued (near overload; below that, calls merge fully). Under
     overload every request therefore ends within about ``max_wait_s`` plus one short call,
@@ -110,6 +113,11 @@ class RequestCoalescer(Generic[Item, Result]):
             return await future
         queued_at = loop.time()
         done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
+        if not done and self._in_next_call(entry):
+            # Next in line: it leaves as soon as a call ends, and shedding it would only send
+            # the client away from the front of the queue. A call slower than usual (another
+            # process took the CPU for a moment) is not overload: one more max_wait_s.
+            done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
         if not done and entry in queue:  # still queued: shed it, it was never sent
             queue.remove(entry)
             self._units[bulk] -= self._size_of(item)
@@ -118,12 +126,27 @@ class RequestCoalescer(Generic[Item, Result]):
             raise QueueTimeout(loop.time() - queued_at)
         return await future  # sent before the deadline: its call decides
 
-    def _dispatch(self) -> None:
-        limit = self.max_size
+    def _in_next_call(self, entry: tuple[Item, asyncio.Future[Result]]) -> bool:
+        """Whether a queued interactive ``entry`` fits in the next call with all ahead of it."""
+        units = 0
+        for queued in self._queues[False]:
+            units += self._size_of(queued[0])
+            if queued is entry:
+                return units <= self._call_limit()
+        return False  # not queued any more
+
+    def _call_limit(self) -> int:
+        """Units the next call may take: all of ``max_size``, or about ``max_call_s`` of work
+        while more than half of ``max_wait_s`` is queued (near overload: short calls keep
+        the tail short)."""
         if self.max_wait_s is not None and self.max_call_s and self.rate:
             queued_s = self._units[False] / (self.rate * self.max_in_flight)
-            if queued_s > self.max_wait_s / 2:  # near overload: short calls keep the tail short
-                limit = min(limit, max(1, int(self.rate * self.max_call_s)))
+            if queued_s > self.max_wait_s / 2:
+                return min(self.max_size, max(1, int(self.rate * self.max_call_s)))
+        return self.max_size
+
+    def _dispatch(self) -> None:
+        limit = self._call_limit()
         while self._in_flight < self.max_in_flight and self.waiting:
             group: list[tuple[Item, asyncio.Future[Result]]] = []
             size = 0

@@ -120,17 +120,38 @@ def test_requests_waiting_past_max_wait_are_shed_and_never_sent():
 
 
 def test_a_request_sent_before_its_deadline_gets_its_answer():
+    from serve_app.coalescer import QueueTimeout
+
     async def main():
-        rec = Recorder(delay=0.3)
+        rec = Recorder(delay=0.5)
         c = RequestCoalescer(rec, size_of=len, max_size=10, max_in_flight=1, max_wait_s=0.2)
         first = asyncio.create_task(c.submit("a"))
         await asyncio.sleep(0)
-        second = asyncio.create_task(c.submit("b"))  # waits 0.3 s > 0.2 s: shed
-        await asyncio.sleep(0.35)
+        second = asyncio.create_task(c.submit("b"))  # next in line: shed after 2 x 0.2 s
+        await asyncio.sleep(0.55)
         third = await c.submit("c")  # idle again: sent at once, takes longer than max_wait
         assert await first == "A" and third == "C"
-        with pytest.raises(Exception, match="waited"):
+        with pytest.raises(QueueTimeout) as shed:
             await second
+        assert 0.39 < shed.value.waited_s < 0.5
+
+    run(main())
+
+
+def test_the_request_next_in_line_gets_one_more_max_wait():
+    from serve_app.coalescer import QueueTimeout
+
+    async def main():
+        rec = Recorder(delay=0.3)  # a call slower than max_wait_s, as under a CPU spike
+        c = RequestCoalescer(rec, size_of=len, max_size=2, max_in_flight=1, max_wait_s=0.2)
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        nxt = asyncio.create_task(c.submit("b"))  # fits in the next call: kept past 0.2 s
+        behind = asyncio.create_task(c.submit("cc"))  # would need a later call: shed at 0.2 s
+        results = await asyncio.gather(first, nxt, behind, return_exceptions=True)
+        assert results[:2] == ["A", "B"]
+        assert isinstance(results[2], QueueTimeout) and results[2].waited_s < 0.25
+        assert rec.calls == [["a"], ["b"]] and c.shed == 1
 
     run(main())
 

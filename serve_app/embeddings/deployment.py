@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from ray import serve
 
-from serve_app.devices import set_torch_threads
+from serve_app.batching import ThreadedBatches
 from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult, split_by_jobs
 from serve_app.embeddings.runtime import EmbeddingRuntime
 from serve_app.settings import get_settings
@@ -24,7 +23,8 @@ class EmbeddingDeployment:
 
     ``user_config`` keys: ``max_batch_tokens`` (estimated tokens per batch across requests),
     ``batch_wait_timeout_s``, ``forward_batch_tokens`` (padded tokens per forward pass),
-    ``torch_threads`` (CPU threads; 0 = all cores).
+    ``parallel_batches`` (batches embedded at once, each on its own thread), ``torch_threads``
+    (CPU threads shared by the running batches; 0 = all cores). See :mod:`serve_app.batching`.
     """
 
     def __init__(self) -> None:
@@ -35,38 +35,40 @@ class EmbeddingDeployment:
             max_tokens=settings.embeddings_max_tokens,
         )
         self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
+        self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply batch settings from ``user_config`` without a restart."""
         budget = int(config.get("max_batch_tokens", 16384))
         if budget < JOB_MAX_TOKENS:
             raise ValueError(f"max_batch_tokens must be >= {JOB_MAX_TOKENS}, got {budget}")
-        self._embed_batch.set_max_batch_size(budget)
-        self._embed_batch.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.005)))
         self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
-        # Ray sets OMP_NUM_THREADS to the replica's num_cpus (1 for fractions): override it.
-        set_torch_threads(int(config.get("torch_threads", 0)))
+        # Ray sets OMP_NUM_THREADS to the replica's num_cpus (1 for fractions): this overrides it.
+        self._batches.configure(
+            max_batch_size=budget,
+            wait_s=float(config.get("batch_wait_timeout_s", 0.005)),
+            parallel=int(config.get("parallel_batches", 1)),
+            threads=int(config.get("torch_threads", 0)),
+        )
 
-    @serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.005, batch_size_fn=_job_tokens)
-    async def _embed_batch(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
+    def _embed_jobs(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
+        """On a batch thread: one runtime call for the texts of every job in the batch."""
         texts = [text for job in jobs for text in job.texts]
-        # Off the event loop, so the next batch fills while this one runs.
         started = time.perf_counter()
-        output = await asyncio.to_thread(self.runtime.embed, texts)
-        seconds = time.perf_counter() - started
+        output = self.runtime.embed(texts)
         whole = EmbedResult(
             vectors=output.vectors,
             token_counts=output.token_counts,
             batch_jobs=len(jobs),
             batch_texts=len(texts),
             batch_leader=True,
-            batch_seconds=seconds,
+            batch_seconds=time.perf_counter() - started,
         )
         return split_by_jobs(whole, jobs)
 
     async def embed(self, job: EmbedJob) -> EmbedResult:
         """Embed one job (joins the current batch)."""
-        return await self._embed_batch(job)
+        return await self._batches(job)
 
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for this model."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 from ray import serve
 
-from serve_app.devices import set_torch_threads, torch_threads
+from serve_app.batching import ThreadedBatches
 from serve_app.ocr.runtime import (
     DEFAULT_DET_ARCH,
     DEFAULT_RECO_ARCH,
@@ -41,11 +38,7 @@ class OcrDeployment:
         self.runtime: OcrRuntime | None = None
         self.unavailable: str | None = "not configured yet"
         self._archs: tuple[str, str, int] | None = None
-        self._parallel = 0
-        self._read_batch: Any = None
-        self._threads = 1  # torch threads shared by the running batches
-        self._running = 0  # batches running now
-        self._pool: ThreadPoolExecutor | None = None
+        self._batches = ThreadedBatches(self._read_pages, "ocr")
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         settings = get_settings()
@@ -71,51 +64,24 @@ class OcrDeployment:
                     raise
                 self.runtime, self.unavailable = None, str(exc)
             self._archs = archs
-        self._threads = torch_threads(int(config.get("torch_threads", 0)))
-        set_torch_threads(self._threads)
-        max_batch_size = int(config.get("max_batch_size", 4))
-        wait_s = float(config.get("batch_wait_timeout_s", 0.02))
-        parallel = max(1, int(config.get("parallel_batches", 1)))
-        if parallel != self._parallel:
-            # Serve fixes a batch queue's concurrency when it is made: a new value gets a new
-            # queue; batches already queued on the old one still finish there. Batches run on
-            # threads of their own (the same ones each time, so torch keeps one OpenMP team
-            # per thread rather than one per thread of a shared pool).
-            old = self._pool
-            self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="ocr-batch")
-            if old is not None:
-                old.shutdown(wait=False)
-            self._read_batch = serve.batch(
-                max_batch_size=max_batch_size,
-                batch_wait_timeout_s=wait_s,
-                max_concurrent_batches=parallel,
-            )(self._read_pages)
-            self._parallel = parallel
-        self._read_batch.set_max_batch_size(max_batch_size)
-        self._read_batch.set_batch_wait_timeout_s(wait_s)
+        self._batches.configure(
+            max_batch_size=int(config.get("max_batch_size", 4)),
+            wait_s=float(config.get("batch_wait_timeout_s", 0.02)),
+            parallel=int(config.get("parallel_batches", 1)),
+            threads=int(config.get("torch_threads", 0)),
+        )
 
-    async def _read_pages(self, pages: list[np.ndarray]) -> list[tuple[OcrPage, int, bool]]:
+    def _read_pages(self, pages: list[np.ndarray]) -> list[tuple[OcrPage, int, bool]]:
+        """On a batch thread: one predictor call for the batch."""
         assert self.runtime is not None
-        self._running += 1
-        try:
-            threads = max(1, self._threads // self._running)
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._pool, self._read_on, threads, pages)
-        finally:
-            self._running -= 1
+        results = self.runtime.read(pages)
         return [(result, len(pages), i == 0) for i, result in enumerate(results)]
-
-    def _read_on(self, threads: int, pages: list[np.ndarray]) -> list[OcrPage]:
-        """On a worker thread: this batch's share of the torch threads, then the batch."""
-        torch.set_num_threads(threads)
-        assert self.runtime is not None
-        return self.runtime.read(pages)
 
     async def read(self, page: np.ndarray) -> dict[str, Any]:
         """OCR one page (joins the current batch); ``{"unavailable": reason}`` without a model."""
         if self.runtime is None:
             return {"unavailable": self.unavailable}
-        result, batch_size, leader = await self._read_batch(page)
+        result, batch_size, leader = await self._batches(page)
         return {
             "page": result,
             "batch_size": batch_size,
