@@ -34,9 +34,9 @@ class RequestCoalescer(Generic[Item, Result]):
     gets through per second. A request that would find more than ``max_wait_s`` of work queued
     ahead of it is refused at once with :class:`QueueTimeout`, and one still waiting after
     ``max_wait_s`` (the estimate was wrong) leaves the queue the same way; neither was sent.
-    The exception is a request that would go in the very next call: it gets one more
-    ``max_wait_s`` (a slow call is not yet overload), so no request queues longer than twice
-    ``max_wait_s``.
+    The exception is a request that would go in the very next call while little is queued
+    (less than half of ``max_wait_s``): a slow call, not overload; it gets one more
+    ``max_wait_s``, so no request queues longer than twice ``max_wait_s``.
     ``max_call_s`` (None: no cap) keeps merged calls to about that much work while more than
     half of ``max_wait_s`` is queued (near overload; below that, calls merge fully). Under
     overload every request therefore ends within about ``max_wait_s`` plus one short call,
@@ -113,10 +113,11 @@ class RequestCoalescer(Generic[Item, Result]):
             return await future
         queued_at = loop.time()
         done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
-        if not done and self._in_next_call(entry):
-            # Next in line: it leaves as soon as a call ends, and shedding it would only send
-            # the client away from the front of the queue. A call slower than usual (another
-            # process took the CPU for a moment) is not overload: one more max_wait_s.
+        if not done and not self._near_overload() and self._in_next_call(entry):
+            # Next in line with little queued behind it: a call slower than usual (another
+            # process took the CPU for a moment), not overload. It leaves as soon as a call
+            # ends, and shedding it would only send the client away from the front of the
+            # queue: one more max_wait_s.
             done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
         if not done and entry in queue:  # still queued: shed it, it was never sent
             queue.remove(entry)
@@ -135,14 +136,18 @@ class RequestCoalescer(Generic[Item, Result]):
                 return units <= self._call_limit()
         return False  # not queued any more
 
+    def _near_overload(self) -> bool:
+        """More than half of ``max_wait_s`` of interactive work queued, at the measured pace."""
+        if self.max_wait_s is None or not self.rate:
+            return False
+        return self._units[False] / (self.rate * self.max_in_flight) > self.max_wait_s / 2
+
     def _call_limit(self) -> int:
         """Units the next call may take: all of ``max_size``, or about ``max_call_s`` of work
-        while more than half of ``max_wait_s`` is queued (near overload: short calls keep
-        the tail short)."""
-        if self.max_wait_s is not None and self.max_call_s and self.rate:
-            queued_s = self._units[False] / (self.rate * self.max_in_flight)
-            if queued_s > self.max_wait_s / 2:
-                return min(self.max_size, max(1, int(self.rate * self.max_call_s)))
+        near overload (short calls keep the tail short)."""
+        if self.max_call_s and self._near_overload():
+            assert self.rate is not None
+            return min(self.max_size, max(1, int(self.rate * self.max_call_s)))
         return self.max_size
 
     def _dispatch(self) -> None:

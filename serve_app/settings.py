@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     embeddings_max_input_chars: int = Field(20_000, ge=1)
     embeddings_max_tokens: int = Field(256, ge=8, le=512)
     # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
-    embeddings_ingress_in_flight: int = Field(4, ge=1)
+    embeddings_ingress_in_flight: int = Field(2, ge=1)
     # Load shedding: a request that waited this long for the model gets 503 + Retry-After
     # instead of waiting on (0 = never shed; latency then grows with the queue).
     embeddings_queue_timeout_s: float = Field(0.6, ge=0)

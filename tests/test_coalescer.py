@@ -156,6 +156,26 @@ def test_the_request_next_in_line_gets_one_more_max_wait():
     run(main())
 
 
+def test_near_overload_the_request_next_in_line_gets_no_extra_time():
+    from serve_app.coalescer import QueueTimeout
+
+    async def main():
+        rec = Recorder(delay=0.3)
+        c = RequestCoalescer(rec, size_of=len, max_size=4, max_in_flight=1, max_wait_s=0.2)
+        c.rate = 20.0  # as measured: 20 units a second per call
+        first = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0)
+        nxt = asyncio.create_task(c.submit("b"))
+        behind = asyncio.create_task(c.submit("cc"))  # 3 units queued = 0.15 s > 0.2 s / 2
+        results = await asyncio.gather(first, nxt, behind, return_exceptions=True)
+        assert results[0] == "A"
+        assert isinstance(results[1], QueueTimeout) and results[1].waited_s < 0.25
+        # once "b" left, little was queued: "cc", next in line now, got the extra time
+        assert results[2] == "CC" and rec.calls == [["a"], ["cc"]]
+
+    run(main())
+
+
 def test_admission_refuses_at_once_when_too_much_work_is_queued_ahead():
     from serve_app.coalescer import QueueTimeout
 
