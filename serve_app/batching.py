@@ -57,6 +57,7 @@ class ThreadedBatches(Generic[Item, Result]):
         when it is made); batches already queued on the old one still finish there."""
         parallel = max(1, parallel)
         self.threads = torch_threads(threads)
+        # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.
         torch.set_num_threads(self.threads)
         if parallel != self._parallel:
             old = self._pool

@@ -19,11 +19,3 @@ def resolve_device(requested: str) -> str:
 def torch_threads(threads: int) -> int:
     """``threads``, or every core this process may use for 0."""
     return threads if threads > 0 else len(os.sched_getaffinity(0))
-
-
-def set_torch_threads(threads: int) -> None:
-    """Intra-op threads for CPU inference; 0 means every core this process may use.
-
-    Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions), so replicas call this.
-    """
-    torch.set_num_threads(torch_threads(threads))

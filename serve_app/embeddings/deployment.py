@@ -43,7 +43,6 @@ class EmbeddingDeployment:
         if budget < JOB_MAX_TOKENS:
             raise ValueError(f"max_batch_tokens must be >= {JOB_MAX_TOKENS}, got {budget}")
         self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
-        # Ray sets OMP_NUM_THREADS to the replica's num_cpus (1 for fractions): this overrides it.
         self._batches.configure(
             max_batch_size=budget,
             wait_s=float(config.get("batch_wait_timeout_s", 0.005)),
