@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark suite on a CUDA machine, in one command, for the `device` tool: the same
-# benchmarks as `make bench-quick`, with deployments/gpu.yaml, printing the same summary table.
-# The device machine has torch, numpy and opencv but not Ray, docTR or the other dependencies:
-# carry Python 3.12 wheels in wheels/ (pip download --python-version 3.12 --only-binary=:all:
-# -d wheels ...; the Ray wheel exceeds the 64 MiB carry limit: repack it without ray/jars/ or
-# carry it in a second call on the warm machine).
+# benchmarks as `make bench-quick`, with deployments/gpu.yaml, printing the same summary table
+# and then each model's table. The device machine has torch, transformers, numpy and opencv but
+# not Ray, docTR, Z3 or the rest: `python -m benchmarks.gpu_wheels` packs Python 3.12 wheels into
+# .gpu1, .gpu2, ... (each under the 64 MiB carry limit; its docstring has the device calls), and
+# the last call runs `WHEELS=/tmp/gw bash benchmarks/gpu.sh`.
 #
 #   bash benchmarks/gpu.sh                # the quick suite; pass other suite flags to override
 #
-# Not yet run on a GPU (no device was lent to this project's sessions so far).
+# Ran on an NVIDIA H200 on 2026-11-28: README, "On a GPU".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/gpu_setup.sh
@@ -19,4 +19,10 @@ out="${OUT:-benchmarks/results}/gpu-suite"
 bash benchmarks/gpu_ocr.sh --quick || echo "gpu_ocr.sh failed; continuing"
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then args=(--quick); fi
-python -m benchmarks.suite --only embeddings,search,plans,cold_start --out "$out" "${args[@]}"
+status=0
+python3 -m benchmarks.suite --only embeddings,search,plans,cold_start \
+  --config deployments/gpu.yaml --out "$out" "${args[@]}" || status=$?
+for table in "$out"/embeddings.md "$out"/search.md "$out"/plans.md; do
+  if [ -f "$table" ]; then printf '\n== %s\n' "$table"; cat "$table"; fi
+done
+exit "$status"

@@ -1,9 +1,15 @@
-# Sourced by benchmarks/gpu.sh and gpu_ocr.sh: install the carried Python 3.12 wheels (wheels/)
-# and stop unless a CUDA device is there.
-if [ -d wheels ]; then
-  python -m pip install --quiet --no-index --find-links wheels --no-deps wheels/*.whl
+# Sourced by benchmarks/gpu.sh and gpu_ocr.sh: install the carried Python 3.12 wheels from
+# $WHEELS (default wheels/; `python -m benchmarks.gpu_wheels` makes them, cutting files too big
+# for one device call into NAME.partNN pieces, which join_parts.sh joins), and stop unless a
+# CUDA device is there.
+WHEELS="${WHEELS:-wheels}"
+if [ -d "$WHEELS" ]; then
+  bash benchmarks/join_parts.sh "$WHEELS"
+  if compgen -G "$WHEELS/*.whl" > /dev/null; then
+    python3 -m pip install --quiet --no-index --no-deps "$WHEELS"/*.whl
+  fi
 fi
-python - <<'PY'
+python3 - <<'PY'
 import torch
 assert torch.cuda.is_available(), "no CUDA device: this script is for GPU machines"
 print("GPU:", torch.cuda.get_device_name(0))

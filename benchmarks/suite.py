@@ -14,7 +14,8 @@ The full run lets each benchmark start the server configuration it measures (the
 benchmark a fresh database, the cold start ``deployments/fly.yaml``). ``--quick`` (under 5
 minutes on 2 cores) starts one server for all of them instead (``deployments/local.yaml``
 with the solver scaling to zero, so the cold-start benchmark finds it at zero replicas at the
-end) and shortens every run; ``--only a,b`` picks benchmarks.
+end) and shortens every run; ``--config`` names another base for that server
+(``benchmarks/gpu.sh`` passes ``deployments/gpu.yaml``); ``--only a,b`` picks benchmarks.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from serve_app.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CPSAT_VENV = ROOT / "benchmarks" / ".venv-ortools"
+DEFAULT_CONFIG = ROOT / "deployments" / "local.yaml"
 
 
 def plan(quick: bool, url: str = "URL", data: str = "DIR") -> list[tuple[str, list[str]]]:
@@ -65,9 +67,10 @@ def plan(quick: bool, url: str = "URL", data: str = "DIR") -> list[tuple[str, li
     ]
 
 
-def shared_config(out: Path) -> Path:
-    """``deployments/local.yaml`` with the solver scaling to zero within seconds when idle."""
-    raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
+def shared_config(out: Path, base: Path) -> Path:
+    """``base`` (``deployments/local.yaml``) with the solver scaling to zero within seconds
+    when idle."""
+    raw = yaml.safe_load(base.read_text())
     for deployment in raw["applications"][0]["deployments"]:
         if deployment["name"] == "solver":
             scale_to_zero_quickly(deployment)
@@ -76,7 +79,9 @@ def shared_config(out: Path) -> Path:
     return path
 
 
-def run_all(out: Path, quick: bool, only: set[str] | None) -> dict[str, Any]:
+def run_all(
+    out: Path, quick: bool, only: set[str] | None, config: Path = DEFAULT_CONFIG
+) -> dict[str, Any]:
     server = None
     url = data = ""
     if quick:
@@ -89,7 +94,9 @@ def run_all(out: Path, quick: bool, only: set[str] | None) -> dict[str, Any]:
             "SERVE_APP_API_TOKEN": "",
         }
         print(f"starting the shared server at {url} ...", flush=True)
-        server = Server(serve_cmd(port, shared_config(out)), env, url, out / "shared-server.log")
+        server = Server(
+            serve_cmd(port, shared_config(out, config)), env, url, out / "shared-server.log"
+        )
         print(f"  ready in {server.wait_ready():.1f} s", flush=True)
         data = str(data_dir)
     steps = [(n, a) for n, a in plan(quick, url, data) if only is None or n in only]
@@ -257,6 +264,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (under 5 minutes)")
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--out", type=Path, help="results folder")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="base config of the quick run's shared server (deployments/gpu.yaml on a GPU)",
+    )
     parser.add_argument("--report-only", action="store_true", help="summary and plots of --out")
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -267,7 +280,7 @@ def main() -> None:
         status = {n: {"returncode": 0, "seconds": 0.0} for n, _ in plan(args.quick)}
     else:
         only = set(args.only.split(",")) if args.only else None
-        status = run_all(out, args.quick, only)
+        status = run_all(out, args.quick, only, args.config)
     print(summary(out, status, args.quick).split("\n## ")[0])
     for path in plots(out):
         print(f"plot: {path}")
