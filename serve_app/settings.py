@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     plans_max_days: int = Field(31, ge=1)
     plans_max_meals: int = Field(10, ge=1)
     plans_max_timeout_ms: int = Field(20_000, ge=100)  # a request's timeout_ms is capped here
+    # What proves a plan optimal: "milp" (HiGHS on the count relaxation) or "maxsat" (Z3 only).
+    plans_bound: Literal["milp", "maxsat"] = "milp"
 
     # Ray nodes (`serve-app run --head`, `serve-app join`). Fly's 6PN is IPv6: the node
     # address is FLY_PRIVATE_IP there. Fixed ports so that fly.toml can list them; 0 lets Ray

@@ -30,4 +30,9 @@ class SolverDeployment:
         return {**result.to_dict(), "solve_ms": result.solve_ms}
 
     def info(self) -> dict[str, Any]:
-        return {"status": "ready", "device": "cpu", "z3": z3.get_version_string()}
+        return {
+            "status": "ready",
+            "device": "cpu",
+            "z3": z3.get_version_string(),
+            "bound": self.limits.bound,
+        }

@@ -41,6 +41,9 @@ class Limits:
     max_days: int = 31
     max_meals: int = 10
     max_timeout_ms: int = 30_000
+    # What proves phase 2's lower bound: "milp" (HiGHS on the count relaxation, bound.py) or
+    # "maxsat" (Z3's MaxSAT on the same relaxation; proves small plans, not 50+ recipes).
+    bound: str = "milp"
 
 
 @dataclass
@@ -62,6 +65,19 @@ class PlanResult:
             "daily_nutrition": self.daily_nutrition,
             "explanation": self.explanation,
         }
+
+
+@dataclass
+class Relaxed:
+    """One solve of the count relaxation: ``state`` is ``optimal``, ``infeasible`` or
+    ``timeout``; ``counts`` (recipe -> uses) when a solution was found; ``bound`` a proven
+    lower bound on the cost in the money units of ``Problem.money`` (None when none was
+    proven); ``reason`` why it stopped short."""
+
+    state: str
+    counts: dict[int, int] | None
+    bound: float | None
+    reason: str = ""
 
 
 def exact(value: float) -> Fraction:
@@ -395,6 +411,38 @@ class CountModel:
         return z3.And(us[value - 1], z3.Not(us[value]))
 
 
+class MaxSatCounts:
+    """Phase 2's relaxation solved by Z3's core-guided MaxSAT (``Limits.bound = "maxsat"``),
+    with the same interface as ``bound.CountMilp``."""
+
+    def __init__(self, problem: Problem, ctx: z3.Context):
+        self.problem = problem
+        self.model = CountModel(problem, ctx)
+        self.opt = z3.Optimize(ctx=ctx)
+        self.opt.set("maxsat_engine", "maxres")
+        self.opt.add(*self.model.hard)
+        for literal, weight in self.model.soft:
+            self.opt.add_soft(literal, weight)
+
+    def solve(self, time_limit_s: float) -> Relaxed:
+        self.opt.set("timeout", max(1, int(time_limit_s * 1000)))
+        answer = self.opt.check()
+        if answer == z3.unsat:
+            return Relaxed("infeasible", None, None)
+        try:
+            counts = self.model.counts(self.opt.model())
+        except z3.Z3Exception:  # no model yet
+            counts = None
+        if answer != z3.sat:
+            return Relaxed("timeout", counts, None, self.opt.reason_unknown())
+        # The MaxSAT optimum is these counts' own cost.
+        factor = self.problem.money()[2]
+        return Relaxed("optimal", counts, float(_shopping(self.problem, counts)[1] * factor))
+
+    def cut(self, counts: dict[int, int]) -> None:
+        self.opt.add(z3.Or([z3.Not(self.model.equals(r, n)) for r, n in counts.items()]))
+
+
 def _remaining_ms(deadline: float) -> int:
     return max(1, int((deadline - time.monotonic()) * 1000))
 
@@ -417,13 +465,17 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     watchdog.daemon = True
     watchdog.start()
     try:
-        return _finish(_search(problem, enc, deadline, timeout_ms), started)
+        return _finish(_search(problem, enc, deadline, timeout_ms, limits.bound), started)
     finally:
         watchdog.cancel()
 
 
-def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -> PlanResult:
+def _search(
+    problem: Problem, enc: Encoding, deadline: float, timeout_ms: int, bound: str
+) -> PlanResult:
     """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum)."""
+    from serve_app.solver.bound import CountMilp, proves  # bound.py imports this module
+
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
     solver = z3.Solver(ctx=ctx)
@@ -447,15 +499,13 @@ def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -
     best = enc.plan_of(solver.model())
     best_cost = _evaluate(problem, best)[1]
 
-    # Phase 2: the count relaxation's optimum (MaxSAT), then a check that its counts can be
-    # laid out over the days; counts that cannot are cut off (by an unsat core) and the next
-    # optimum is tried. The first that fits is optimal.
-    counts_model = CountModel(problem, ctx)
-    opt = z3.Optimize(ctx=ctx)
-    opt.set("maxsat_engine", "maxres")
-    opt.add(*counts_model.hard)
-    for literal, weight in counts_model.soft:
-        opt.add_soft(literal, weight)
+    # Phase 2: the count relaxation's optimum (a MILP by HiGHS, or Z3's MaxSAT), then a check
+    # that its counts can be laid out over the days; counts that cannot are cut off (by an
+    # unsat core) and the next optimum is tried. The first that fits is optimal.
+    relaxation: MaxSatCounts | CountMilp
+    factor = problem.money()[2]
+    cap = int(best_cost * factor)  # the first plan's cost: the optimum is no higher
+    relaxation = MaxSatCounts(problem, ctx) if bound == "maxsat" else CountMilp(problem, cap)
     layout = z3.Solver(ctx=ctx)
     layout.set("core.minimize", True)
     layout.add(*enc.hard)
@@ -465,15 +515,14 @@ def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -
     status, reason = "timeout", ""
     for round_ in itertools.count():
         # Keep a share of the time to lay out the best counts found if the proof runs out.
-        opt.set("timeout", max(1, int(_remaining_ms(deadline) * 0.85)))
-        answer = opt.check()
-        if answer == z3.unsat:  # cannot happen (the first plan's counts fit); keep that plan
+        relaxed = relaxation.solve(_remaining_ms(deadline) * 0.85 / 1000)
+        if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
             status, reason = "feasible", "the count relaxation became unsatisfiable"
             break
-        try:
-            counts = counts_model.counts(opt.model())
-        except z3.Z3Exception:  # no model yet
+        if relaxed.counts is None:
+            reason = relaxed.reason or "no counts within the time limit"
             break
+        counts = relaxed.counts
         flags = {}
         for r, n in counts.items():
             meal = problem.recipes[r].meal
@@ -488,17 +537,20 @@ def _search(problem: Problem, enc: Encoding, deadline: float, timeout_ms: int) -
             cost = _evaluate(problem, plan)[1]
             if cost <= best_cost:
                 best, best_cost = plan, cost
-            if answer == z3.sat:
-                status = "optimal"
+            if relaxed.state == "optimal":
+                if proves(int(cost * factor), relaxed.bound):
+                    status = "optimal"
+                else:
+                    reason = "the relaxation's bound does not prove the plan optimal"
                 break
-        if answer != z3.sat or fits != z3.unsat:
-            reason = opt.reason_unknown() if answer != z3.sat else layout.reason_unknown()
+        if relaxed.state != "optimal" or fits != z3.unsat:
+            reason = reason or relaxed.reason or layout.reason_unknown()
             break
         core = [flags[f] for f in flags if any(f.eq(c) for c in layout.unsat_core())]
         # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
         # is always valid.
         core = core or list(flags.values())
-        opt.add(z3.Or([z3.Not(counts_model.equals(r, counts[r])) for r in core]))
+        relaxation.cut({r: counts[r] for r in core})
     # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".
     out_of_time = time.monotonic() > deadline - 0.05 or "timeout" in reason or "canceled" in reason
     if status == "timeout" and not out_of_time:
@@ -529,8 +581,13 @@ def _evaluate(
     problem: Problem, chosen: dict[tuple[int, str], int]
 ) -> tuple[list[dict[str, Any]], Fraction]:
     """Shopping list and exact total cost of a plan: pantry first, whole packages."""
+    return _shopping(problem, _counts(chosen))
+
+
+def _shopping(problem: Problem, counts: dict[int, int]) -> tuple[list[dict[str, Any]], Fraction]:
+    """Shopping list and exact total cost of using each recipe ``counts[r]`` times."""
     need: dict[str, Fraction] = defaultdict(Fraction)
-    for r, n in _counts(chosen).items():
+    for r, n in counts.items():
         for item, q in problem.needs[r].items():
             need[item] += q * n
     shopping, total = [], Fraction(0)

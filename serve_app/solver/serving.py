@@ -17,6 +17,7 @@ def limits_from(settings: Settings) -> Limits:
         max_days=settings.plans_max_days,
         max_meals=settings.plans_max_meals,
         max_timeout_ms=settings.plans_max_timeout_ms,
+        bound=settings.plans_bound,
     )
 
 
