@@ -32,7 +32,6 @@ class CountMilp:
     def __init__(self, problem: Problem, cap: int | None = None):
         p = problem
         c = p.request.constraints
-        self.problem = p
         self.repeats = min(c.max_repeats or p.days, p.days)
         self.recipes = [r for meal in p.meals for r in p.candidates[meal]]
         self.column = {r: k for k, r in enumerate(self.recipes)}
@@ -125,11 +124,9 @@ class CountMilp:
         counts = None
         if result.x is not None:
             counts = {r: round(result.x[self.column[r]]) for r in self.recipes}
-        bound = getattr(result, "mip_dual_bound", None)
-        state = "optimal" if result.status == 0 else "timeout"
-        if bound is None or not math.isfinite(bound):
-            bound = result.fun if state == "optimal" else None
-        return Relaxed(state, counts, bound)
+        if result.status == 0:
+            return Relaxed("optimal", counts, result.mip_dual_bound)
+        return Relaxed("timeout", counts, None)
 
 
 def proves(cost: int, bound: float | None) -> bool:
