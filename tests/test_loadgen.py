@@ -58,3 +58,11 @@ def test_warm_up_waits_for_every_worker_to_have_an_answer():
     assert result.requests == 3 and result.errors == 0
     assert 3.3 <= result.requests_per_s <= 3.9, result
     assert 750 <= result.p50_ms <= 1100
+
+
+def test_plan_benchmark_seeds():
+    from benchmarks.plans import seeds_of
+
+    assert seeds_of(None, 200) == [200]  # each size's own week, as in the README's table
+    assert seeds_of("0-3", 200) == [0, 1, 2, 3]
+    assert seeds_of("1,5,7-8", 50) == [1, 5, 7, 8]

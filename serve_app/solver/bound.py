@@ -1,4 +1,4 @@
-"""The count relaxation as a mixed-integer program, solved by HiGHS (``scipy.optimize.milp``).
+"""The count relaxation as a mixed-integer program, solved by HiGHS (``highspy``).
 
 The same relaxation as ``CountModel`` in ``model.py`` (how often each recipe is used, not when;
 the daily bounds summed over the plan), in integers: ``c_r`` uses of recipe ``r`` (0 to
@@ -10,26 +10,31 @@ by branch and bound on the LP relaxation, which Z3's MaxSAT engines could not do
 from 50 recipes up (README, "Meal-plan benchmark").
 
 Counts that cannot be laid out over the days are cut off (``cut``) and the program solved again.
+
+HiGHS runs without Python's lock, so ``start`` can run it on a thread while Z3 builds its model
+and finds the first plan (phase 1 of ``model._search``); ``cancel`` stops it within one
+branch-and-bound node when phase 1 ends the solve first (an infeasible request). Presolve is
+off: on this model HiGHS's presolve costs more than it saves (the 200-recipe week: 1.54 s mean
+without it against 2.30 s with it, 3 seeds; ``benchmarks/plans.py``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import threading
 from fractions import Fraction
 
+import highspy
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_array
 
 from serve_app.solver.model import Problem, Relaxed, exact, scaled
 
 
 class CountMilp:
-    """``cap``: a cost (money units) some plan is known to reach, so no better solution costs
-    more; it prunes HiGHS's search (about 5% faster on the 200-recipe week)."""
+    """The program, its cuts, and at most one HiGHS solve running (``start`` ... ``result``)."""
 
-    def __init__(self, problem: Problem, cap: int | None = None):
+    def __init__(self, problem: Problem):
         p = problem
         c = p.request.constraints
         self.repeats = min(c.max_repeats or p.days, p.days)
@@ -66,10 +71,12 @@ class CountMilp:
             row[b] = -package
             self.rows.append((row, -math.inf, have))
             budget_row[b] = price_int[item]
-        if budget_row and (budget_int is not None or cap is not None):
-            limit = min(x for x in (budget_int, cap) if x is not None)
-            self.rows.append((budget_row, -math.inf, limit))
+        if budget_row and budget_int is not None:
+            self.rows.append((budget_row, -math.inf, budget_int))
         self.unary: dict[int, list[int]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._answer: Relaxed | None = None
 
     def _variable(self, upper: int, cost: int) -> int:
         self.lower.append(0)
@@ -101,32 +108,86 @@ class CountMilp:
         self.rows.append((row, 1 - constant, math.inf))
 
     def solve(self, time_limit_s: float) -> Relaxed:
-        n = len(self.cost)
-        data, rows, cols = [], [], []
-        lo, hi = [], []
-        for k, (row, low, high) in enumerate(self.rows):
-            for col, value in row.items():
-                rows.append(k)
-                cols.append(col)
-                data.append(value)
-            lo.append(low)
-            hi.append(high)
-        matrix = csr_array((data, (rows, cols)), shape=(len(self.rows), n))
-        result = milp(
-            np.array(self.cost, dtype=float),
-            constraints=LinearConstraint(matrix, lo, hi),
-            integrality=np.ones(n),
-            bounds=Bounds(self.lower, self.upper),
-            options={"time_limit": max(0.01, time_limit_s), "mip_rel_gap": 0.0},
+        self.start(time_limit_s)
+        return self.result()
+
+    def start(self, time_limit_s: float) -> None:
+        """Start solving the program as it stands on a thread (``result`` waits for it)."""
+        self._stop.clear()
+        self._answer = None
+        self._thread = threading.Thread(
+            target=self._run, args=(time_limit_s,), name="highs", daemon=True
         )
-        if result.status == 2:
+        self._thread.start()
+
+    def result(self) -> Relaxed:
+        assert self._thread is not None, "start() first"
+        self._thread.join()
+        assert self._answer is not None
+        return self._answer
+
+    def cancel(self) -> None:
+        """Stop a running solve soon (its result is then a timeout); no wait."""
+        self._stop.set()
+
+    def _run(self, time_limit_s: float) -> None:
+        try:
+            self._answer = self._highs(time_limit_s)
+        except Exception as exc:  # reported as the relaxation's answer, not lost on the thread
+            self._answer = Relaxed("timeout", None, None, f"HiGHS failed: {exc!r}")
+
+    def _highs(self, time_limit_s: float) -> Relaxed:
+        n = len(self.cost)
+        starts, index, value = [0], [], []
+        columns: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        for k, (row, _, _) in enumerate(self.rows):
+            for col, coefficient in row.items():
+                columns[col].append((k, coefficient))
+        for entries in columns:
+            index += [k for k, _ in entries]
+            value += [v for _, v in entries]
+            starts.append(len(index))
+        infinity = highspy.kHighsInf
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n, len(self.rows)
+        lp.col_cost_ = np.array(self.cost, dtype=float)
+        lp.col_lower_ = np.array(self.lower, dtype=float)
+        lp.col_upper_ = np.array(self.upper, dtype=float)
+        lp.row_lower_ = np.array([max(lo, -infinity) for _, lo, _ in self.rows], dtype=float)
+        lp.row_upper_ = np.array([min(hi, infinity) for _, _, hi in self.rows], dtype=float)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(value, dtype=float)
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("mip_rel_gap", 0.0)
+        h.setOptionValue("time_limit", max(0.01, time_limit_s))
+
+        def interrupt(event: highspy.HighsCallbackEvent) -> None:
+            if self._stop.is_set():
+                event.interrupt()
+
+        h.cbMipInterrupt += interrupt
+        h.passModel(lp)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
             return Relaxed("infeasible", None, None)
+        info = h.getInfo()
         counts = None
-        if result.x is not None:
-            counts = {r: round(result.x[self.column[r]]) for r in self.recipes}
-        if result.status == 0:
-            return Relaxed("optimal", counts, result.mip_dual_bound)
-        return Relaxed("timeout", counts, None)
+        if info.primal_solution_status == 2:  # a feasible point
+            x = h.getSolution().col_value
+            counts = {r: round(x[self.column[r]]) for r in self.recipes}
+        if status == highspy.HighsModelStatus.kOptimal:
+            return Relaxed("optimal", counts, info.mip_dual_bound)
+        if status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt):
+            reason = "timeout" if status == highspy.HighsModelStatus.kTimeLimit else "canceled"
+        else:
+            reason = f"HiGHS stopped: {h.modelStatusToString(status)}"
+        return Relaxed("timeout", counts, None, reason)
 
 
 def proves(cost: int, bound: float | None) -> bool:

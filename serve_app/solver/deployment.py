@@ -14,7 +14,7 @@ import z3
 from ray import serve
 
 from serve_app.settings import get_settings
-from serve_app.solver import bound  # noqa: F401  (imports SciPy, 0.5 s: at start, not in a solve)
+from serve_app.solver import bound  # noqa: F401  (imports HiGHS: at start, not in a solve)
 from serve_app.solver.model import solve
 from serve_app.solver.protocol import PlanRequest
 from serve_app.solver.serving import limits_from

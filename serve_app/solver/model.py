@@ -20,11 +20,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import z3
 
 from serve_app.solver.protocol import PlanRequest
+
+if TYPE_CHECKING:
+    from serve_app.solver.bound import CountMilp
 
 
 class PlanInvalid(ValueError):
@@ -458,23 +461,36 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     if reasons:
         return _finish(PlanResult("infeasible", explanation=reasons), started)
 
-    enc = Encoding(problem)
-    # Z3 honours its timeout in most places but not all (an Optimize call was seen running far
-    # past it under load): a watchdog interrupts the context at the deadline regardless.
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, enc.ctx.interrupt)
-    watchdog.daemon = True
-    watchdog.start()
+    from serve_app.solver.bound import CountMilp  # bound.py imports this module
+
+    # HiGHS solves the count relaxation on its own thread while Z3 encodes the plan and looks
+    # for a first one (phase 1): on two cores the two overlap instead of adding up.
+    milp = None
+    if limits.bound == "milp":
+        milp = CountMilp(problem)
+        milp.start(_remaining_ms(deadline) * 0.85 / 1000)
     try:
-        return _finish(_search(problem, enc, deadline, timeout_ms, limits.bound), started)
+        enc = Encoding(problem)
+        # Z3 honours its timeout in most places but not all (an Optimize call was seen running
+        # far past it under load): a watchdog interrupts the context at the deadline regardless.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, enc.ctx.interrupt)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return _finish(_search(problem, enc, deadline, timeout_ms, milp), started)
+        finally:
+            watchdog.cancel()
     finally:
-        watchdog.cancel()
+        if milp is not None:
+            milp.cancel()  # phase 1 ended the solve (infeasible, out of time) or it is done
 
 
 def _search(
-    problem: Problem, enc: Encoding, deadline: float, timeout_ms: int, bound: str
+    problem: Problem, enc: Encoding, deadline: float, timeout_ms: int, milp: CountMilp | None
 ) -> PlanResult:
-    """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum)."""
-    from serve_app.solver.bound import CountMilp, proves  # bound.py imports this module
+    """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum). ``milp``:
+    the count relaxation for HiGHS, already solving; None to prove the bound with Z3's MaxSAT."""
+    from serve_app.solver.bound import proves  # bound.py imports this module
 
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
@@ -502,12 +518,12 @@ def _search(
     # Phase 2: the count relaxation's optimum (a MILP by HiGHS, or Z3's MaxSAT), then a check
     # that its counts can be laid out over the days; counts that cannot are cut off (by an
     # unsat core) and the next optimum is tried. The first that fits is optimal.
-    relaxation: MaxSatCounts | CountMilp
+    relaxation: MaxSatCounts | CountMilp = milp or MaxSatCounts(problem, ctx)
     factor = problem.money()[2]
-    cap = int(best_cost * factor)  # the first plan's cost: the optimum is no higher
-    relaxation = MaxSatCounts(problem, ctx) if bound == "maxsat" else CountMilp(problem, cap)
     layout = z3.Solver(ctx=ctx)
-    layout.set("core.minimize", True)
+    # No core minimisation here: on the 200-recipe weeks it took 8-13 s per core, and the
+    # cores are among the dozen recipes in use anyway (see the flags below).
+    layout.set("core.minimize", False)
     layout.add(*enc.hard)
     for name, constraints in enc.groups:
         if not name.startswith("budget"):  # the counts fix the cost
@@ -515,7 +531,10 @@ def _search(
     status, reason = "timeout", ""
     for round_ in itertools.count():
         # Keep a share of the time to lay out the best counts found if the proof runs out.
-        relaxed = relaxation.solve(_remaining_ms(deadline) * 0.85 / 1000)
+        if round_ == 0 and milp is not None:
+            relaxed = milp.result()  # started before phase 1
+        else:
+            relaxed = relaxation.solve(_remaining_ms(deadline) * 0.85 / 1000)
         if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
             status, reason = "feasible", "the count relaxation became unsatisfiable"
             break
@@ -524,7 +543,11 @@ def _search(
             break
         counts = relaxed.counts
         flags = {}
+        # Only the recipes in use: their counts fill every slot, so the others are 0 anyway,
+        # and a core (and the cut made of it) stays among a dozen recipes, not hundreds.
         for r, n in counts.items():
+            if n == 0:
+                continue
             meal = problem.recipes[r].meal
             flag = z3.Bool(f"fits_{round_}_{r}", ctx)
             uses = [(enc.x[d, meal, r], 1) for d in range(problem.days)]
@@ -546,7 +569,8 @@ def _search(
         if relaxed.state != "optimal" or fits != z3.unsat:
             reason = reason or relaxed.reason or layout.reason_unknown()
             break
-        core = [flags[f] for f in flags if any(f.eq(c) for c in layout.unsat_core())]
+        named = {str(c) for c in layout.unsat_core()}
+        core = [r for f, r in flags.items() if str(f) in named]
         # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
         # is always valid.
         core = core or list(flags.values())

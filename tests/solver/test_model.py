@@ -328,6 +328,24 @@ def test_a_bound_proves_only_what_integer_costs_allow():
     assert not proves(1267, None)
 
 
+def test_a_running_bound_stops_when_cancelled():
+    """HiGHS runs on its own thread while Z3 looks for the first plan; a request that phase 1
+    ends (infeasible, out of time) cancels it rather than leaving it to its time limit."""
+    from serve_app.solver.bound import CountMilp
+    from serve_app.solver.model import validate
+
+    req = PlanRequest.model_validate(week_request(200, seed=10))
+    milp = CountMilp(validate(req, Limits()))
+    milp.start(30)  # about 1.4 s to the optimum on this machine
+    time.sleep(0.1)
+    started = time.monotonic()
+    milp.cancel()
+    relaxed = milp.result()
+    assert time.monotonic() - started < 1.0
+    assert (relaxed.state, relaxed.reason) == ("timeout", "canceled")
+    assert relaxed.bound is None
+
+
 def test_settings_choose_the_bound(monkeypatch):
     from serve_app.settings import Settings
     from serve_app.solver.serving import limits_from
