@@ -14,8 +14,8 @@ Counts that cannot be laid out over the days are cut off (``cut``) and the progr
 HiGHS runs without Python's lock, so ``start`` can run it on a thread while Z3 builds its model
 and finds the first plan (phase 1 of ``model._search``); ``cancel`` stops it within one
 branch-and-bound node when phase 1 ends the solve first (an infeasible request). Presolve is
-off: on this model HiGHS's presolve costs more than it saves (the 200-recipe week: 1.54 s mean
-without it against 2.30 s with it, 3 seeds; ``benchmarks/plans.py``).
+off: on this model HiGHS's presolve costs more than it saves (HiGHS alone on five seeded
+200-recipe weeks, three runs each: 0.7-2.3 s mean without it, 1.1-2.9 s with it).
 """
 
 from __future__ import annotations
