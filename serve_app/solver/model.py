@@ -450,6 +450,12 @@ def _remaining_ms(deadline: float) -> int:
     return max(1, int((deadline - time.monotonic()) * 1000))
 
 
+def _proof_seconds(deadline: float) -> float:
+    """Time for one solve of the relaxation: most of what is left, keeping a share to lay out
+    the best counts found if the proof runs out."""
+    return _remaining_ms(deadline) * 0.85 / 1000
+
+
 def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     """Validate, then find the cheapest plan within ``req.timeout_ms`` (capped by the limits)."""
     limits = limits or Limits()
@@ -468,7 +474,7 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     milp = None
     if limits.bound == "milp":
         milp = CountMilp(problem)
-        milp.start(_remaining_ms(deadline) * 0.85 / 1000)
+        milp.start(_proof_seconds(deadline))
     try:
         enc = Encoding(problem)
         # Z3 honours its timeout in most places but not all (an Optimize call was seen running
@@ -530,11 +536,10 @@ def _search(
             layout.add(*constraints)
     status, reason = "timeout", ""
     for round_ in itertools.count():
-        # Keep a share of the time to lay out the best counts found if the proof runs out.
         if round_ == 0 and milp is not None:
             relaxed = milp.result()  # started before phase 1
         else:
-            relaxed = relaxation.solve(_remaining_ms(deadline) * 0.85 / 1000)
+            relaxed = relaxation.solve(_proof_seconds(deadline))
         if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
             status, reason = "feasible", "the count relaxation became unsatisfiable"
             break
