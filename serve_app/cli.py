@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import yaml
+from pydantic import ValidationError
 
 from serve_app.cluster import (
     SERVE_NAMESPACE,
@@ -690,6 +691,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CliError as exc:
         print(f"serve-app: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        print("serve-app: invalid settings:", file=sys.stderr)
+        for error in exc.errors():
+            where = "".join(f"SERVE_APP_{str(part).upper()}: " for part in error["loc"])
+            given = f" (got {error['input']!r})" if error["loc"] else ""
+            print(f"  {where}{error['msg']}{given}", file=sys.stderr)
         return 2
 
 

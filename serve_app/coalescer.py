@@ -24,11 +24,18 @@ class QueueTimeout(Exception):
 class RequestCoalescer(Generic[Item, Result]):
     """Adaptive micro-batching in front of a remote model.
 
-    At most ``max_in_flight`` downstream calls run at once. A request that finds a free slot
-    goes out at once (no added latency when idle); requests that arrive while every slot is
-    busy wait and leave together in the next call, up to ``max_size`` units (``size_of``).
+    At most ``max_in_flight`` downstream calls are open at once. A request that finds a free
+    slot goes out at once (no added latency when idle); requests that arrive while every slot
+    is busy wait and leave together in the next call, up to ``max_size`` units (``size_of``).
     Each downstream call costs a fixed overhead (serialisation, scheduling, a replica's
     request bookkeeping), so under load this turns N small calls into one.
+
+    ``max_running`` (default ``max_in_flight``) is how many calls the model works on at once
+    (its parallel batches). Open calls beyond it wait at the model, ready to start the moment a
+    running one ends, so the model does not idle while an answer travels back and the next
+    request comes in. The pace below counts only the running calls, and near overload only
+    ``max_running`` calls are open: there, work waits here, where it can be shed, not at the
+    model.
 
     Load shedding (``max_wait_s``; None: none): the coalescer measures how many units a call
     gets through per second. A request that would find more than ``max_wait_s`` of work queued
@@ -54,16 +61,20 @@ class RequestCoalescer(Generic[Item, Result]):
         size_of: Callable[[Item], int],
         max_size: int,
         max_in_flight: int = 2,
+        max_running: int | None = None,
         max_wait_s: float | None = None,
         max_call_s: float | None = None,
         bulk_max_wait_s: float | None = None,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if max_running is not None and not 1 <= max_running <= max_in_flight:
+            raise ValueError("max_running must be between 1 and max_in_flight")
         self._call = call
         self._size_of = size_of
         self.max_size = max_size
         self.max_in_flight = max_in_flight
+        self.max_running = max_running or max_in_flight
         self.max_wait_s = max_wait_s
         self.max_call_s = max_call_s
         self.bulk_max_wait_s = bulk_max_wait_s
@@ -86,13 +97,13 @@ class RequestCoalescer(Generic[Item, Result]):
     def admit(self, units: int, bulk: bool = False) -> None:
         """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget
         (``max_wait_s``, or ``bulk_max_wait_s`` for bulk work) of work queued ahead of it, at
-        the measured pace of ``max_in_flight`` calls. Interactive requests count only the
+        the measured pace of ``max_running`` calls. Interactive requests count only the
         interactive work (they overtake bulk work). With nothing queued ahead, anything goes."""
         limit = self.bulk_max_wait_s if bulk else self.max_wait_s
         ahead = self._units[False] + (self._units[True] if bulk else 0)
         if limit is None or not self.rate or not ahead:
             return
-        if (ahead + units) / (self.rate * self.max_in_flight) > limit:
+        if (ahead + units) / (self.rate * self.max_running) > limit:
             self.shed += 1
             raise QueueTimeout(0.0)
 
@@ -140,7 +151,7 @@ class RequestCoalescer(Generic[Item, Result]):
         """More than half of ``max_wait_s`` of interactive work queued, at the measured pace."""
         if self.max_wait_s is None or not self.rate:
             return False
-        return self._units[False] / (self.rate * self.max_in_flight) > self.max_wait_s / 2
+        return self._units[False] / (self.rate * self.max_running) > self.max_wait_s / 2
 
     def _call_limit(self) -> int:
         """Units the next call may take: all of ``max_size``, or about ``max_call_s`` of work
@@ -152,7 +163,8 @@ class RequestCoalescer(Generic[Item, Result]):
 
     def _dispatch(self) -> None:
         limit = self._call_limit()
-        while self._in_flight < self.max_in_flight and self.waiting:
+        open_calls = self.max_running if self._near_overload() else self.max_in_flight
+        while self._in_flight < open_calls and self.waiting:
             group: list[tuple[Item, asyncio.Future[Result]]] = []
             size = 0
             for bulk in (False, True):  # interactive first, then fill up with bulk work

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     embeddings_max_input_chars: int = Field(20_000, ge=1)
     embeddings_max_tokens: int = Field(256, ge=8, le=512)
     # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
-    embeddings_ingress_in_flight: int = Field(2, ge=1)
+    # Of those, the model runs `running` at once (its parallel_batches); the rest wait at the
+    # replica, ready to start when a batch ends. Near overload only `running` are open.
+    embeddings_ingress_in_flight: int = Field(3, ge=1)
+    embeddings_ingress_running: int = Field(2, ge=1)
     # Load shedding: a request that waited this long for the model gets 503 + Retry-After
     # instead of waiting on (0 = never shed; latency then grows with the queue).
     embeddings_queue_timeout_s: float = Field(0.6, ge=0)
@@ -118,6 +121,16 @@ class Settings(BaseSettings):
     fly_app_name: str | None = Field(
         None, validation_alias=AliasChoices("FLY_APP_NAME", "SERVE_APP_FLY_APP_NAME")
     )
+
+    @model_validator(mode="after")
+    def _running_within_in_flight(self) -> Settings:
+        if self.embeddings_ingress_running > self.embeddings_ingress_in_flight:
+            raise ValueError(
+                "SERVE_APP_EMBEDDINGS_INGRESS_RUNNING "
+                f"({self.embeddings_ingress_running}) must not exceed "
+                f"SERVE_APP_EMBEDDINGS_INGRESS_IN_FLIGHT ({self.embeddings_ingress_in_flight})"
+            )
+        return self
 
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"

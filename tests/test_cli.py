@@ -39,6 +39,34 @@ def test_run_exits_with_a_clear_message(capsys, monkeypatch):
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SERVE_APP_PORT": "0"}, "SERVE_APP_PORT: Input should be greater than or equal to 1"),
+        (
+            {
+                "SERVE_APP_EMBEDDINGS_INGRESS_IN_FLIGHT": "2",
+                "SERVE_APP_EMBEDDINGS_INGRESS_RUNNING": "3",
+            },
+            "SERVE_APP_EMBEDDINGS_INGRESS_RUNNING (3) must not exceed",
+        ),
+    ],
+)
+def test_invalid_settings_are_named_without_a_traceback(env, expected, capsys, monkeypatch):
+    from serve_app import settings as settings_module
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith("serve-app: invalid settings:")
+    assert expected in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml", "gpu.yaml"])
 def test_configs_validate_and_take_host_port(name: str):
     config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)

@@ -95,6 +95,32 @@ def test_a_failed_call_fails_only_its_requests():
 def test_invalid_limits():
     with pytest.raises(ValueError):
         RequestCoalescer(Recorder(), size_of=len, max_size=10, max_in_flight=0)
+    for running in (0, 3):
+        with pytest.raises(ValueError, match="max_running"):
+            RequestCoalescer(
+                Recorder(), size_of=len, max_size=10, max_in_flight=2, max_running=running
+            )
+
+
+def test_calls_beyond_max_running_wait_at_the_model_unless_near_overload():
+    async def main(third: str):
+        rec = Recorder(delay=0.1)
+        c = RequestCoalescer(
+            rec, size_of=len, max_size=10, max_in_flight=3, max_running=2, max_wait_s=0.2
+        )
+        c.rate = 20.0  # per call: the model gets through 2 x 20 units a second
+        calls = [asyncio.create_task(c.submit(x)) for x in ("a", "b", third)]
+        await asyncio.sleep(0.01)
+        opened, waiting = rec.running, c.waiting
+        results = await asyncio.gather(*calls)
+        assert results == ["A", "B", third.upper()]
+        return opened, waiting
+
+    # 2 units queued = 0.05 s of work at the pace of the 2 running calls: a third call opens
+    assert run(main("cc")) == (3, 0)
+    # 5 units = 0.125 s > max_wait_s / 2: near overload, so it waits here for a running call
+    # (at the pace of 3 calls it would have been 0.083 s, not near overload)
+    assert run(main("ccccc")) == (2, 1)
 
 
 def test_requests_waiting_past_max_wait_are_shed_and_never_sent():

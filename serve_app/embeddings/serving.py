@@ -41,6 +41,7 @@ class EmbeddingService:
             size_of=lambda job: job.est_tokens,
             max_size=JOB_MAX_TOKENS,
             max_in_flight=settings.embeddings_ingress_in_flight,
+            max_running=settings.embeddings_ingress_running,
             max_wait_s=settings.embeddings_queue_timeout_s or None,
             max_call_s=0.4,
             bulk_max_wait_s=settings.embeddings_bulk_queue_timeout_s or None,
