@@ -698,7 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         print("serve-app: invalid settings:", file=sys.stderr)
         for error in exc.errors():
             where = "".join(f"SERVE_APP_{str(part).upper()}: " for part in error["loc"])
-            given = f" (got {error['input']!r})" if error["loc"] else ""
+            secret = "TOKEN" in where  # never echo a token back
+            given = f" (got {error['input']!r})" if error["loc"] and not secret else ""
             print(f"  {where}{error['msg']}{given}", file=sys.stderr)
         return 2
 
