@@ -322,6 +322,10 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
     for app in config.applications:
         try:
             handle = serve.get_deployment_handle("ingress", app_name=app.name)
+            if not handle.is_initialized:  # Serve caches handles per process
+                # This driver thread has no event loop: the handle's router needs its own
+                # (with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment, handles expect one).
+                handle._init(_run_router_in_separate_loop=True)
             quiet_since = time.monotonic()
             while time.monotonic() < deadline:
                 left = handle.drain.remote().result(timeout_s=5)
@@ -337,6 +341,8 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
         except (KeyError, RayError, RayServeException) as exc:
             # The app never came up or Ray is already gone: nothing left to drain.
             print(f"  no drain for {app.name}: {type(exc).__name__}: {exc}", flush=True)
+        except Exception as exc:  # shutdown goes on: Ray and PostgreSQL must still stop
+            print(f"  drain failed for {app.name}: {type(exc).__name__}: {exc}", flush=True)
 
 
 def shutdown_serve(timeout_s: float) -> None:
@@ -406,16 +412,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"ready in {ready_s:.1f} s: {url}  (status: {health['status']})", flush=True)
         stop.wait()
     finally:
-        drain(config, args.drain_timeout)
-        shutdown_serve(timeout_s=60)
-        if head is not None:
-            head.stop()
-            for pid in stop_orphaned_haproxy(port):
-                print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
-        if embedded is not None:
-            embedded.stop()
-            print("stopped the embedded PostgreSQL", flush=True)
-        print("stopped", flush=True)
+        try:
+            drain(config, args.drain_timeout)
+            shutdown_serve(timeout_s=60)
+        finally:  # whatever failed above, the processes this command started stop
+            if head is not None:
+                head.stop()
+                for pid in stop_orphaned_haproxy(port):
+                    print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
+            if embedded is not None:
+                embedded.stop()
+                print("stopped the embedded PostgreSQL", flush=True)
+            print("stopped", flush=True)
     return 0
 
 

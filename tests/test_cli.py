@@ -203,3 +203,71 @@ def test_join_needs_a_head_address(capsys, monkeypatch):
         assert "cannot resolve the Ray head" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+class _Process:
+    """Stands in for the Ray head and the embedded PostgreSQL that `serve-app run` starts."""
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def supervise(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
+    """Ray's daemons and the embedded PostgreSQL run in process sessions of their own: a
+    failure while draining or stopping Serve must not leave them running."""
+    import signal
+
+    from serve_app import cli
+
+    head, database = _Process(), _Process()
+    # What `run` writes to the environment stays in this test (RAY_ADDRESS: no token setup).
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
+    monkeypatch.setattr(cli, "check_ocr_weights", lambda config, settings: None)
+    monkeypatch.setattr(cli, "uses_store", lambda config: True)
+    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
+    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
+    monkeypatch.setattr(cli, "start_ray", lambda settings, head_node=False: head)
+
+    def deploy(config):
+        raise RuntimeError("deploy failed")
+
+    def shutdown_serve(timeout_s):
+        raise RuntimeError("Serve shutdown failed")
+
+    monkeypatch.setattr(cli, "deploy", deploy)
+    monkeypatch.setattr(cli, "drain", lambda config, timeout_s: None)
+    monkeypatch.setattr(cli, "shutdown_serve", shutdown_serve)
+    with pytest.raises(RuntimeError, match="Serve shutdown failed"):
+        main(["run", "--port", "18999"])
+    assert (head.stops, database.stops) == (1, 1)
+    assert capsys.readouterr().out.rstrip().endswith("stopped")
+
+
+def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
+    """An unexpected error while draining (here: a handle Serve refuses to use from this
+    thread) is printed, and shutdown goes on."""
+    from ray import serve
+
+    from serve_app import cli
+
+    class Handle:
+        is_initialized = False
+
+        def _init(self, **options):
+            assert options == {"_run_router_in_separate_loop": True}
+            raise RuntimeError("No event loop running")
+
+    monkeypatch.setattr(serve, "get_deployment_handle", lambda name, app_name: Handle())
+    config = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    cli.drain(config, timeout_s=1)
+    out = capsys.readouterr().out
+    assert "drain failed for grocery: RuntimeError: No event loop running" in out
