@@ -25,7 +25,7 @@ from serve_app.errors import ApiError, error_response
 from serve_app.logs import get_logger, init_sentry
 from serve_app.metrics import REGISTRY, REPLICAS
 from serve_app.middleware import InflightCounter, IngressMiddleware
-from serve_app.models import ModelClient
+from serve_app.models import ModelClient, grpc_model_calls
 from serve_app.ocr.routes import ocr_router
 from serve_app.ocr.routes import router as receipts_router
 from serve_app.ocr.serving import OcrService
@@ -167,7 +167,7 @@ class HealthReporter:
         except (TimeoutError, RayError, RayServeException) as exc:
             # A replica that cannot answer is not ready; the reason goes into /health.
             return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
-        return {**info, "replicas": running}
+        return {**info, "replicas": running, "model_calls": client.transport}
 
     async def refresh_replica_gauges(self) -> None:
         for name, deployment in (await self.deployments()).items():
@@ -283,12 +283,16 @@ class Ingress:
         solver_timeout_s = max(
             self.settings.request_timeout_s, self.settings.plans_max_timeout_ms / 1000 + 10
         )
+        grpc = grpc_model_calls(self.settings.grpc_model_calls)
         self.clients = {
             name: ModelClient(
                 name,
                 handle,
                 solver_timeout_s if name == "solver" else self.settings.request_timeout_s,
                 self.settings.retry_after_s,
+                # Only embeddings calls are many and small enough for the cost of a call
+                # to count; OCR pages and plans stay on Ray's object store.
+                grpc=grpc and name == "embeddings",
             )
             for name, handle in handles.items()
             if handle is not None

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # HTTP front door: Ray Serve's HAProxy ingress (measured faster here) or its Python proxy.
     proxy: Literal["haproxy", "python"] = "haproxy"
 
+    # Calls from the ingress to the embeddings model over Serve's gRPC transport (by value)
+    # rather than as Ray actor calls: "auto" uses it when every Ray node has an IPv4 address
+    # (Ray 2.60 cannot dial a replica at an IPv6 address this way, as on Fly's network).
+    grpc_model_calls: Literal["auto", "on", "off"] = "auto"
+
     # Request limits enforced by the ingress before any model sees the request.
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(30.0, gt=0)

@@ -8,9 +8,11 @@ import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
+from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob
+from serve_app.embeddings.serving import payload_bytes
 from serve_app.errors import ApiError
 from serve_app.metrics import QUEUE_DEPTH
-from serve_app.models import ModelClient
+from serve_app.models import GRPC_MAX_PAYLOAD_BYTES, ModelClient, grpc_model_calls
 
 
 class FakeMethod:
@@ -81,3 +83,58 @@ def test_replica_death_is_retried_once_when_idempotent():
     assert (error.status, error.code) == (503, "replica_failed")
     error = error_of([ActorDiedError(), "ok"], idempotent=False)
     assert error.code == "replica_failed"
+
+
+class TransportHandle:
+    """A handle whose ``options(_by_reference=False)`` copy answers "by value"."""
+
+    def __init__(self, by_reference: bool = True):
+        self.by_reference = by_reference
+        self.copies: list[TransportHandle] = []
+        self.embed = FakeMethod(["by reference" if by_reference else "by value"])
+
+    def options(self, _by_reference: bool = True) -> TransportHandle:
+        copy = TransportHandle(_by_reference)
+        self.copies.append(copy)
+        return copy
+
+
+def transport_of(grpc: bool, payload_bytes: int | None) -> str:
+    client = ModelClient("embeddings", TransportHandle(), 1.0, 3, grpc=grpc)  # type: ignore[arg-type]
+    return asyncio.run(client.call("embed", ["x"], payload_bytes=payload_bytes))
+
+
+def test_small_calls_go_by_value_over_grpc_when_enabled():
+    assert transport_of(True, 1000) == "by value"
+    assert transport_of(True, GRPC_MAX_PAYLOAD_BYTES) == "by value"
+
+
+def test_large_or_unsized_calls_and_grpc_off_go_by_reference():
+    assert transport_of(True, GRPC_MAX_PAYLOAD_BYTES + 1) == "by reference"
+    assert transport_of(True, None) == "by reference"
+    assert transport_of(False, 1000) == "by reference"
+
+
+def test_the_by_value_handle_is_made_once():
+    handle = TransportHandle()
+    client = ModelClient("embeddings", handle, 1.0, 3, grpc=True)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert asyncio.run(client.call("embed", ["x"], payload_bytes=10)) == "by value"
+    assert len(handle.copies) == 1
+    assert handle.copies[0].embed.calls == 3
+    assert client.transport == "grpc"
+
+
+def test_grpc_model_calls_setting():
+    assert grpc_model_calls("on") is True
+    assert grpc_model_calls("off") is False
+
+
+def test_payload_bytes_bounds_texts_and_vectors():
+    one_long = EmbedJob(["é" * 10_000], 256)
+    assert payload_bytes(one_long) >= len(one_long.texts[0].encode()) * 2
+    many_short = EmbedJob(["a"] * 1000, 3000)
+    assert payload_bytes(many_short) >= 1000 * 384 * 4
+    # the largest call the default limits allow still fits Serve's 4 MiB gRPC messages
+    biggest_answer = EmbedJob(["a"] * (JOB_MAX_TOKENS // 3), JOB_MAX_TOKENS)
+    assert payload_bytes(biggest_answer) <= GRPC_MAX_PAYLOAD_BYTES

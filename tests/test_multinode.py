@@ -173,6 +173,10 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
             return response.status_code == 200 and components == {"embeddings"}
 
         wait_for(ready, 300, "the head to serve")
+        # Ray 2.60 cannot dial replicas over gRPC at IPv6 addresses: "auto" keeps Ray's calls.
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        expected = "ray" if ":" in ip else "grpc"
+        assert health["components"]["embeddings"]["model_calls"] == expected
         log = (tmp_path / "head.log").read_text()
         assert f"serve-app join {address}" in log  # it tells operators how to add nodes
         assert embeddings_nodes(status(head_env, address)) == 1  # the 2nd replica is pending

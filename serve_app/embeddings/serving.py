@@ -27,6 +27,13 @@ DIMENSIONS = 384
 log = get_logger(__name__)
 
 
+def payload_bytes(job: EmbedJob) -> int:
+    """An upper bound on one embed call's size on the wire: its texts (UTF-8, at most 4 bytes
+    a character) or its answer (float32 vectors and token counts), with room for framing."""
+    chars = sum(len(text) for text in job.texts)
+    return max(4 * chars, len(job.texts) * (DIMENSIONS * 4 + 16)) + 4096
+
+
 class EmbeddingService:
     """Limits, fan-out to the embeddings deployment, and the response body."""
 
@@ -123,9 +130,12 @@ class EmbeddingService:
     async def _call_merged(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
         """One deployment call for jobs of several requests; results split back per job."""
         if len(jobs) == 1:
-            return [await self.client.call("embed", jobs[0])]
+            job = jobs[0]
+            return [await self.client.call("embed", job, payload_bytes=payload_bytes(job))]
         merged = EmbedJob([t for job in jobs for t in job.texts], sum(j.est_tokens for j in jobs))
-        result: EmbedResult = await self.client.call("embed", merged)
+        result: EmbedResult = await self.client.call(
+            "embed", merged, payload_bytes=payload_bytes(merged)
+        )
         return split_by_jobs(result, jobs)
 
     async def create(self, body: EmbeddingRequest) -> FastJSONResponse:
