@@ -131,10 +131,12 @@ def test_grpc_model_calls_setting():
 
 
 def test_payload_bytes_bounds_texts_and_vectors():
-    one_long = EmbedJob(["é" * 10_000], 256)
-    assert payload_bytes(one_long) >= len(one_long.texts[0].encode()) * 2
+    one_long = EmbedJob(["🥕" * 10_000], 256)  # 4 bytes a character in UTF-8
+    assert payload_bytes(one_long) >= len(one_long.texts[0].encode())
     many_short = EmbedJob(["a"] * 1000, 3000)
     assert payload_bytes(many_short) >= 1000 * 384 * 4
     # the largest call the default limits allow still fits Serve's 4 MiB gRPC messages
     biggest_answer = EmbedJob(["a"] * (JOB_MAX_TOKENS // 3), JOB_MAX_TOKENS)
     assert payload_bytes(biggest_answer) <= GRPC_MAX_PAYLOAD_BYTES
+    longest_texts = EmbedJob(["a" * 20_000] * (JOB_MAX_TOKENS // 256), JOB_MAX_TOKENS)
+    assert payload_bytes(longest_texts) <= GRPC_MAX_PAYLOAD_BYTES
