@@ -283,7 +283,8 @@ class Ingress:
         solver_timeout_s = max(
             self.settings.request_timeout_s, self.settings.plans_max_timeout_ms / 1000 + 10
         )
-        grpc = grpc_model_calls(self.settings.grpc_model_calls)
+        # Only the embeddings client uses it: ask the cluster (ray.nodes()) only when there is one.
+        grpc = embeddings is not None and grpc_model_calls(self.settings.grpc_model_calls)
         self.clients = {
             name: ModelClient(
                 name,
