@@ -104,9 +104,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class HealthReporter:
-    """Per-component readiness from the Serve controller and the model replicas."""
+    """Per-component readiness from the Serve controller and the model replicas.
+
+    Replica counts come from Serve's status (cached for ``CACHE_S``). What a model replica says
+    about itself (``info``: device, weights, ...) is asked once and kept for ``INFO_TTL_S``
+    while the number of running replicas stays the same, and concurrent polls share one call:
+    every call counts as an ongoing request for Serve's autoscaler, and while a busy machine
+    starts up, frequent polls (a load balancer, ``serve-app run`` waiting for readiness) made
+    the solver (target 1 ongoing request) scale to a second replica with no traffic at all.
+    Between those calls, Serve's own replica health checks keep the counts honest.
+    """
 
     CACHE_S = 1.0
+    INFO_TTL_S = 10.0
+    INFO_TIMEOUT_S = 5.0
 
     def __init__(
         self,
@@ -120,6 +131,9 @@ class HealthReporter:
         self._status: Any = None
         self._status_at = 0.0
         self._lock = asyncio.Lock()
+        # per model: (running replicas, when asked, info); and the call in flight
+        self._info: dict[str, tuple[int, float, dict[str, Any]]] = {}
+        self._info_calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def serve_status(self) -> Any:
         async with self._lock:
@@ -159,15 +173,37 @@ class HealthReporter:
         running = _count(deployment.replica_states, "RUNNING")
         state = str(getattr(deployment.status, "value", deployment.status))
         if running == 0:
+            self._info.pop(client.name, None)
             if state in ("HEALTHY", "UPSCALING", "DOWNSCALING"):
                 return {"status": "scaled_to_zero", "replicas": 0}
             return {"status": "starting", "reason": deployment.message or state.lower()}
         try:
-            info = await asyncio.wait_for(client.handle.info.remote(), 5.0)
+            info = await self._model_info(client, running)
         except (TimeoutError, RayError, RayServeException) as exc:
             # A replica that cannot answer is not ready; the reason goes into /health.
             return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
         return {**info, "replicas": running, "model_calls": client.transport}
+
+    async def _model_info(self, client: ModelClient, running: int) -> dict[str, Any]:
+        """A model replica's ``info``: cached while fresh, one call for concurrent polls."""
+        cached = self._info.get(client.name)
+        if cached and cached[0] == running and time.monotonic() - cached[1] < self.INFO_TTL_S:
+            return cached[2]
+        call = self._info_calls.get(client.name)
+        if call is None:
+            call = asyncio.ensure_future(self._ask_info(client, running))
+            call.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._info_calls[client.name] = call
+        # A poll that gives up (its client went away) must not cancel the shared call.
+        return await asyncio.shield(call)
+
+    async def _ask_info(self, client: ModelClient, running: int) -> dict[str, Any]:
+        try:
+            info = await asyncio.wait_for(client.handle.info.remote(), self.INFO_TIMEOUT_S)
+        finally:
+            self._info_calls.pop(client.name, None)
+        self._info[client.name] = (running, time.monotonic(), info)
+        return info
 
     async def refresh_replica_gauges(self) -> None:
         for name, deployment in (await self.deployments()).items():
