@@ -61,7 +61,9 @@ def init_sentry(settings: Settings, component: str) -> bool:
         release=f"grocery-planner-ai@{__version__}",
         environment=settings.sentry_environment,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,  # receipts and documents are the users' own data
+        # receipts and documents are the users' own data: no user details, no request bodies
+        # (sentry-sdk 2.75 deprecates send_default_pii=False for this)
+        data_collection={"user_info": False, "http_bodies": []},
     )
     sentry_sdk.set_tag("component", component)
     return True
