@@ -90,10 +90,13 @@ async def closed_loop(
     target: str = "",
     scenario: str = "",
     timeout_s: float = 60.0,
+    honour_retry_after: bool = False,
 ) -> LoadResult:
     """Run ``concurrency`` workers against ``url``.
 
     ``make_body(i)`` returns a JSON-able body, or ``(bytes, content_type)`` for raw uploads.
+    With ``honour_retry_after`` a worker answered 503 waits for its ``Retry-After`` before the
+    next request, as the web app's client does; otherwise it sends the next one at once.
     """
     counter = 0
     connector = aiohttp.TCPConnector(limit=concurrency * 2, force_close=False)
@@ -119,14 +122,19 @@ async def closed_loop(
                     }
                 else:
                     kwargs = {"json": body, "headers": headers}
+                retry_after = 0.0
                 try:
                     async with session.post(url, **kwargs) as response:
                         await response.read()
                         status = str(response.status)
+                        if honour_retry_after and response.status == 503:
+                            retry_after = float(response.headers.get("Retry-After") or 1)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     status = type(exc).__name__
                 t1 = time.perf_counter()
                 mine.append((t0, t1, status))
+                if retry_after:
+                    await asyncio.sleep(retry_after)
                 if len(mine) == 1 and sum(1 for w in answers if w) == concurrency:
                     opens = max(start + warmup_s, t1)
                     window.extend([opens, opens + duration_s])

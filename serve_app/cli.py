@@ -573,20 +573,51 @@ def cmd_fly(args: argparse.Namespace) -> int:
     return 0
 
 
+def fly_group_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options of every `serve-app fly` command. flyctl takes `-a/--app` after any
+    subcommand (`fly machines list -a X`), so they are accepted before the subcommand and
+    after it; after it, an option only overrides when given (SUPPRESS as its default)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "-a",
+        "--app",
+        default=default(None),
+        help="Fly app (default: FLY_APP_NAME, else fly.toml's app)",
+    )
+    options.add_argument(
+        "--fly-toml", default=default("fly/fly.toml"), help="fly.toml to read the app from"
+    )
+    options.add_argument(
+        "--group",
+        default=default("app"),
+        help="process group to act on: app (heads) or worker",
+    )
+    options.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=default(180),
+        help="seconds to wait for each state change",
+    )
+    return options
+
+
 def add_fly_parser(sub: Any) -> None:
-    fly = sub.add_parser("fly", help="the app's Fly Machines (Machines REST API, FLY_API_TOKEN)")
-    fly.add_argument("--app", help="Fly app (default: FLY_APP_NAME, else fly.toml's app)")
-    fly.add_argument("--fly-toml", default="fly/fly.toml", help="fly.toml to read the app from")
-    fly.add_argument(
-        "--group", default="app", help="process group to act on: app (heads) or worker"
+    fly = sub.add_parser(
+        "fly",
+        parents=[fly_group_options(defaults=True)],
+        help="the app's Fly Machines (Machines REST API, FLY_API_TOKEN)",
     )
-    fly.add_argument(
-        "--wait-timeout", type=float, default=180, help="seconds to wait for each state change"
-    )
+    after = fly_group_options(defaults=False)
     fly_sub = fly.add_subparsers(dest="fly_command", required=True)
-    fly_sub.add_parser("machines", help="id, state, region, size and role of every machine")
+    fly_sub.add_parser(
+        "machines", parents=[after], help="id, state, region, size and role of every machine"
+    )
     scale = fly_sub.add_parser(
-        "scale", help="create (clone) or remove machines until --count exist"
+        "scale", parents=[after], help="create (clone) or remove machines until --count exist"
     )
     scale.add_argument("--count", type=int, required=True)
     scale.add_argument("--region", help="count and create machines in this region only")
@@ -597,12 +628,18 @@ def add_fly_parser(sub: Any) -> None:
         help="on insufficient_capacity, try this region next (repeatable)",
     )
     for name, what in (("start", "stopped"), ("stop", "started")):
-        cmd = fly_sub.add_parser(name, help=f"{name} machines (default: every {what} one)")
+        cmd = fly_sub.add_parser(
+            name, parents=[after], help=f"{name} machines (default: every {what} one)"
+        )
         cmd.add_argument("ids", nargs="*", help="machine ids")
-    warm = fly_sub.add_parser("warm", help="start stopped machines ahead of expected load")
+    warm = fly_sub.add_parser(
+        "warm", parents=[after], help="start stopped machines ahead of expected load"
+    )
     warm.add_argument("count", type=int, help="machines to have started")
     auto = fly_sub.add_parser(
-        "autoscale", help="start/stop machines from the servers' /metrics (a control loop)"
+        "autoscale",
+        parents=[after],
+        help="start/stop machines from the servers' /metrics (a control loop)",
     )
     auto.add_argument("--min", type=int, default=1, help="machines always started")
     auto.add_argument("--max", type=int, default=4, help="machines started at most")

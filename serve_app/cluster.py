@@ -106,6 +106,23 @@ def kill_process_group(pgid: int, timeout_s: float = 15.0) -> None:
     killer.wait(timeout_s + 10)
 
 
+def forget_cluster_address(gcs_port: int) -> None:
+    """Remove Ray's record of the current cluster (``<temp dir>/ray_current_cluster``, written
+    by ``ray start``) when it names the GCS at ``gcs_port``, as ``ray stop`` does. Left
+    behind, it sends Ray's own tools started later (``serve run``, ``ray.init()``) to a dead
+    head, where they hang ("Failed to connect to GCS"). Matched by port: Ray records the
+    node's own address even for a head asked to listen on loopback. Another cluster's record
+    is left alone."""
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    try:
+        if path.read_text().strip().rpartition(":")[2] == str(gcs_port):
+            path.unlink()
+    except OSError:
+        pass  # nothing recorded, or not ours to remove
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -233,6 +250,7 @@ class LocalRayHead:
             return
         pgid, self.pgid = self.pgid, None
         kill_process_group(pgid, timeout_s)
+        forget_cluster_address(self.port)
 
 
 class RayWorker:
@@ -269,6 +287,7 @@ class RayWorker:
             return
         kill_process_group(self.proc.pid, timeout_s)
         self.proc.wait(timeout=30)
+        forget_cluster_address(split_host_port(self.head_address)[1])
 
 
 def _env() -> dict[str, str]:

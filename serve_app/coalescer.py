@@ -33,20 +33,25 @@ class RequestCoalescer(Generic[Item, Result]):
     ``max_running`` (default ``max_in_flight``) is how many calls the model works on at once
     (its parallel batches). Open calls beyond it wait at the model, ready to start the moment a
     running one ends, so the model does not idle while an answer travels back and the next
-    request comes in. The pace below counts only the running calls, and near overload only
-    ``max_running`` calls are open: there, work waits here, where it can be shed, not at the
-    model.
+    request comes in. The pace below counts only the running calls, and near overload (or
+    after a refusal, until the queue has drained) only ``max_running`` calls are open: there,
+    work waits here, where it can be shed, not at the model.
 
     Load shedding (``max_wait_s``; None: none): the coalescer measures how many units a call
-    gets through per second. A request that would find more than ``max_wait_s`` of work queued
-    ahead of it is refused at once with :class:`QueueTimeout`, and one still waiting after
-    ``max_wait_s`` (the estimate was wrong) leaves the queue the same way; neither was sent.
-    The exception is a request that would go in the very next call while little is queued
-    (less than half of ``max_wait_s``): a slow call, not overload; it gets one more
-    ``max_wait_s``, so no request queues longer than twice ``max_wait_s``.
+    gets through per second, and how long a call takes. The queueing budget is ``max_wait_s``,
+    or ``max_wait_calls`` model calls at their measured duration when that is longer: on a
+    slower machine (or a slower day) every call takes longer, and bounded load (a few clients
+    in a closed loop, each waiting for its answer) queues for the same number of calls, not
+    the same number of seconds; overload is a queue that keeps growing, in calls. A request
+    that would find more than the budget of work queued ahead of it is refused at once with
+    :class:`QueueTimeout`, and one still waiting after the budget (the estimate was wrong)
+    leaves the queue the same way; neither was sent. The exception is a request that would go
+    in the very next call while little is queued (less than half the budget) and nothing has
+    been refused since the queue was last empty: a slow call, not overload; it gets the budget
+    once more, so no request queues longer than twice it.
     ``max_call_s`` (None: no cap) keeps merged calls to about that much work while more than
-    half of ``max_wait_s`` is queued (near overload; below that, calls merge fully). Under
-    overload every request therefore ends within about ``max_wait_s`` plus one short call,
+    half of the budget is queued (near overload; below that, calls merge fully). Under
+    overload every request therefore ends within about the budget plus one short call,
     answered or shed, and most shed ones are told at once.
 
     Bulk work (``bulk=True``: document ingestion) queues behind interactive requests, which
@@ -65,6 +70,7 @@ class RequestCoalescer(Generic[Item, Result]):
         max_wait_s: float | None = None,
         max_call_s: float | None = None,
         bulk_max_wait_s: float | None = None,
+        max_wait_calls: float = 1.5,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
@@ -78,8 +84,10 @@ class RequestCoalescer(Generic[Item, Result]):
         self.max_wait_s = max_wait_s
         self.max_call_s = max_call_s
         self.bulk_max_wait_s = bulk_max_wait_s
+        self.max_wait_calls = max_wait_calls
         self.shed = 0  # requests that left the queue with QueueTimeout
         self.rate: float | None = None  # units per second per call (moving average)
+        self.call_units: float | None = None  # units per call (moving average)
         # queued work per class, interactive (False) before bulk (True)
         self._queues: dict[bool, deque[tuple[Item, asyncio.Future[Result]]]] = {
             False: deque(),
@@ -87,6 +95,7 @@ class RequestCoalescer(Generic[Item, Result]):
         }
         self._units = {False: 0, True: 0}
         self._in_flight = 0
+        self._shedding = False  # refused or shed requests since the queue was last empty
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -94,23 +103,41 @@ class RequestCoalescer(Generic[Item, Result]):
         """Requests queued here, not yet sent."""
         return len(self._queues[False]) + len(self._queues[True])
 
+    def budget_s(self, bulk: bool = False) -> float | None:
+        """Seconds of queued work a request may find ahead of it (and wait): ``max_wait_s``
+        (``bulk_max_wait_s`` for bulk work), or ``max_wait_calls`` calls at their measured
+        duration when that is longer. None: no shedding."""
+        floor = self.bulk_max_wait_s if bulk else self.max_wait_s
+        call_s = self.call_s
+        if floor is None or call_s is None:
+            return floor
+        return max(floor, self.max_wait_calls * call_s)
+
+    @property
+    def call_s(self) -> float | None:
+        """How long a typical call takes at the measured pace: its work, not the time it may
+        also wait at the model behind the running calls."""
+        if self.call_units is None or not self.rate:
+            return None
+        return self.call_units / self.rate
+
     def admit(self, units: int, bulk: bool = False) -> None:
         """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget
-        (``max_wait_s``, or ``bulk_max_wait_s`` for bulk work) of work queued ahead of it, at
-        the measured pace of ``max_running`` calls. Interactive requests count only the
-        interactive work (they overtake bulk work). With nothing queued ahead, anything goes."""
-        limit = self.bulk_max_wait_s if bulk else self.max_wait_s
+        (:meth:`budget_s`) of work queued ahead of it, at the measured pace of
+        ``max_running`` calls. Interactive requests count only the interactive work (they
+        overtake bulk work). With nothing queued ahead, anything goes."""
+        limit = self.budget_s(bulk)
         ahead = self._units[False] + (self._units[True] if bulk else 0)
         if limit is None or not self.rate or not ahead:
             return
         if (ahead + units) / (self.rate * self.max_running) > limit:
-            self.shed += 1
+            self._refused()
             raise QueueTimeout(0.0)
 
     async def submit(self, item: Item, admit: bool = True, bulk: bool = False) -> Result:
         """Queue ``item`` and wait for its own result (or the call's exception). With
         ``admit=False`` (parts of a request admitted as a whole) it is neither refused nor
-        shed after ``max_wait_s``; bulk work is never shed once queued."""
+        shed after its budget; bulk work is never shed once queued."""
         loop = asyncio.get_running_loop()
         if admit:
             self.admit(self._size_of(item), bulk)
@@ -123,20 +150,37 @@ class RequestCoalescer(Generic[Item, Result]):
         if self.max_wait_s is None or not admit or bulk or future.done():
             return await future
         queued_at = loop.time()
-        done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
-        if not done and not self._near_overload() and self._in_next_call(entry):
-            # Next in line with little queued behind it: a call slower than usual (another
-            # process took the CPU for a moment), not overload. It leaves as soon as a call
-            # ends, and shedding it would only send the client away from the front of the
-            # queue: one more max_wait_s.
-            done, _ = await asyncio.wait({future}, timeout=self.max_wait_s)
+        done = await self._wait_budget(future, queued_at, 1)
+        overloaded = self._shedding or self._near_overload()
+        if not done and not overloaded and self._in_next_call(entry):
+            # Next in line with little queued behind it and nothing refused: a call slower
+            # than usual (another process took the CPU for a moment), not overload. It leaves
+            # as soon as a call ends, and shedding it would only send the client away from the
+            # front of the queue: the budget once more.
+            done = await self._wait_budget(future, queued_at, 2)
         if not done and entry in queue:  # still queued: shed it, it was never sent
             queue.remove(entry)
             self._units[bulk] -= self._size_of(item)
             future.cancel()
-            self.shed += 1
+            self._refused()
             raise QueueTimeout(loop.time() - queued_at)
         return await future  # sent before the deadline: its call decides
+
+    async def _wait_budget(
+        self, future: asyncio.Future[Result], queued_at: float, budgets: int
+    ) -> bool:
+        """Wait for ``future`` until ``budgets`` times the interactive budget has passed since
+        ``queued_at``; the budget is read again as calls are measured (the first calls of a
+        fresh server tell how long calls take here). True when it is done."""
+        loop = asyncio.get_running_loop()
+        while not future.done():
+            budget = self.budget_s()
+            assert budget is not None
+            left = queued_at + budgets * budget - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait({future}, timeout=left)
+        return True
 
     def _in_next_call(self, entry: tuple[Item, asyncio.Future[Result]]) -> bool:
         """Whether a queued interactive ``entry`` fits in the next call with all ahead of it."""
@@ -148,10 +192,11 @@ class RequestCoalescer(Generic[Item, Result]):
         return False  # not queued any more
 
     def _near_overload(self) -> bool:
-        """More than half of ``max_wait_s`` of interactive work queued, at the measured pace."""
-        if self.max_wait_s is None or not self.rate:
+        """More than half of the budget of interactive work queued, at the measured pace."""
+        budget = self.budget_s()
+        if budget is None or not self.rate:
             return False
-        return self._units[False] / (self.rate * self.max_running) > self.max_wait_s / 2
+        return self._units[False] / (self.rate * self.max_running) > budget / 2
 
     def _call_limit(self) -> int:
         """Units the next call may take: all of ``max_size``, or about ``max_call_s`` of work
@@ -161,9 +206,18 @@ class RequestCoalescer(Generic[Item, Result]):
             return min(self.max_size, max(1, int(self.rate * self.max_call_s)))
         return self.max_size
 
+    def _refused(self) -> None:
+        self.shed += 1
+        # Overload: until the queue has drained, keep only the running calls open, so that
+        # no admitted request also waits at the model behind two running calls.
+        self._shedding = True
+
     def _dispatch(self) -> None:
+        if not self._queues[False]:
+            self._shedding = False
         limit = self._call_limit()
-        open_calls = self.max_running if self._near_overload() else self.max_in_flight
+        overloaded = self._shedding or self._near_overload()
+        open_calls = self.max_running if overloaded else self.max_in_flight
         while self._in_flight < open_calls and self.waiting:
             group: list[tuple[Item, asyncio.Future[Result]]] = []
             size = 0
@@ -198,6 +252,9 @@ class RequestCoalescer(Generic[Item, Result]):
                 # Small calls are mostly fixed overhead and show a low pace: keep the best
                 # recent pace (decaying slowly), or light loads would look like overload.
                 self.rate = pace if self.rate is None else max(pace, 0.9 * self.rate + 0.1 * pace)
+                self.call_units = (
+                    units if self.call_units is None else 0.8 * self.call_units + 0.2 * units
+                )
             if len(results) != len(group):
                 raise RuntimeError(f"{len(results)} results for {len(group)} items")
             for (_, future), result in zip(group, results, strict=True):

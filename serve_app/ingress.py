@@ -54,6 +54,8 @@ _STATUS_CODES = {
     503: "unavailable",
 }
 
+_BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own detail
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": name.replace("_", " ")}
     for code, name in _STATUS_CODES.items()
@@ -93,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 400 and message == _BODY_PARSE_ERROR:
+            # FastAPI's answer when the JSON parser itself fails (nesting beyond its depth)
+            code = "invalid_json"
+            message = (
+                "The request body could not be parsed as JSON (invalid, or nested too deeply)."
+            )
         if exc.status_code == 404 and message == "Not Found":
             message = f"No route {request.method} {request.url.path}."
         return error_response(exc.status_code, code, message, _request_id(request), exc.headers)

@@ -97,10 +97,17 @@ class ModelClient:
         gauge.inc()
         try:
             for attempt in range(attempts):
+                response = None
                 try:
                     response = self._method(method, by_value).remote(arg)
                     return await asyncio.wait_for(response, self.timeout_s)
-                except TimeoutError:
+                except (TimeoutError, asyncio.CancelledError) as exc:
+                    # Nobody waits for the answer any more (timed out, or the client went
+                    # away): tell the replica, so that queued work is dropped, not computed.
+                    if response is not None:
+                        response.cancel()
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
                     raise ApiError(
                         408,
                         "timeout",

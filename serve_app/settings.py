@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Load shedding: a request that waited this long for the model gets 503 + Retry-After
     # instead of waiting on (0 = never shed; latency then grows with the queue).
     embeddings_queue_timeout_s: float = Field(0.6, ge=0)
+    # ... or this many model calls at their measured duration, when longer: a slower machine
+    # makes every call longer, and bounded load queues for calls, not seconds (0: seconds only)
+    embeddings_queue_calls: float = Field(1.5, ge=0)
     # document ingestion (POST /v1/documents): queues behind queries, waits longer
     embeddings_bulk_queue_timeout_s: float = Field(20.0, ge=0)
 

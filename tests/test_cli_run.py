@@ -109,6 +109,9 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         assert "draining" in output
         assert "stopped the embedded PostgreSQL" in output
         assert not EmbeddedPostgres(pgdata_dir(tmp_path / "data")).running()
+        # The machine is left as clean as `ray stop` leaves it: Ray's own tools, started next,
+        # do not try to join the dead head (they hung on its stale cluster record).
+        serve_run_after(config, env)
     finally:
         if proc.poll() is None:
             # SIGTERM first: serve-app then stops the Ray head it started (SIGKILL would orphan it).
@@ -118,3 +121,50 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def serve_run_after(config: Path, env: dict[str, str]) -> None:
+    """`serve run` on the same config (the README offers it) serves once `serve-app run` has
+    stopped: it starts a Ray instance of its own instead of waiting for the dead one."""
+    port = free_port()
+    raw = yaml.safe_load(config.read_text())
+    raw.setdefault("http_options", {})["port"] = port
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_SERVE_")}
+    env["RAY_SERVE_ENABLE_HA_PROXY"] = "0"  # Ray's own default proxy, as a plain `serve run`
+    serve = str(Path(sys.executable).with_name("serve"))
+    proc = subprocess.Popen(
+        [serve, "run", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        answer = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/embeddings",
+                    json={"input": "oat milk"},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=10,
+                )
+                if answer.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert answer is not None and answer.status_code == 200, (
+            f"`serve run` did not serve after `serve-app run` stopped: {answer}"
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # serve run shuts down the Ray it started
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

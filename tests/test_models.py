@@ -15,24 +15,38 @@ from serve_app.metrics import QUEUE_DEPTH
 from serve_app.models import GRPC_MAX_PAYLOAD_BYTES, ModelClient, grpc_model_calls
 
 
+class FakeResponse:
+    """Awaitable like Serve's DeploymentResponse, with its ``cancel()``."""
+
+    def __init__(self, outcome, method: FakeMethod):
+        self.outcome = outcome
+        self.method = method
+
+    def __await__(self):
+        return self._respond().__await__()
+
+    async def _respond(self):
+        if isinstance(self.outcome, float):
+            await asyncio.sleep(self.outcome)
+            return "late"
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self) -> None:
+        self.method.cancelled += 1
+
+
 class FakeMethod:
     def __init__(self, outcomes: list):
         self.outcomes = outcomes
         self.calls = 0
+        self.cancelled = 0
 
     def remote(self, arg):
         outcome = self.outcomes[min(self.calls, len(self.outcomes) - 1)]
         self.calls += 1
-
-        async def respond():
-            if isinstance(outcome, float):
-                await asyncio.sleep(outcome)
-                return "late"
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-
-        return respond()
+        return FakeResponse(outcome, self)
 
 
 class FakeHandle:
@@ -65,9 +79,29 @@ def test_backpressure_is_503_with_retry_after():
     assert error.headers["Retry-After"] == "3"
 
 
-def test_timeout_is_408():
-    error = error_of([5.0], timeout_s=0.05)
-    assert (error.status, error.code) == (408, "timeout")
+def test_timeout_is_408_and_cancels_the_call():
+    handle = FakeHandle([5.0])
+    client = ModelClient("embeddings", handle, timeout_s=0.05, retry_after_s=3)  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as info:
+        asyncio.run(client.call("embed", ["x"]))
+    assert (info.value.status, info.value.code) == (408, "timeout")
+    assert handle.embed.cancelled == 1  # the replica drops it instead of computing it
+
+
+def test_a_caller_that_goes_away_cancels_the_call():
+    handle = FakeHandle([5.0])
+    client = ModelClient("embeddings", handle, timeout_s=10, retry_after_s=3)  # type: ignore[arg-type]
+
+    async def main():
+        task = asyncio.create_task(client.call("embed", ["x"]))
+        await asyncio.sleep(0.05)
+        task.cancel()  # the HTTP client disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert handle.embed.cancelled == 1
+    assert QUEUE_DEPTH.labels("embeddings")._value.get() == 0
 
 
 def test_deployment_unavailable_is_503():

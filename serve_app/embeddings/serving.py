@@ -52,6 +52,7 @@ class EmbeddingService:
             max_wait_s=settings.embeddings_queue_timeout_s or None,
             max_call_s=0.4,
             bulk_max_wait_s=settings.embeddings_bulk_queue_timeout_s or None,
+            max_wait_calls=settings.embeddings_queue_calls,
         )
 
     def check(self, body: EmbeddingRequest) -> list[str]:

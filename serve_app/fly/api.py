@@ -202,7 +202,8 @@ class MachinesClient:
         timeout_s: float = 120,
         instance_id: str | None = None,
     ) -> None:
-        """Block until the machine is in ``state``; FlyTimeout after ``timeout_s``."""
+        """Block until the machine is in ``state``; FlyTimeout after ``timeout_s``. Waiting for
+        ``destroyed``, a 404 (the machine is already gone) counts as reached."""
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
@@ -219,6 +220,8 @@ class MachinesClient:
                 self.request("GET", f"/{machine_id}/wait", params=params)
                 return
             except FlyApiError as exc:
+                if exc.status == 404 and state == "destroyed":
+                    return
                 if exc.status != 408:  # 408: this long-poll ran out; poll again
                     raise
             # a 408 long before the poll's own timeout (a proxy in between): do not spin
@@ -247,5 +250,7 @@ class MachinesClient:
         finally:
             try:
                 self.release_lease(machine_id, nonce)
-            except FlyApiError as exc:  # it expires by itself; say so and go on
-                self.log(f"  could not release the lease on {machine_id}: {exc}")
+            except FlyApiError as exc:
+                if exc.status != 404:  # 404: the machine is gone (destroyed), lease and all
+                    # it expires by itself; say so and go on
+                    self.log(f"  could not release the lease on {machine_id}: {exc}")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from serve_app.batching import ThreadedBatches
+from serve_app.ocr.jobs import PageJob, PageResult
 from serve_app.ocr.runtime import (
     DEFAULT_DET_ARCH,
     DEFAULT_RECO_ARCH,
     DOWNLOAD_HINT,
-    OcrPage,
     OcrRuntime,
     WeightsError,
 )
@@ -39,6 +41,12 @@ class OcrDeployment:
         self.unavailable: str | None = "not configured yet"
         self._archs: tuple[str, str, int] | None = None
         self._batches = ThreadedBatches(self._read_pages, "ocr")
+        self._pages_at_once = 1
+        self._model: dict[str, str] = {}
+        try:
+            self._replica = serve.get_replica_context().replica_id.unique_id
+        except RayServeException:  # built outside Serve (tests)
+            self._replica = "local"
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         settings = get_settings()
@@ -64,34 +72,54 @@ class OcrDeployment:
                     raise
                 self.runtime, self.unavailable = None, str(exc)
             self._archs = archs
+        batch_size = int(config.get("max_batch_size", 4))
+        parallel = int(config.get("parallel_batches", 1))
         self._batches.configure(
-            max_batch_size=int(config.get("max_batch_size", 4)),
+            max_batch_size=batch_size,
             wait_s=float(config.get("batch_wait_timeout_s", 0.02)),
-            parallel=int(config.get("parallel_batches", 1)),
+            parallel=parallel,
             threads=int(config.get("torch_threads", 0)),
         )
-
-    def _read_pages(self, pages: list[np.ndarray]) -> list[tuple[OcrPage, int, bool]]:
-        """On a batch thread: one predictor call for the batch."""
-        assert self.runtime is not None
-        results = self.runtime.read(pages)
-        return [(result, len(pages), i == 0) for i, result in enumerate(results)]
-
-    async def read(self, page: np.ndarray) -> dict[str, Any]:
-        """OCR one page (joins the current batch); ``{"unavailable": reason}`` without a model."""
-        if self.runtime is None:
-            return {"unavailable": self.unavailable}
-        result, batch_size, leader = await self._batches(page)
-        return {
-            "page": result,
-            "batch_size": batch_size,
-            "batch_leader": leader,
-            "model": {
+        self._pages_at_once = batch_size * max(1, parallel)
+        if self.runtime is not None:
+            self._model = {
                 "detection": self.runtime.det_arch,
                 "recognition": self.runtime.reco_arch,
                 "weights": self.runtime.weights,
-            },
-        }
+            }
+
+    def _read_pages(self, jobs: list[PageJob]) -> list[PageResult]:
+        """On a batch thread: one predictor call for the pages whose requests still wait."""
+        assert self.runtime is not None
+        now = time.time()
+        live = [job for job in jobs if job.deadline > now]
+        started = time.perf_counter()
+        pages = self.runtime.read([job.image for job in live]) if live else []
+        seconds = time.perf_counter() - started
+        read = iter(pages)
+        results = []
+        for job in jobs:
+            if job.deadline <= now:
+                results.append(PageResult(expired=True, replica=self._replica))
+                continue
+            results.append(
+                PageResult(
+                    page=next(read),
+                    model=self._model,
+                    batch_size=len(live),
+                    batch_leader=not results or all(r.expired for r in results),
+                    page_seconds=seconds,
+                    pages_at_once=self._pages_at_once,
+                    replica=self._replica,
+                )
+            )
+        return results
+
+    async def read(self, job: PageJob) -> PageResult:
+        """OCR one page (joins the current batch); ``unavailable`` without a model."""
+        if self.runtime is None:
+            return PageResult(unavailable=self.unavailable)
+        return await self._batches(job)
 
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for OCR."""

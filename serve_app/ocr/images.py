@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import threading
 import warnings
@@ -42,7 +43,16 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) ->
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The header declares more pixels than Pillow's own bomb threshold: a real image,
+        # only too large (the pixel count is in Pillow's message).
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"The image declares too many pixels ({_bomb_pixels(exc)}); "
+            f"at most {max_pixels} pixels.",
+        ) from None
+    except UnidentifiedImageError:
         raise ApiError(
             415, "unsupported_media_type", "Not a JPEG, PNG, WebP image or a PDF."
         ) from None
@@ -77,6 +87,12 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) ->
             Image.Resampling.BILINEAR,
         )
     return np.asarray(image)
+
+
+def _bomb_pixels(exc: Exception) -> str:
+    """The pixel count in Pillow's decompression-bomb message ("Image size (N pixels) ...")."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{match.group(1)} pixels" if match else "beyond Pillow's decompression-bomb limit"
 
 
 def render_pdf_first_page(data: bytes, max_pixels: int, max_side: int) -> np.ndarray:

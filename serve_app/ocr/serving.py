@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import asdict
-from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from serve_app.errors import ApiError
+from serve_app.errors import ApiError, overloaded
 from serve_app.metrics import BATCH_ITEMS
 from serve_app.models import ModelClient
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
+from serve_app.ocr.jobs import PageJob, PageResult
 from serve_app.ocr.receipts import ReceiptParser
 from serve_app.ocr.runtime import DOWNLOAD_HINT
 from serve_app.responses import FastJSONResponse
@@ -45,31 +47,102 @@ async def read_upload(request: Request) -> bytes:
     )
 
 
+class PageAdmission:
+    """Admits an OCR page only when it can be read before its request times out.
+
+    It counts the pages this ingress has sent and not yet had answered, and learns from each
+    answer how long a page takes on the model (``page_seconds``, measured on the replica's
+    batch thread, so the other batch running beside it is counted in) and how many pages a
+    replica reads at once. A page that would wait behind more than fits in ``limit_s`` is
+    refused at once (503 + Retry-After, before any work), so what is admitted finishes and
+    the model's time goes to pages someone still waits for. Until the first answer there is
+    nothing to go by, and every page is admitted (pages whose requests time out are then
+    dropped by the replica, not read).
+    """
+
+    REPLICA_TTL_S = 60.0  # a replica not heard from for this long no longer counts
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self.pending = 0  # pages sent to the model, not yet answered
+        self.page_s: float | None = None  # seconds a page takes on the model (moving average)
+        self._replicas: dict[str, tuple[int, float]] = {}  # id -> (pages at once, last seen)
+
+    def slots(self) -> int:
+        """Pages the replicas heard from recently read at once, together."""
+        now = time.monotonic()
+        return sum(n for n, seen in self._replicas.values() if now - seen < self.REPLICA_TTL_S)
+
+    def estimate_s(self) -> float | None:
+        """When a page sent now would be answered, or None before anything was measured."""
+        slots = self.slots()
+        if self.page_s is None or not slots:
+            return None
+        return math.ceil((self.pending + 1) / slots) * self.page_s
+
+    def admit(self, retry_after_s: int) -> None:
+        """Raise 503 ``overloaded`` when a new page would not be read within ``limit_s``."""
+        estimate = self.estimate_s()
+        if estimate is not None and estimate > self.limit_s:
+            assert self.page_s is not None
+            # until enough pages ahead have been answered for this one to fit
+            wait = estimate - self.limit_s + self.page_s
+            raise overloaded("OCR", max(retry_after_s, math.ceil(wait)))
+        self.pending += 1
+
+    def done(self, result: PageResult | None) -> None:
+        """An admitted page was answered (``result``) or failed (None)."""
+        self.pending -= 1
+        if result is None or result.page is None or not result.page_seconds:
+            return
+        seconds = result.page_seconds
+        self.page_s = seconds if self.page_s is None else 0.7 * self.page_s + 0.3 * seconds
+        self._replicas[result.replica] = (result.pages_at_once, time.monotonic())
+
+
 class OcrService:
-    """Image intake, the OCR deployment call, and receipt parsing of the lines."""
+    """Image intake, admission, the OCR deployment call, and receipt parsing of the lines."""
+
+    # Admit a page only if it should be read within this share of the request timeout: the
+    # estimate is a moving average, and decoding and parsing take time too.
+    ADMIT_SHARE = 0.8
 
     def __init__(self, client: ModelClient, settings: Settings):
         self.client = client
         self.settings = settings
         self.parser = ReceiptParser()
+        self.admission = PageAdmission(self.ADMIT_SHARE * client.timeout_s)
 
     async def run(self, data: bytes, receipt: bool) -> FastJSONResponse:
         s = self.settings
-        # Decoding is CPU work: off the event loop.
-        page = await asyncio.to_thread(
-            decode_image, data, s.ocr_max_image_bytes, s.ocr_max_pixels, s.ocr_max_side
-        )
-        result: dict[str, Any] = await self.client.call("read", page)
-        if "unavailable" in result:
+        # Refused before any work when the model cannot read it in time: no decoding either.
+        self.admission.admit(s.retry_after_s)
+        result: PageResult | None = None
+        try:
+            # Decoding is CPU work: off the event loop.
+            image = await asyncio.to_thread(
+                decode_image, data, s.ocr_max_image_bytes, s.ocr_max_pixels, s.ocr_max_side
+            )
+            job = PageJob(image, time.time() + self.client.timeout_s)
+            result = await self.client.call("read", job)
+        finally:
+            self.admission.done(result)
+        if result.unavailable is not None:
             raise ApiError(
                 503,
                 "ocr_unavailable",
-                f"OCR is unavailable: {result['unavailable']} Fix: `{DOWNLOAD_HINT}`.",
+                f"OCR is unavailable: {result.unavailable} Fix: `{DOWNLOAD_HINT}`.",
                 {"Retry-After": "60"},
             )
-        if result["batch_leader"]:
-            BATCH_ITEMS.labels("ocr").observe(result["batch_size"])
-        ocr_page = result["page"]
+        if result.expired or result.page is None:  # only when the clocks disagree
+            raise ApiError(
+                408,
+                "timeout",
+                f"The OCR model did not read the page within {self.client.timeout_s:g} s.",
+            )
+        if result.batch_leader:
+            BATCH_ITEMS.labels("ocr").observe(result.batch_size)
+        ocr_page = result.page
         lines = [asdict(line) for line in ocr_page.lines]
         texts = [line["text"] for line in lines]
         parsed = (await asyncio.to_thread(self.parser.parse, texts)).to_dict() if receipt else None
@@ -78,6 +151,6 @@ class OcrService:
                 "text": "\n".join(texts),
                 "pages": [{"width": ocr_page.width, "height": ocr_page.height, "lines": lines}],
                 "receipt": parsed,
-                "model": result["model"],
+                "model": result.model,
             }
         )

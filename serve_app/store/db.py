@@ -299,13 +299,6 @@ class Store:
         )
         return result == "DELETE 1"
 
-    async def namespace_exists(self, namespace: str) -> bool:
-        return await self._run(
-            lambda c: c.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM documents WHERE namespace = $1)", namespace
-            )
-        )
-
     async def search(
         self,
         namespace: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
@@ -13,9 +14,20 @@ MAX_K = 100
 MAX_FILTER_KEYS = 16
 
 
-def storable(value: Any, where: str) -> Any:
-    """PostgreSQL stores neither NUL characters (text or jsonb) nor unpaired UTF-16
-    surrogates (which JSON can spell, as "\\ud800"): refuse them here, naming where."""
+# JSON stored as jsonb and sent back must round-trip: 64-bit integers (orjson's range, and
+# what most clients parse exactly), finite floats, and nesting that any JSON library reads.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+MAX_DEPTH = 32
+
+
+def storable(value: Any, where: str, depth: int = 0) -> Any:
+    """Refuse, naming where, what PostgreSQL cannot store or what would not come back as
+    sent: NUL characters (text or jsonb), unpaired UTF-16 surrogates (JSON can spell them, as
+    "\\ud800"), integers beyond 64 bits, NaN and infinities (Python's JSON parser reads
+    ``NaN``, ``Infinity`` and ``1e400``), and nesting deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        outermost = where.split("][")[0] + ("]" if "][" in where else "")
+        raise ValueError(f"{outermost} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{where} contains a NUL character (\\u0000)")
@@ -25,13 +37,21 @@ def storable(value: Any, where: str) -> Any:
             raise ValueError(
                 f"{where} contains an unpaired surrogate (not valid Unicode)"
             ) from None
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise ValueError(f"{where} is an integer outside the 64-bit range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is not a finite number")
     elif isinstance(value, dict):
         for key, item in value.items():
-            storable(key, f"{where} key")
-            storable(item, f"{where}[{key!r}]")
+            storable(key, f"{where} key", depth + 1)
+            storable(item, f"{where}[{key!r}]", depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            storable(item, f"{where}[{i}]")
+            storable(item, f"{where}[{i}]", depth + 1)
     return value
 
 

@@ -15,8 +15,42 @@ from serve_app.store.protocol import (
 
 router = APIRouter(tags=["search"])
 
+# OpenAPI links: what a client does next with what it sent or got (upsert -> search ->
+# delete). Schemathesis follows them for stateful sequences (python -m benchmarks.fuzz).
+_SEARCH = "#/paths/~1v1~1search/post"
+_DELETE = "#/paths/~1v1~1documents~1{namespace}~1{doc_id}/delete"
+_UPSERT_LINKS = {
+    "SearchTheNamespace": {
+        "operationRef": _SEARCH,
+        "requestBody": {
+            "namespace": "$request.body#/namespace",
+            "query": "$request.body#/documents/0/text",
+        },
+    },
+    "DeleteTheFirstDocument": {
+        "operationRef": _DELETE,
+        "parameters": {
+            "path.namespace": "$request.body#/namespace",
+            "path.doc_id": "$request.body#/documents/0/id",
+        },
+    },
+}
+_SEARCH_LINKS = {
+    "DeleteTheBestMatch": {
+        "operationRef": _DELETE,
+        "parameters": {
+            "path.namespace": "$request.body#/namespace",
+            "path.doc_id": "$response.body#/results/0/id",
+        },
+    },
+}
 
-@router.post("/v1/documents", response_model=UpsertResponse)
+
+@router.post(
+    "/v1/documents",
+    response_model=UpsertResponse,
+    responses={200: {"description": "Upserted", "links": _UPSERT_LINKS}},
+)
 async def upsert_documents(body: UpsertRequest, request: Request) -> Response:
     """Embed and upsert documents in one transaction (all or nothing); idempotent per id."""
     return await request.app.state.store.upsert(body)
@@ -33,7 +67,11 @@ async def delete_document(
     return Response(status_code=204)
 
 
-@router.post("/v1/search", response_model=SearchResponse)
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    responses={200: {"description": "Best matches first", "links": _SEARCH_LINKS}},
+)
 async def search(body: SearchRequest, request: Request) -> Response:
     """The k documents closest in meaning to the query (cosine similarity, best first)."""
     return await request.app.state.store.search(body)

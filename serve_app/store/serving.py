@@ -94,13 +94,8 @@ class StoreService:
             )
         vectors, _ = await self.embeddings.embed([body.query])
         try:
+            # A namespace with no documents (new or emptied) is not an error: no results.
             hits = await self.store.search(body.namespace, vectors[0], body.k, body.filter)
-            if not hits and not await self.store.namespace_exists(body.namespace):
-                raise ApiError(
-                    404,
-                    "namespace_not_found",
-                    f"Namespace {body.namespace!r} has no documents.",
-                )
         except StoreUnavailable as exc:
             raise unavailable(exc, self.settings.retry_after_s) from None
         return FastJSONResponse(

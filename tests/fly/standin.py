@@ -49,10 +49,14 @@ class Lease:
 
 
 class MachinesStandIn:
-    def __init__(self, app_name: str, token: str, rate_limit: bool = True):
+    def __init__(
+        self, app_name: str, token: str, rate_limit: bool = True, forget_destroyed: bool = False
+    ):
         self.app_name = app_name
         self.token = token
         self.rate_limit = rate_limit
+        # Fly may forget a destroyed machine at once: then its id answers 404 (no "destroyed").
+        self.forget_destroyed = forget_destroyed
         self.machines: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, Lease] = {}
         self.faults: list[Fault] = []
@@ -300,6 +304,9 @@ class MachinesStandIn:
             if machine["state"] == during:
                 machine["state"] = final
                 machine["instance_id"] = secrets.token_hex(8).upper()
+                if final == "destroyed" and self.forget_destroyed:
+                    self.machines.pop(machine_id, None)
+                    self.leases.pop(machine_id, None)
 
         threading.Timer(TRANSITION_S, finish).start()
 

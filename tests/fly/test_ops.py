@@ -83,6 +83,31 @@ def test_scale_down_removes_stopped_machines_first_then_the_newest(fly_api):
     assert fly_api.leases == {}  # every lease was released
 
 
+def test_scale_down_when_a_destroyed_machine_answers_404(fly_api, capsys):
+    fly_api.forget_destroyed = True  # the machine is gone: waiting for "destroyed" meets 404
+    keep = fly_api.add_machine()
+    gone = fly_api.add_machine()
+    assert fly("scale", "--count", "1") == 0, capsys.readouterr().err
+    assert fly_api.states() == {keep: "started"}
+    assert fly_api.count("GET", gone + "/wait", 404) >= 1
+    out = capsys.readouterr().out
+    assert f"{gone} destroyed" in out and "could not release the lease" not in out
+
+
+def test_group_options_after_the_subcommand(fly_api, capsys, monkeypatch):
+    """flyctl's habit: `-a/--app` (and the group's other options) after any subcommand."""
+    monkeypatch.delenv("FLY_APP_NAME")
+    head = fly_api.add_machine()
+    worker = fly_api.add_machine(state="stopped", group="worker")
+    assert fly("machines", "-a", APP) == 0
+    assert head in capsys.readouterr().out
+    assert fly("start", "--app", APP, "--group", "worker", "--wait-timeout", "30") == 0
+    assert fly_api.states()[worker] == "started"
+    assert fly("--app", "elsewhere", "machines", "-a", APP) == 0  # the later one wins
+    assert fly("machines", "-a", "no-such-app") == 2
+    assert "no-such-app" in capsys.readouterr().err
+
+
 def test_start_stop_and_warm(fly_api, capsys):
     a = fly_api.add_machine()
     b = fly_api.add_machine(state="stopped")

@@ -57,17 +57,38 @@ def test_too_many_bytes():
     assert error(b"\x89PNG" + b"0" * 3_000_000).status == 413
 
 
-def test_decompression_bomb_rejected_from_the_header():
-    # A tiny PNG whose header claims 100000 x 100000 pixels.
+def png_header_only(width: int, height: int, bit_depth: int = 8, color_type: int = 0) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (1-bit: bit_depth 1)."""
     png = encode(Image.new("L", (1, 1)), "PNG")
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    patched = (
-        png[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
-    )
-    err = error(patched)
-    assert err.status in (413, 415)
-    assert err.code in ("image_too_large", "unsupported_media_type")
+    return png[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "bit_depth"),
+    [
+        (100_000, 100_000, 8),  # beyond Pillow's own bomb error threshold
+        (12_000, 12_000, 8),  # beyond its warning threshold (a 140 KB grayscale PNG)
+        (30_000, 30_000, 1),  # 1-bit
+    ],
+)
+def test_decompression_bomb_is_413_naming_the_limit(width: int, height: int, bit_depth: int):
+    err = error(png_header_only(width, height, bit_depth))
+    assert (err.status, err.code) == (413, "image_too_large")
+    assert f"{width * height} pixels" in err.message
+    assert f"at most {LIMITS['max_pixels']} pixels" in err.message
+
+
+def test_real_bomb_png_is_413():
+    # A real 12000 x 12000 grayscale PNG: about 140 KB of zeros that would decode to 144 MB.
+    data = encode(Image.new("L", (12_000, 12_000)), "PNG", optimize=True)
+    assert len(data) < 1_000_000
+    err = error(data)
+    assert (err.status, err.code) == (413, "image_too_large")
+
+
+def test_pixel_limit_from_the_header():
     assert error(encode(Image.new("L", (3000, 3000)), "PNG"), max_pixels=1_000_000).status == 413
 
 

@@ -130,8 +130,7 @@ def test_upsert_search_delete_round_trip(postgres: EmbeddedPostgres):
         assert await store.delete("rt", "d7")
         assert not await store.delete("rt", "d7")
         assert all(h.id != "d7" for h in await store.search("rt", vectors[7], k=5))
-        assert await store.namespace_exists("rt")
-        assert not await store.namespace_exists("never-used")
+        assert await store.search("never-used", vectors[7], k=5) == []
 
     run(_with_store(postgres, work))
 
@@ -157,7 +156,7 @@ def test_a_failing_batch_stores_nothing(postgres: EmbeddedPostgres):
     async def work(store: Store) -> None:
         with pytest.raises(asyncpg.PostgresError):  # NUL is not valid in PostgreSQL text
             await store.upsert("atomic", bad, vectors)
-        assert not await store.namespace_exists("atomic")
+        assert await store.search("atomic", vectors[0], k=10) == []
 
     run(_with_store(postgres, work))
 
