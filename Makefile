@@ -6,7 +6,7 @@ RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 ARGS ?=
 
-.PHONY: run test lint format bench bench-quick clean elixir
+.PHONY: run test lint format bench bench-quick clean elixir image image-test image-test-if-possible
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,25 @@ test: $(DEV_STAMP) elixir
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
+	@$(MAKE) --no-print-directory image-test-if-possible
+
+# The image: Dockerfile.gpu built with podman (installed when missing), no registry needed.
+image:
+	bash image/build.sh
+
+# The built image run as a container, as Fly runs it (see image/check.py).
+image-test: image
+	$(PYTHON) image/check.py
+
+# `make test` runs the image test where podman can run (root or passwordless sudo to install
+# it, Debian's apt); IMAGE_TEST=0 leaves it out.
+IMAGE_TEST ?= 1
+image-test-if-possible:
+	@if [ "$(IMAGE_TEST)" = 0 ]; then echo "image test left out (IMAGE_TEST=0)"; \
+	elif command -v podman >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; }; then \
+	  $(MAKE) --no-print-directory image-test; \
+	else echo "image test skipped: podman is missing and cannot be installed here (no root/apt)"; fi
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -26,8 +26,9 @@ from typing import Any
 
 from benchmarks.loadgen import print_table, write_json
 from benchmarks.plan_data import week_request
-from serve_app.solver.model import Limits, exact, scaled, solve, validate
+from serve_app.solver.problem import Limits, exact, scaled, validate
 from serve_app.solver.protocol import PlanRequest
+from serve_app.solver.search import solve
 
 ROOT = Path(__file__).resolve().parent.parent
 ORTOOLS_VENV = ROOT / "benchmarks" / ".venv-ortools"

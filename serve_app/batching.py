@@ -15,13 +15,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-import torch
 from ray import serve
 
 from serve_app.devices import torch_threads
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+def set_torch_threads(threads: int) -> None:
+    """torch's threads for the calling thread (torch is imported by the replica's runtime;
+    this module itself imports no model library)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 class ThreadedBatches(Generic[Item, Result]):
@@ -32,6 +39,8 @@ class ThreadedBatches(Generic[Item, Result]):
     pool). The running batches share ``threads`` torch threads: a batch that starts alone gets
     them all (the lowest latency for one request), one that starts beside another gets its
     share. :meth:`configure` applies ``user_config`` values without a restart.
+    ``set_threads(n)`` gives the calling thread ``n`` threads (default: torch's); a runtime
+    whose threads are fixed when it is built (onnxruntime) passes None.
     """
 
     def __init__(
@@ -39,10 +48,12 @@ class ThreadedBatches(Generic[Item, Result]):
         run: Callable[[list[Item]], list[Result]],
         name: str,
         size_of: Callable[[list[Item]], int] | None = None,
+        set_threads: Callable[[int], None] | None = set_torch_threads,
     ):
         self._run = run
         self._name = name
         self._size_of = size_of
+        self._set_threads = set_threads
         self._parallel = 0
         self._batch: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -57,8 +68,9 @@ class ThreadedBatches(Generic[Item, Result]):
         when it is made); batches already queued on the old one still finish there."""
         parallel = max(1, parallel)
         self.threads = torch_threads(threads)
-        # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.
-        torch.set_num_threads(self.threads)
+        if self._set_threads is not None:
+            # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.
+            self._set_threads(self.threads)
         if parallel != self._parallel:
             old = self._pool
             self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{self._name}-batch")
@@ -89,5 +101,6 @@ class ThreadedBatches(Generic[Item, Result]):
             self.running -= 1
 
     def _on_thread(self, threads: int, items: list[Item]) -> list[Result]:
-        torch.set_num_threads(threads)  # this thread's OpenMP team
+        if self._set_threads is not None:
+            self._set_threads(threads)  # this thread's OpenMP team
         return self._run(items)

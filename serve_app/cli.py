@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -68,6 +69,38 @@ def load_config(path: Path, host: str, port: int) -> Any:
         return ServeDeploySchema.model_validate(raw)
     except Exception as exc:
         raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
+
+
+def fit_cpus(config: Any, cpus: float) -> str | None:
+    """Shrink every deployment's ``num_cpus`` by one factor when one replica of each would
+    not fit in ``cpus`` (a config made for a larger machine: fly.yaml asks for 4 cores).
+    Without it Serve leaves the replicas that do not fit pending and /health says "starting"
+    for ever. The replicas' torch threads still use every core. Returns what was done, or
+    None when the config fits."""
+    from ray.serve.schema import RayActorOptionsSchema
+
+    deployments = [d for app in config.applications for d in app.deployments]
+    wanted = {}
+    for d in deployments:
+        options = d.ray_actor_options
+        wanted[d.name] = float(options.num_cpus if options and options.num_cpus else 1.0)
+    total = sum(wanted.values())
+    if total <= cpus:
+        return None
+    factor = cpus / total
+    for d in deployments:
+        share = math.floor(wanted[d.name] * factor * 1000) / 1000  # never round above cpus
+        if d.ray_actor_options is None:
+            d.ray_actor_options = RayActorOptionsSchema(num_cpus=share)
+        else:
+            d.ray_actor_options.num_cpus = share
+    asked = ", ".join(f"{name} {n:g}" for name, n in wanted.items())
+    return (
+        f"the config asks for {total:g} CPUs for one replica of each deployment ({asked}) and "
+        f"this node has {cpus:g}: every num_cpus fitted by {factor:.2f}, so all of them can "
+        "start (they share the cores; use a config made for this machine, e.g. "
+        "deployments/local.yaml, for the best throughput)"
+    )
 
 
 def bind_host(host: str, settings: Settings) -> str:
@@ -375,6 +408,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         use_cluster_token(settings)
         configure_proxy(settings.proxy)
     config = load_config(Path(args.config or settings.config), bind_host(host, settings), port)
+    if not os.environ.get("RAY_ADDRESS"):  # a node of our own: its CPUs are known
+        from ray._private.utils import get_num_cpus
+
+        fitted = fit_cpus(config, settings.ray_num_cpus or get_num_cpus())
+        if fitted:
+            print(f"serve-app: {fitted}", flush=True)
     check_ocr_weights(config, settings)
     # Replicas run in other working directories: give them the data directory's full path.
     os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())

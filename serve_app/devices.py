@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def resolve_device(requested: str) -> str:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    import torch  # only the replicas that run a model load torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():

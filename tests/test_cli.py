@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.cli import CliError, check_bind, load_config, main
+from serve_app.cli import CliError, check_bind, fit_cpus, load_config, main
 from serve_app.settings import Settings, is_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +89,19 @@ def test_gpu_config_shares_one_gpu():
     assert gpus["ingress"] == 0
     assert 0 < gpus["embeddings"] < 1 and 0 < gpus["ocr"] < 1
     assert sum(gpus.values()) <= 1
+
+
+def test_a_config_for_more_cores_is_fitted_to_this_node_saying_so():
+    config = load_config(ROOT / "deployments" / "fly.yaml", "127.0.0.1", 8000)
+    asked = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    message = fit_cpus(config, 2)
+    fitted = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    assert sum(asked.values()) > 2 >= sum(fitted.values())
+    assert all(0 < fitted[name] < asked[name] for name in asked)
+    assert fitted["embeddings"] / fitted["ingress"] == asked["embeddings"] / asked["ingress"]
+    assert message and "this node has 2" in message and "fitted" in message
+    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    assert fit_cpus(local, 2) is None  # made for two cores: left as it is
 
 
 def test_bad_config_is_reported(tmp_path: Path):

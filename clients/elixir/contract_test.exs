@@ -113,6 +113,8 @@ docs = ~s({"namespace": "#{ns}", "documents": [{"id": "oatly", "text": "Oatly ba
 Contract.check("POST /v1/documents upserts", s == 200 and String.contains?(b, ~s("upserted":2)), "#{s} #{b}")
 {s, _, b} = Contract.request_with_retry(:post, base <> "/v1/search", auth, ~s({"namespace": "#{ns}", "query": "oat milk", "k": 1, "filter": {"kind": "item"}}))
 Contract.check("POST /v1/search finds by meaning", s == 200 and Contract.has_all(b, [~s("results"), ~s("id":"oatly"), ~s("score")]), "#{s} #{b}")
+{s, _, b} = Contract.request_with_retry(:post, base <> "/v1/search", auth, ~s({"namespace": "elixir-contract-empty-#{System.unique_integer([:positive])}", "query": "oat milk"}))
+Contract.check("POST /v1/search of an empty namespace is 200 with no results", s == 200 and String.contains?(b, ~s("results":[])), "#{s} #{b}")
 {s, _, b} = Contract.request(:post, base <> "/v1/search", auth, ~s({"namespace": "#{ns}", "query": "x", "k": 1000}))
 Contract.check("k out of range is 422", s == 422 and Contract.error_shape?(b), "#{s} #{b}")
 {s, _, _} = Contract.request(:delete, base <> "/v1/documents/#{ns}/oatly", auth)

@@ -58,7 +58,10 @@ defmodule GroceryPlannerAI do
     end
   end
 
-  @doc "POST /v1/search: the `k` (default 10) best matches, optionally filtered by metadata."
+  @doc """
+  POST /v1/search: the `k` (default 10) best matches, optionally filtered by metadata.
+  A namespace with no documents (a new user's empty pantry) is `{:ok, %{"results" => []}}`.
+  """
   def search(client, namespace, query, opts \\ []) do
     body =
       %{namespace: namespace, query: query}

@@ -9,7 +9,6 @@ from ray import serve
 
 from serve_app.batching import ThreadedBatches
 from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult, split_by_jobs
-from serve_app.embeddings.runtime import EmbeddingRuntime
 from serve_app.settings import get_settings
 
 
@@ -28,6 +27,9 @@ class EmbeddingDeployment:
     """
 
     def __init__(self) -> None:
+        # torch and transformers load here, in the replica: the app's build step imports this
+        from serve_app.embeddings.runtime import EmbeddingRuntime
+
         settings = get_settings()
         self.runtime = EmbeddingRuntime(
             model_dir=settings.embeddings_model_dir,

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
 from serve_app.batching import ThreadedBatches
-from serve_app.ocr.jobs import PageJob, PageResult
-from serve_app.ocr.runtime import (
-    DEFAULT_DET_ARCH,
-    DEFAULT_RECO_ARCH,
-    DOWNLOAD_HINT,
-    OcrRuntime,
-    WeightsError,
-)
+from serve_app.ocr.jobs import DOWNLOAD_HINT, PageJob, PageResult
 from serve_app.settings import get_settings
+
+if TYPE_CHECKING:
+    from serve_app.ocr.runtime import OcrRuntime
 
 
 @serve.deployment(name="ocr")
@@ -49,6 +45,14 @@ class OcrDeployment:
             self._replica = "local"
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        # torch and docTR load here, in the replica: the app's build step imports this module
+        from serve_app.ocr.runtime import (
+            DEFAULT_DET_ARCH,
+            DEFAULT_RECO_ARCH,
+            OcrRuntime,
+            WeightsError,
+        )
+
         settings = get_settings()
         archs = (
             str(config.get("det_arch", DEFAULT_DET_ARCH)),
@@ -118,7 +122,7 @@ class OcrDeployment:
     async def read(self, job: PageJob) -> PageResult:
         """OCR one page (joins the current batch); ``unavailable`` without a model."""
         if self.runtime is None:
-            return PageResult(unavailable=self.unavailable)
+            return PageResult(unavailable=self.unavailable, fix=DOWNLOAD_HINT)
         return await self._batches(job)
 
     def info(self) -> dict[str, Any]:

@@ -7,6 +7,10 @@ from typing import Any
 
 import numpy as np
 
+# The command that fetches docTR's weights (the image build runs it): the fix for a replica
+# that answers ``unavailable``.
+DOWNLOAD_HINT = "serve-app weights download"
+
 
 @dataclass(frozen=True)
 class PageJob:
@@ -32,4 +36,5 @@ class PageResult:
     pages_at_once: int = 1
     replica: str = ""
     unavailable: str | None = None
+    fix: str | None = None  # with ``unavailable``: the command that fixes it
     expired: bool = False

@@ -19,13 +19,13 @@ import torch
 
 from serve_app.devices import resolve_device
 from serve_app.logs import get_logger
+from serve_app.ocr.jobs import DOWNLOAD_HINT
 
 log = get_logger(__name__)
 
 DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
 DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
-DOWNLOAD_HINT = "serve-app weights download"
 
 
 class WeightsError(RuntimeError):

@@ -16,7 +16,6 @@ from serve_app.models import ModelClient
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
 from serve_app.ocr.jobs import PageJob, PageResult
 from serve_app.ocr.receipts import ReceiptParser
-from serve_app.ocr.runtime import DOWNLOAD_HINT
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 
@@ -131,7 +130,7 @@ class OcrService:
             raise ApiError(
                 503,
                 "ocr_unavailable",
-                f"OCR is unavailable: {result.unavailable} Fix: `{DOWNLOAD_HINT}`.",
+                f"OCR is unavailable: {result.unavailable} Fix: `{result.fix}`.",
                 {"Retry-After": "60"},
             )
         if result.expired or result.page is None:  # only when the clocks disagree

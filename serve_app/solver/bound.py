@@ -1,21 +1,23 @@
 """The count relaxation as a mixed-integer program, solved by HiGHS (``highspy``).
 
-The same relaxation as ``CountModel`` in ``model.py`` (how often each recipe is used, not when;
-the daily bounds summed over the plan), in integers: ``c_r`` uses of recipe ``r`` (0 to
+The same relaxation as ``CountModel`` in ``relaxation.py`` (how often each recipe is used, not
+when; the daily bounds summed over the plan), in integers: ``c_r`` uses of recipe ``r`` (0 to
 ``max_repeats``), ``b_i`` packages of item ``i``; cost ``sum(price_i * b_i)``. Every number is
 the integer the Z3 model uses (``Problem.quantities`` and ``Problem.money``), so the program's
 data are exact; its solution is checked afterwards, exactly, by the Z3 layout over the days and
-by ``_evaluate`` in fractions. Its optimum is a lower bound on the plan's cost that HiGHS proves
-by branch and bound on the LP relaxation, which Z3's MaxSAT engines could not do within 20 s
-from 50 recipes up (README, "Meal-plan benchmark").
+by ``evaluation.evaluate`` in fractions. Its optimum is a lower bound on the plan's cost that
+HiGHS proves by branch and bound on the LP relaxation, which Z3's MaxSAT engines could not do
+within 20 s from 50 recipes up (README, "Meal-plan benchmark").
 
 Counts that cannot be laid out over the days are cut off (``cut``) and the program solved again.
 
 HiGHS runs without Python's lock, so ``start`` can run it on a thread while Z3 builds its model
-and finds the first plan (phase 1 of ``model._search``); ``cancel`` stops it within one
+and finds the first plan (phase 1 of ``search._search``); ``cancel`` stops it within one
 branch-and-bound node when phase 1 ends the solve first (an infeasible request). Presolve is
 off: on this model HiGHS's presolve costs more than it saves (HiGHS alone on five seeded
 200-recipe weeks, three runs each: 0.7-2.3 s mean without it, 1.1-2.9 s with it).
+
+Imports highspy, numpy and ``problem.py``; never Z3, ``encoding.py`` or ``search.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fractions import Fraction
 import highspy
 import numpy as np
 
-from serve_app.solver.model import Problem, Relaxed, exact, scaled
+from serve_app.solver.problem import Problem, Relaxed, exact, scaled
 
 
 class CountMilp:

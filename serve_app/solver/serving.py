@@ -1,4 +1,8 @@
-"""POST /v1/plans: validation at the ingress (fast 422/413), the solve in the solver deployment."""
+"""POST /v1/plans: validation at the ingress (fast 422/413), the solve in the solver deployment.
+
+Imports ``problem.py`` for the validation, never Z3 or HiGHS (``search.py``): the ingress does
+not load the solvers.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,8 @@ from serve_app.metrics import BATCH_SECONDS
 from serve_app.models import ModelClient
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
-from serve_app.solver.model import Limits, PlanInvalid, validate
+from serve_app.solver.problem import PlanInvalid, limits_from, validate
 from serve_app.solver.protocol import PlanRequest
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_recipes=settings.plans_max_recipes,
-        max_days=settings.plans_max_days,
-        max_meals=settings.plans_max_meals,
-        max_timeout_ms=settings.plans_max_timeout_ms,
-        bound=settings.plans_bound,
-    )
 
 
 class PlanService:

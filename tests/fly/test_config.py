@@ -65,6 +65,8 @@ def test_fly_toml_and_fly_yaml_agree():
     assert FLY["metrics"]["path"] == "/metrics"
     assert settings.host == "::"  # IPv4 for the proxy and IPv6 for 6PN (serve-app maps it)
     assert FLY["env"]["SERVE_APP_CONFIG"] == "deployments/fly.yaml"
+    # production refuses to start with blind OCR (the image bakes the weights by default)
+    assert FLY["env"]["SERVE_APP_OCR_REQUIRE_WEIGHTS"] == "true"
     # the proxy never sends a machine more than the ingress takes at once
     concurrency = service["concurrency"]
     assert concurrency["type"] == "requests"
@@ -169,7 +171,7 @@ def test_dockerfile_invariants():
     ]
     assert weights and "deployments/fly.yaml" in weights[0]
     assert any(
-        i["instruction"] == "COPY" and "--from=build /opt/doctr" in i["value"] for i in final
+        i["instruction"] == "COPY" and "--from=package /opt/doctr" in i["value"] for i in final
     )
     # non-root, liveness check, clean stop, the documented command
     assert by["USER"] not in ("root", "0")
@@ -177,8 +179,14 @@ def test_dockerfile_invariants():
     assert by["STOPSIGNAL"] == "SIGTERM"
     assert by["CMD"] == '["serve-app", "run", "--config", "deployments/fly.yaml"]'
     env = parser.envs
-    assert env["SERVE_APP_OCR_REQUIRE_WEIGHTS"] == "true"
     assert env["SERVE_APP_OCR_WEIGHTS_DIR"] == "/opt/serve-app/doctr"
+    # one file for both builds: the base's Python and the docTR weights are build arguments,
+    # baking the weights is the default (Fly), and no host's paths are in it
+    assert re.search(r"^ARG PYTHON=python3\.12$", parser.content, re.M)
+    assert re.search(r"^ARG OCR_WEIGHTS=doctr$", parser.content, re.M)
+    assert "--mount=type=secret,id=pip.conf" in parser.content
+    for host_only in ("/opt/pypi", "/opt/wheels", "/etc/ssl/certs/ca-certificates.crt"):
+        assert host_only not in parser.content
     # no secrets baked in
     for instruction in parser.structure:
         if instruction["instruction"] in ("ENV", "ARG"):

@@ -21,7 +21,10 @@ class UnavailableClient:
     timeout_s = 30.0
 
     async def call(self, method: str, arg, idempotent: bool = True):
-        return PageResult(unavailable="docTR weights missing: /data/doctr/models/x.pt.")
+        return PageResult(
+            unavailable="docTR weights missing: /data/doctr/models/x.pt.",
+            fix="serve-app weights download",
+        )
 
 
 class SlowOcrClient:

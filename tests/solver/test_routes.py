@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from benchmarks.plan_data import week_request
-from tests.solver.test_model import base_request
+from tests.solver.helpers import base_request
 
 pytestmark = pytest.mark.e2e
 

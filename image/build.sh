@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# `make image`: the CPU image grocery-planner-ai:cpu from Dockerfile.gpu, with podman, on a
+# machine like this one: no Docker daemon, no reachable image registry, package registries only.
+#   - installs podman and what it needs when missing (Debian's packages; root or sudo);
+#   - uses the project's own containers.conf (image/containers.conf), not the system's;
+#   - makes the base image (Debian 12, Python 3.11) with mmdebstrap when none can be pulled;
+#   - builds with the host's local package folders and CA bundle mounted for the build only
+#     (pip.conf and the CA travel as build secrets; neither ends up in the image);
+#   - bakes no docTR weights (OCR_WEIGHTS=none): OCR reads with the packaged engine.
+# Settings: IMAGE_TAG (grocery-planner-ai:cpu), IMAGE_BASE (localhost/debian:bookworm),
+# IMAGE_PYTHON (python3.11), IMAGE_OCR_WEIGHTS (none).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CONTAINERS_CONF="$PWD/image/containers.conf"
+tag=${IMAGE_TAG:-grocery-planner-ai:cpu}
+base=${IMAGE_BASE:-localhost/debian:bookworm}
+python=${IMAGE_PYTHON:-python3.11}
+weights=${IMAGE_OCR_WEIGHTS:-none}
+started=$(date +%s)
+
+sudo_cmd() {
+  if [ "$(id -u)" = 0 ]; then "$@";
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo "$@";
+  else echo "image: $1 needs root (or passwordless sudo)" >&2; return 1; fi
+}
+
+missing=""
+for tool in podman runc mmdebstrap; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  command -v apt-get >/dev/null 2>&1 || { echo "image: missing:$missing and no apt-get to install them" >&2; exit 1; }
+  echo "image: installing podman, buildah, runc, mmdebstrap (Debian's packages) ..."
+  sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive sudo_cmd apt-get install -y -qq --no-install-recommends \
+    podman buildah runc mmdebstrap uidmap >/dev/null
+fi
+
+if ! podman image exists "$base"; then
+  if [ "$base" = localhost/debian:bookworm ]; then
+    echo "image: no $base yet; trying the registry first ..."
+    if timeout 60 podman pull -q docker.io/library/debian:bookworm >/dev/null 2>&1; then
+      podman tag docker.io/library/debian:bookworm "$base"
+    else
+      echo "image: no registry reachable; making $base with mmdebstrap (Debian's mirror) ..."
+      tmp=$(mktemp -d)
+      sudo_cmd mmdebstrap --quiet --variant=minbase bookworm "$tmp/base.tar"
+      podman import -q "$tmp/base.tar" "$base" >/dev/null
+      rm -rf "$tmp"
+    fi
+  else
+    podman pull "$base"
+  fi
+fi
+
+# The host's pip setup for this build only: its local package folders (mounted read-only)
+# and its CA bundle (pip behind this machine's TLS proxy).
+secrets=(); volumes=()
+conf=$(mktemp); trap 'rm -f "$conf"' EXIT
+pip_py=$(command -v python3)
+"$pip_py" - "$conf" <<'PY' > "$conf.volumes"
+import subprocess, sys
+out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+values = {}
+for line in out.splitlines():
+    key, _, value = line.partition("=")
+    values[key.split(".", 1)[-1]] = value.strip().strip("'\"")
+lines = ["[global]"]
+paths = set()
+for key in ("extra-index-url", "find-links"):
+    if values.get(key):
+        lines.append(f"{key} = {values[key]}")
+        for item in values[key].split():
+            path = item.removeprefix("file://")
+            if path.startswith("/"):
+                paths.add(path.rstrip("/").rsplit("/simple", 1)[0])
+lines.append("cert = /etc/ssl/host-ca.pem")
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+print("\n".join(sorted(paths)))
+PY
+while read -r path; do [ -d "$path" ] && volumes+=(-v "$path:$path:ro"); done < "$conf.volumes"
+rm -f "$conf.volumes"
+secrets+=(--secret "id=pip.conf,src=$conf")
+for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+  [ -f "$ca" ] && { secrets+=(--secret "id=host-ca,src=$ca"); break; }
+done
+
+echo "image: building $tag from Dockerfile.gpu (base $base, $python, OCR weights: $weights) ..."
+podman build --network host -f Dockerfile.gpu -t "$tag" \
+  --build-arg RUNTIME_BASE="$base" --build-arg PYTHON="$python" \
+  --build-arg OCR_WEIGHTS="$weights" \
+  "${secrets[@]}" "${volumes[@]}" .
+size=$(podman image inspect "$tag" --format '{{.Size}}')
+echo "image: $tag built in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB"

@@ -1,0 +1,223 @@
+"""`make image-test`: the image, run as a container, behaves as Fly will run it.
+
+1. It starts (``--memory 4g``, host network, a token) and reaches ``/health`` 200; an
+   embeddings request answers 200 with 384 numbers, one without the token 401; the server runs
+   as a non-root user.
+2. ``podman stop`` (SIGTERM) ends it cleanly (exit status 0) within fly.toml's kill_timeout.
+3. Started again with ``--network none`` and the image's own command (``deployments/fly.yaml``,
+   which asks for more cores than this machine has), it reaches ``/health`` 200 too, probed from
+   inside (``podman exec``): nothing is downloaded at run time, and the CPU shares are fitted to
+   the cores there are, saying so.
+Prints each step with its time and the image's size; exits non-zero on the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "image-test-token-0123456789"
+PROBE = """
+import json, sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen("http://127.0.0.1:%s/health", timeout=5) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+except OSError as e:
+    print(0, json.dumps({"error": str(e)}))
+"""
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def podman(*args: str, check: bool = True, timeout: float = 300) -> str:
+    env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "image" / "containers.conf")}
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and done.returncode != 0:
+        raise CheckFailed(f"podman {' '.join(args[:3])} failed: {done.stderr.strip()[-1500:]}")
+    return done.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def step(message: str, started: float) -> None:
+    print(f"  [{time.monotonic() - started:6.1f} s] {message}", flush=True)
+
+
+def kill_timeout_s() -> float:
+    fly = tomllib.loads((ROOT / "fly" / "fly.toml").read_text())
+    return float(str(fly["kill_timeout"]).rstrip("s"))
+
+
+def health_inside(name: str, port: int) -> tuple[int, dict]:
+    """/health as seen from inside the container (works with --network none)."""
+    out = podman("exec", name, "/opt/venv/bin/python", "-c", PROBE % port, check=False)
+    status, _, body = out.partition(" ")
+    try:
+        return int(status), json.loads(body or "{}")
+    except ValueError:
+        return 0, {"error": out[-300:]}
+
+
+def wait_healthy(name: str, port: int, timeout_s: float, started: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        state = podman("inspect", name, "--format", "{{.State.Status}}", check=False)
+        if state not in ("running", "created", "configured", ""):
+            logs = podman("logs", "--tail", "40", name, check=False)
+            raise CheckFailed(f"container {name} is {state} before it was ready:\n{logs}")
+        status, body = health_inside(name, port)
+        summary = body.get("status") or body.get("error", "")[:80]
+        if summary != last:
+            step(f"/health {status}: {summary}", started)
+            last = summary
+        if status == 200:
+            return body
+        time.sleep(2)
+    logs = podman("logs", "--tail", "40", name, check=False)
+    raise CheckFailed(f"{name}: /health not 200 after {timeout_s:.0f} s:\n{logs}")
+
+
+def run_container(name: str, image: str, port: int, network: str, memory: str, *cmd: str) -> None:
+    podman("rm", "-f", name, check=False)
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--memory",
+        memory,
+        "-e",
+        f"SERVE_APP_API_TOKEN={TOKEN}",
+        "-e",
+        f"SERVE_APP_PORT={port}",
+        image,
+        *cmd,
+    )
+
+
+def first_start(image: str, memory: str, ready_timeout_s: float) -> dict:
+    name, port = "gpai-image-test", free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    print(f"1. {image}: start (--memory {memory}, host network, token)", flush=True)
+    run_container(name, image, port, "host", memory, "serve-app", "run", "--config",
+                  "deployments/local.yaml")  # fmt: skip
+    try:
+        health = wait_healthy(name, port, ready_timeout_s, started)
+        ready_s = time.monotonic() - started
+        step(f"ready: {health['status']}, components {sorted(health['components'])}", started)
+        embed = subprocess.run(
+            ["curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", f"{url}/v1/embeddings",
+             "-H", f"Authorization: Bearer {TOKEN}", "-H", "Content-Type: application/json",
+             "-d", '{"input": ["oat milk"]}'],
+            capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        body, _, code = embed.rpartition("\n")
+        vector = json.loads(body)["data"][0]["embedding"] if code == "200" else []
+        if code != "200" or len(vector) != 384:
+            raise CheckFailed(f"embeddings: {code} {body[:300]}")
+        step("POST /v1/embeddings with the token: 200, 384 dimensions", started)
+        denied = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{url}/v1/embeddings",
+             "-H", "Content-Type: application/json", "-d", '{"input": "oat milk"}'],
+            capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+        # from the host's loopback without a token: 401 (a token is configured)
+        if denied != "401":
+            raise CheckFailed(f"without the token: {denied}, expected 401")
+        step("POST /v1/embeddings without the token: 401", started)
+        users = podman("top", name, "user", "comm").splitlines()[1:]
+        serving = [u.split() for u in users if "serve-app" in u or "ray::" in u]
+        if not serving or any(u[0] in ("root", "0") for u in serving):
+            raise CheckFailed(f"processes run as root: {users}")
+        step(f"runs as {serving[0][0]} ({len(users)} processes, none as root)", started)
+        limit = kill_timeout_s()
+        stop_started = time.monotonic()
+        podman("stop", "-t", str(int(limit)), name, timeout=limit + 60)
+        stop_s = time.monotonic() - stop_started
+        code = podman("inspect", name, "--format", "{{.State.ExitCode}}")
+        if code != "0":
+            logs = podman("logs", "--tail", "30", name, check=False)
+            raise CheckFailed(f"exit status {code} after podman stop:\n{logs}")
+        if stop_s > limit:
+            raise CheckFailed(f"stopping took {stop_s:.1f} s, over kill_timeout {limit:.0f} s")
+        step(f"podman stop: exit 0 in {stop_s:.1f} s (kill_timeout {limit:.0f} s)", started)
+        return {"ready_s": round(ready_s, 1), "stop_s": round(stop_s, 1)}
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def offline_fly_start(image: str, memory: str, ready_timeout_s: float) -> dict:
+    name, port = "gpai-image-test-offline", 8000
+    started = time.monotonic()
+    print(f"2. {image}: the image's own command (fly.yaml), --network none", flush=True)
+    run_container(name, image, port, "none", memory)
+    try:
+        health = wait_healthy(name, port, ready_timeout_s, started)
+        ready_s = time.monotonic() - started
+        logs = podman("logs", name, check=False)
+        fitted = [line for line in logs.splitlines() if "CPU" in line and "fit" in line]
+        if not fitted and (os.cpu_count() or 1) < 4:
+            raise CheckFailed(f"no message about fitting fly.yaml's CPUs:\n{logs[-1500:]}")
+        for line in fitted:
+            step(line.strip(), started)
+        step(f"ready offline: {health['status']} in {ready_s:.1f} s", started)
+        return {"ready_s": round(ready_s, 1), "status": health["status"]}
+    finally:
+        podman("stop", "-t", "30", name, check=False, timeout=120)
+        podman("rm", "-f", name, check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--image", default="grocery-planner-ai:cpu")
+    parser.add_argument("--memory", default="4g")
+    parser.add_argument("--ready-timeout", type=float, default=600)
+    args = parser.parse_args()
+    exists = subprocess.run(
+        ["podman", "image", "exists", args.image],
+        env={**os.environ, "CONTAINERS_CONF": str(ROOT / "image" / "containers.conf")},
+    )
+    if exists.returncode != 0:
+        print(f"image-test: no image {args.image}; `make image` builds it", file=sys.stderr)
+        return 2
+    size_mb = int(podman("image", "inspect", args.image, "--format", "{{.Size}}")) // 1_000_000
+    print(f"image {args.image}: {size_mb} MB", flush=True)
+    try:
+        first = first_start(args.image, args.memory, args.ready_timeout)
+        offline = offline_fly_start(args.image, args.memory, args.ready_timeout)
+    except CheckFailed as exc:
+        print(f"image-test FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"image-test passed: {size_mb} MB; ready in {first['ready_s']} s (local.yaml, host "
+        f"network), stopped in {first['stop_s']} s; offline with fly.yaml ready in "
+        f"{offline['ready_s']} s ({offline['status']})",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

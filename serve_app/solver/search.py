@@ -1,0 +1,173 @@
+"""The meal-plan search in Z3 and HiGHS: ``solve``; no Ray, no FastAPI.
+
+``solve`` validates a request and finds its cheapest plan. Phase 1 finds a first plan in the
+slot model (``Encoding``), with the constraint groups tracked (an unsat core explains an
+infeasible request). Phase 2 proves the optimum on the count relaxation (HiGHS's ``CountMilp``,
+started before phase 1, or Z3's ``MaxSatCounts``) and lays its counts out over the days,
+cutting off counts that do not fit. Imports z3, ``encoding.py``, ``relaxation.py``,
+``bound.py`` (HiGHS), ``evaluation.py`` and ``problem.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import z3
+
+from serve_app.solver.bound import CountMilp, proves
+from serve_app.solver.encoding import Encoding
+from serve_app.solver.evaluation import PlanResult, build_result, evaluate
+from serve_app.solver.problem import Limits, Problem, empty_domains, validate
+from serve_app.solver.protocol import PlanRequest
+from serve_app.solver.relaxation import MaxSatCounts
+
+
+def _remaining_ms(deadline: float) -> int:
+    return max(1, int((deadline - time.monotonic()) * 1000))
+
+
+def _proof_seconds(deadline: float) -> float:
+    """Time for one solve of the relaxation: most of what is left, keeping a share to lay out
+    the best counts found if the proof runs out."""
+    return _remaining_ms(deadline) * 0.85 / 1000
+
+
+def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
+    """Validate, then find the cheapest plan within ``req.timeout_ms`` (capped by the limits)."""
+    limits = limits or Limits()
+    started = time.monotonic()
+    problem = validate(req, limits)
+    timeout_ms = min(req.timeout_ms, limits.max_timeout_ms)
+    deadline = started + timeout_ms / 1000
+    reasons = empty_domains(problem)
+    if reasons:
+        return _finish(PlanResult("infeasible", explanation=reasons), started)
+
+    # HiGHS solves the count relaxation on its own thread while Z3 encodes the plan and looks
+    # for a first one (phase 1): on two cores the two overlap instead of adding up.
+    milp = None
+    if limits.bound == "milp":
+        milp = CountMilp(problem)
+        milp.start(_proof_seconds(deadline))
+    try:
+        enc = Encoding(problem)
+        # Z3 honours its timeout in most places but not all (an Optimize call was seen running
+        # far past it under load): a watchdog interrupts the context at the deadline regardless.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, enc.ctx.interrupt)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return _finish(_search(problem, enc, deadline, timeout_ms, milp), started)
+        finally:
+            watchdog.cancel()
+    finally:
+        if milp is not None:
+            milp.cancel()  # phase 1 ended the solve (infeasible, out of time) or it is done
+
+
+def _search(
+    problem: Problem, enc: Encoding, deadline: float, timeout_ms: int, milp: CountMilp | None
+) -> PlanResult:
+    """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum). ``milp``:
+    the count relaxation for HiGHS, already solving; None to prove the bound with Z3's MaxSAT."""
+    ctx = enc.ctx
+    # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
+    solver = z3.Solver(ctx=ctx)
+    solver.set("timeout", _remaining_ms(deadline))
+    solver.set("core.minimize", True)
+    solver.add(*enc.hard)
+    tracks = []
+    for k, (name, constraints) in enumerate(enc.groups):
+        flag = z3.Bool(f"group_{k}", ctx)
+        tracks.append((flag, name))
+        solver.add(z3.Implies(flag, z3.And(constraints) if constraints else z3.BoolVal(True, ctx)))
+    answer = solver.check(*[flag for flag, _ in tracks])
+    if answer == z3.unsat:
+        core = {str(flag) for flag in solver.unsat_core()}
+        names = [name for flag, name in tracks if str(flag) in core]
+        return PlanResult("infeasible", explanation=names)
+    if answer != z3.sat:
+        return PlanResult(
+            "timeout", explanation=[f"time limit {timeout_ms} ms reached before any plan was found"]
+        )
+    best = enc.plan_of(solver.model())
+    best_cost = evaluate(problem, best)[1]
+
+    # Phase 2: the count relaxation's optimum (a MILP by HiGHS, or Z3's MaxSAT), then a check
+    # that its counts can be laid out over the days; counts that cannot are cut off (by an
+    # unsat core) and the next optimum is tried. The first that fits is optimal.
+    relaxation: MaxSatCounts | CountMilp = milp or MaxSatCounts(problem, ctx)
+    factor = problem.money()[2]
+    layout = z3.Solver(ctx=ctx)
+    # No core minimisation here: on the 200-recipe weeks it took 8-13 s per core, and the
+    # cores are among the dozen recipes in use anyway (see the flags below).
+    layout.set("core.minimize", False)
+    layout.add(*enc.hard)
+    for name, constraints in enc.groups:
+        if not name.startswith("budget"):  # the counts fix the cost
+            layout.add(*constraints)
+    status, reason = "timeout", ""
+    for round_ in itertools.count():
+        if round_ == 0 and milp is not None:
+            relaxed = milp.result()  # started before phase 1
+        else:
+            relaxed = relaxation.solve(_proof_seconds(deadline))
+        if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
+            status, reason = "feasible", "the count relaxation became unsatisfiable"
+            break
+        if relaxed.counts is None:
+            reason = relaxed.reason or "no counts within the time limit"
+            break
+        counts = relaxed.counts
+        flags = {}
+        # Only the recipes in use: their counts fill every slot, so the others are 0 anyway,
+        # and a core (and the cut made of it) stays among a dozen recipes, not hundreds.
+        for r, n in counts.items():
+            if n == 0:
+                continue
+            meal = problem.recipes[r].meal
+            flag = z3.Bool(f"fits_{round_}_{r}", ctx)
+            uses = [(enc.x[d, meal, r], 1) for d in range(problem.days)]
+            layout.add(z3.Implies(flag, z3.PbEq(uses, n)))
+            flags[flag] = r
+        layout.set("timeout", _remaining_ms(deadline))
+        fits = layout.check(*flags)
+        if fits == z3.sat:
+            plan = enc.plan_of(layout.model())
+            cost = evaluate(problem, plan)[1]
+            if cost <= best_cost:
+                best, best_cost = plan, cost
+            if relaxed.state == "optimal":
+                if proves(int(cost * factor), relaxed.bound):
+                    status = "optimal"
+                else:
+                    reason = "the relaxation's bound does not prove the plan optimal"
+                break
+        if relaxed.state != "optimal" or fits != z3.unsat:
+            reason = reason or relaxed.reason or layout.reason_unknown()
+            break
+        named = {str(c) for c in layout.unsat_core()}
+        core = [r for f, r in flags.items() if str(f) in named]
+        # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
+        # is always valid.
+        core = core or list(flags.values())
+        relaxation.cut({r: counts[r] for r in core})
+    # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".
+    out_of_time = time.monotonic() > deadline - 0.05 or "timeout" in reason or "canceled" in reason
+    if status == "timeout" and not out_of_time:
+        status = "feasible"
+    result = build_result(problem, best, status)
+    if status != "optimal":
+        result.explanation = [
+            f"time limit {timeout_ms} ms reached: best plan found so far, not proven optimal"
+            if status == "timeout"
+            else f"the solver stopped without proving optimality ({reason})"
+        ]
+    return result
+
+
+def _finish(result: PlanResult, started: float) -> PlanResult:
+    result.solve_ms = round((time.monotonic() - started) * 1000, 1)
+    return result
