@@ -53,7 +53,7 @@ class ThreadedBatches(Generic[Item, Result]):
         self._run = run
         self._name = name
         self._size_of = size_of
-        self._set_threads = set_threads
+        self.set_threads = set_threads
         self._parallel = 0
         self._batch: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -68,9 +68,9 @@ class ThreadedBatches(Generic[Item, Result]):
         when it is made); batches already queued on the old one still finish there."""
         parallel = max(1, parallel)
         self.threads = torch_threads(threads)
-        if self._set_threads is not None:
+        if self.set_threads is not None:
             # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.
-            self._set_threads(self.threads)
+            self.set_threads(self.threads)
         if parallel != self._parallel:
             old = self._pool
             self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{self._name}-batch")
@@ -101,6 +101,6 @@ class ThreadedBatches(Generic[Item, Result]):
             self.running -= 1
 
     def _on_thread(self, threads: int, items: list[Item]) -> list[Result]:
-        if self._set_threads is not None:
-            self._set_threads(threads)  # this thread's OpenMP team
+        if self.set_threads is not None:
+            self.set_threads(threads)  # this thread's OpenMP team
         return self._run(items)

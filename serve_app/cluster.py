@@ -90,20 +90,47 @@ def _ray_start_command() -> list[str]:
     return [str(Path(sys.executable).with_name("ray")), "start", "--disable-usage-stats"]
 
 
-def kill_process_group(pgid: int, timeout_s: float = 15.0) -> None:
-    """SIGTERM a process group, then SIGKILL what is left after ``timeout_s``.
+_SESSION_KILLER = """
+import os, sys, psutil
+sid, grace = int(sys.argv[1]), float(sys.argv[2])
+def members():
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == sid:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            pass
+    return found
+procs = members()
+for proc in procs:
+    try:
+        proc.terminate()
+    except psutil.Error:
+        pass
+_, alive = psutil.wait_procs(procs, timeout=grace)
+for proc in alive + members():
+    try:
+        proc.kill()
+    except psutil.Error:
+        pass
+"""
 
-    A detached shell does the killing: Ray ends its drivers (possibly this process) when the
-    raylet dies, and the rest of the group must still go.
+
+def kill_session(sid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM every process of the session ``sid`` (a Ray node started in a session of its
+    own), then SIGKILL what is left after ``timeout_s``. The session, not the process group:
+    Ray gives each worker (and HAProxy under its manager) a process group of its own, and
+    they all keep the session of ``ray start``.
+
+    A detached process does the killing: Ray ends its drivers (possibly this process) when the
+    raylet dies, and the rest of the session must still go.
     """
-    polls = max(1, int(timeout_s / 0.2))
-    script = (
-        f"kill -TERM -{pgid} 2>/dev/null || exit 0; "
-        f"for i in $(seq {polls}); do kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.2; done; "
-        f"kill -KILL -{pgid} 2>/dev/null; exit 0"
+    killer = subprocess.Popen(
+        [sys.executable, "-c", _SESSION_KILLER, str(sid), str(timeout_s)],
+        start_new_session=True,
     )
-    killer = subprocess.Popen(["sh", "-c", script], start_new_session=True)
-    killer.wait(timeout_s + 10)
+    killer.wait(timeout_s + 20)
 
 
 def forget_cluster_address(gcs_port: int) -> None:
@@ -211,45 +238,58 @@ class LocalRayHead:
         self.ports = ports or RayPorts()
         self.port = self.ports.gcs or free_port()
         self.pgid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return join_host_port(self.node_ip, self.port)
 
-    def start(self) -> str:
+    def launch(self) -> None:
+        """Run ``ray start --head`` in the background (it takes seconds: the caller does
+        other work meanwhile, then calls :meth:`wait`)."""
         cmd = [
             *_ray_start_command(),
             "--head",
             f"--port={self.port}",
             f"--node-ip-address={self.node_ip}",
-            # the default 10001 clashes between heads on one machine
+            # the default 10001 would clash between heads on one machine (the RAY_START_HOOK
+            # below starts no Ray Client server; the port stays reserved for one)
             f"--ray-client-server-port={self.ports.client_server or free_port()}",
             "--include-dashboard=false",
             *self.ports.node_args(),
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        proc = subprocess.Popen(
+        self._proc = subprocess.Popen(
             cmd,
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=_env(),
+            env={**_env(), "RAY_START_HOOK": f"{__name__}.slim_head"},
         )
-        output, _ = proc.communicate(timeout=120)
-        self.pgid = proc.pid  # the daemons stay in this process group after `ray start` exits
-        if proc.returncode != 0:
+        self.pgid = self._proc.pid  # the daemons stay in its session after `ray start` exits
+
+    def wait(self, timeout_s: float = 120) -> str:
+        """Wait for :meth:`launch`'s ``ray start`` to finish; the head's address."""
+        assert self._proc is not None, "launch() first"
+        output, _ = self._proc.communicate(timeout=timeout_s)
+        if self._proc.returncode != 0:
             self.stop()
             tail = output.decode(errors="replace")[-2000:]
-            raise RuntimeError(f"`ray start --head` failed ({proc.returncode}):\n{tail}")
+            raise RuntimeError(f"`ray start --head` failed ({self._proc.returncode}):\n{tail}")
         return self.address
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM Ray's daemons, then SIGKILL what is left."""
+    def start(self) -> str:
+        """Start the head and wait for it; its address."""
+        self.launch()
+        return self.wait()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM Ray's daemons and workers, then SIGKILL what is left."""
         if self.pgid is None:
             return
         pgid, self.pgid = self.pgid, None
-        kill_process_group(pgid, timeout_s)
+        kill_session(pgid, timeout_s)
         forget_cluster_address(self.port)
 
 
@@ -282,10 +322,10 @@ class RayWorker:
         self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())
         return self.proc
 
-    def stop(self, timeout_s: float = 15.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None:
             return
-        kill_process_group(self.proc.pid, timeout_s)
+        kill_session(self.proc.pid, timeout_s)
         self.proc.wait(timeout=30)
         forget_cluster_address(split_host_port(self.head_address)[1])
 
@@ -294,3 +334,23 @@ def _env() -> dict[str, str]:
     # Ray runs workers at nice 15 by default; here the workers (model replicas) are the
     # service, and on a busy CPU they should not yield to the load they are serving.
     return {"RAY_worker_niceness": "0", **os.environ}
+
+
+def slim_head(ray_params: Any, head: bool) -> None:
+    """``RAY_START_HOOK`` (Ray's hook into ``ray start``, called with its parameters before
+    any process starts): a head without the processes Serve does not use. No autoscaler
+    monitor (machines are scaled by Fly and ``serve-app fly``), no Ray Client server (nothing
+    connects with ``ray://``), and no dashboard head: ``ray start`` waits for that one to
+    come up (about 3 s of its 8 here) even with ``--include-dashboard=false``, which only
+    trims its modules. Together they are about 290 MB of RSS. ``serve-app status`` and the
+    ingress talk to Serve's controller, not to the dashboard; Serve's REST API (``serve
+    deploy`` to a running cluster) needs the dashboard, and ``serve-app run`` never offered
+    it. Ray is pinned (2.60.0): ``tests/test_cli.py`` starts a slim head and checks that
+    these processes are absent and Serve works."""
+    if not head:
+        return
+    import ray._private.services as services
+
+    ray_params.no_monitor = True
+    ray_params.ray_client_server_port = None
+    services.start_api_server = lambda *args, **kwargs: (None, None)

@@ -19,13 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from serve_app import __version__
+from serve_app.deployment_client import DeploymentClient, grpc_model_calls
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
 from serve_app.errors import ApiError, error_response
 from serve_app.logs import get_logger, init_sentry
 from serve_app.metrics import REGISTRY, REPLICAS
 from serve_app.middleware import InflightCounter, IngressMiddleware
-from serve_app.models import ModelClient, grpc_model_calls
 from serve_app.ocr.routes import ocr_router
 from serve_app.ocr.routes import router as receipts_router
 from serve_app.ocr.serving import OcrService
@@ -130,7 +130,7 @@ class HealthReporter:
     def __init__(
         self,
         app_name: str,
-        clients: dict[str, ModelClient],
+        clients: dict[str, DeploymentClient],
         services: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
     ):
         self.app_name = app_name
@@ -175,7 +175,7 @@ class HealthReporter:
             "components": components,
         }
 
-    async def _component(self, client: ModelClient, deployment: Any) -> dict[str, Any]:
+    async def _component(self, client: DeploymentClient, deployment: Any) -> dict[str, Any]:
         if deployment is None:
             return {"status": "starting", "reason": "deployment not created yet"}
         running = _count(deployment.replica_states, "RUNNING")
@@ -192,7 +192,7 @@ class HealthReporter:
             return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
         return {**info, "replicas": running, "model_calls": client.transport}
 
-    async def _model_info(self, client: ModelClient, running: int) -> dict[str, Any]:
+    async def _model_info(self, client: DeploymentClient, running: int) -> dict[str, Any]:
         """A model replica's ``info``: cached while fresh, one call for concurrent polls."""
         cached = self._info.get(client.name)
         if cached and cached[0] == running and time.monotonic() - cached[1] < self.INFO_TTL_S:
@@ -205,7 +205,7 @@ class HealthReporter:
         # A poll that gives up (its client went away) must not cancel the shared call.
         return await asyncio.shield(call)
 
-    async def _ask_info(self, client: ModelClient, running: int) -> dict[str, Any]:
+    async def _ask_info(self, client: DeploymentClient, running: int) -> dict[str, Any]:
         try:
             info = await asyncio.wait_for(client.handle.info.remote(), self.INFO_TIMEOUT_S)
         finally:
@@ -244,7 +244,7 @@ def create_store(settings: Settings) -> Store:
 
 def create_api(
     settings: Settings,
-    clients: dict[str, ModelClient],
+    clients: dict[str, DeploymentClient],
     app_name: str,
     inflight: InflightCounter | None = None,
     behind_serve_proxy: bool = True,
@@ -330,7 +330,7 @@ class Ingress:
         # Only the embeddings client uses it: ask the cluster (ray.nodes()) only when there is one.
         grpc = embeddings is not None and grpc_model_calls(self.settings.grpc_model_calls)
         self.clients = {
-            name: ModelClient(
+            name: DeploymentClient(
                 name,
                 handle,
                 solver_timeout_s if name == "solver" else self.settings.request_timeout_s,

@@ -56,7 +56,9 @@ def serve_server() -> Iterator[ServeServer]:
     import ray
     from ray import serve
 
-    from serve_app.cli import deploy, load_config, prepare_database, wait_ready
+    from serve_app.cli.database import prepare_database
+    from serve_app.cli.run import deploy, wait_ready
+    from serve_app.cli.serve_config import load_config
     from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
     from serve_app.settings import Settings
 

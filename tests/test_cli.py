@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.cli import CliError, check_bind, fit_cpus, load_config, main
+from serve_app.cli import main
+from serve_app.cli.errors import CliError
+from serve_app.cli.run import check_bind
+from serve_app.cli.serve_config import fit_cpus, load_config
 from serve_app.settings import Settings, is_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,8 +149,8 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     finally:
         settings_module.get_settings.cache_clear()
     err = capsys.readouterr().err
-    assert "OCR weights are required" in err
-    assert str(tmp_path / "models" / "db_mobilenet_v3_large-21748dd0.pt") in err
+    assert "docTR weights are required" in err
+    assert "db_mobilenet_v3_large, crnn_mobilenet_v3_small" in err and str(tmp_path) in err
     assert "serve-app weights download" in err
 
 
@@ -162,7 +165,7 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     ],
 )
 def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
-    from serve_app.cli import bind_host
+    from serve_app.cli.run import bind_host
 
     assert bind_host(host, Settings(proxy=proxy)) == bound
 
@@ -227,6 +230,12 @@ class _Process:
     def supervise(self) -> None:
         pass
 
+    def launch(self) -> None:
+        pass
+
+    def wait(self) -> str:
+        return "127.0.0.1:1"
+
     def stop(self) -> None:
         self.stops += 1
 
@@ -236,33 +245,36 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     failure while draining or stopping Serve must not leave them running."""
     import signal
 
-    from serve_app import cli
+    from serve_app.cli import run as cli
 
     head, database = _Process(), _Process()
-    # What `run` writes to the environment stays in this test (RAY_ADDRESS: no token setup).
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    # What `run` writes to the environment stays in this test (no token, no proxy setup).
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
-    monkeypatch.setattr(cli, "check_ocr_weights", lambda config, settings: None)
+    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
+    monkeypatch.setattr(cli, "configure_proxy", lambda kind: None)
+    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
     monkeypatch.setattr(cli, "uses_store", lambda config: True)
     monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
     monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
-    monkeypatch.setattr(cli, "start_ray", lambda settings, head_node=False: head)
+    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    monkeypatch.setattr(cli, "connect_ray", lambda address: None)
 
     def deploy(config):
         raise RuntimeError("deploy failed")
 
-    def shutdown_serve(timeout_s):
-        raise RuntimeError("Serve shutdown failed")
+    def disconnect_ray():
+        raise RuntimeError("leaving the cluster failed")
 
     monkeypatch.setattr(cli, "deploy", deploy)
     monkeypatch.setattr(cli, "drain", lambda config, timeout_s: None)
-    monkeypatch.setattr(cli, "shutdown_serve", shutdown_serve)
-    with pytest.raises(RuntimeError, match="Serve shutdown failed"):
+    monkeypatch.setattr(cli, "disconnect_ray", disconnect_ray)
+    with pytest.raises(RuntimeError, match="leaving the cluster failed"):
         main(["run", "--port", "18999"])
     assert (head.stops, database.stops) == (1, 1)
-    assert capsys.readouterr().out.rstrip().endswith("stopped")
+    assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
 
 
 def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
@@ -270,7 +282,7 @@ def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
     thread) is printed, and shutdown goes on."""
     from ray import serve
 
-    from serve_app import cli
+    from serve_app.cli import run as cli
 
     class Handle:
         is_initialized = False

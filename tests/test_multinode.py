@@ -212,7 +212,7 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
             results.append(embed(client, url, f"after loss {len(results)}"))
         failed = sum(code != 200 for code in results)
         print(f"\nafter losing the worker: {len(results)} requests, {failed} failed")
-        # Requests to the dead replica are retried on the live one (ModelClient); at most
+        # Requests to the dead replica are retried on the live one (DeploymentClient); at most
         # one clean 503 per in-flight request while Serve notices, and none afterwards.
         assert failed <= 2, results
         assert results[-5:] == [200] * 5

@@ -8,7 +8,8 @@ from typing import Any
 from ray import serve
 
 from serve_app.batching import ThreadedBatches
-from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob, EmbedResult, split_by_jobs
+from serve_app.embeddings.config import EmbeddingsConfig
+from serve_app.embeddings.jobs import EmbedJob, EmbedResult, split_by_jobs
 from serve_app.settings import get_settings
 
 
@@ -18,13 +19,9 @@ def _job_tokens(jobs: list[EmbedJob]) -> int:
 
 @serve.deployment(name="embeddings")
 class EmbeddingDeployment:
-    """Holds one :class:`EmbeddingRuntime`; batches jobs from concurrent requests.
-
-    ``user_config`` keys: ``max_batch_tokens`` (estimated tokens per batch across requests),
-    ``batch_wait_timeout_s``, ``forward_batch_tokens`` (padded tokens per forward pass),
-    ``parallel_batches`` (batches embedded at once, each on its own thread), ``torch_threads``
-    (CPU threads shared by the running batches; 0 = all cores). See :mod:`serve_app.batching`.
-    """
+    """Holds one :class:`EmbeddingRuntime`; batches jobs from concurrent requests. Its
+    ``user_config`` is :class:`serve_app.embeddings.config.EmbeddingsConfig`; batching is
+    :mod:`serve_app.batching`."""
 
     def __init__(self) -> None:
         # torch and transformers load here, in the replica: the app's build step imports this
@@ -39,17 +36,16 @@ class EmbeddingDeployment:
         self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
         self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
 
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        """Apply batch settings from ``user_config`` without a restart."""
-        budget = int(config.get("max_batch_tokens", 16384))
-        if budget < JOB_MAX_TOKENS:
-            raise ValueError(f"max_batch_tokens must be >= {JOB_MAX_TOKENS}, got {budget}")
-        self.runtime.max_batch_tokens = int(config.get("forward_batch_tokens", 16384))
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply batch settings from ``user_config`` without a restart; an unknown or invalid
+        key fails the deploy, naming it."""
+        config = EmbeddingsConfig.model_validate(user_config or {})
+        self.runtime.max_batch_tokens = config.forward_batch_tokens
         self._batches.configure(
-            max_batch_size=budget,
-            wait_s=float(config.get("batch_wait_timeout_s", 0.005)),
-            parallel=int(config.get("parallel_batches", 1)),
-            threads=int(config.get("torch_threads", 0)),
+            max_batch_size=config.max_batch_tokens,
+            wait_s=config.batch_wait_timeout_s,
+            parallel=config.parallel_batches,
+            threads=config.torch_threads,
         )
 
     def _embed_jobs(self, jobs: list[EmbedJob]) -> list[EmbedResult]:

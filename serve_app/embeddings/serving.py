@@ -8,18 +8,18 @@ import base64
 import numpy as np
 
 from serve_app.coalescer import QueueTimeout, RequestCoalescer
-from serve_app.embeddings.protocol import (
+from serve_app.deployment_client import DeploymentClient
+from serve_app.embeddings.jobs import (
     JOB_MAX_TOKENS,
-    EmbeddingRequest,
     EmbedJob,
     EmbedResult,
     split_by_jobs,
     split_jobs,
 )
+from serve_app.embeddings.protocol import EmbeddingRequest
 from serve_app.errors import ApiError, overloaded
 from serve_app.logs import Every, get_logger
 from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS, SHED
-from serve_app.models import ModelClient
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 
@@ -37,7 +37,7 @@ def payload_bytes(job: EmbedJob) -> int:
 class EmbeddingService:
     """Limits, fan-out to the embeddings deployment, and the response body."""
 
-    def __init__(self, client: ModelClient, settings: Settings):
+    def __init__(self, client: DeploymentClient, settings: Settings):
         self.client = client
         self.settings = settings
         name = settings.embeddings_model_name

@@ -1,42 +1,45 @@
-"""Ray Serve deployment for OCR: pages from concurrent requests batched into one predictor call."""
+"""Ray Serve deployment for OCR: pages from concurrent requests batched into one engine call."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from serve_app.batching import ThreadedBatches
+from serve_app.batching import ThreadedBatches, set_torch_threads
+from serve_app.logs import get_logger
+from serve_app.ocr.config import OcrConfig
 from serve_app.ocr.jobs import DOWNLOAD_HINT, PageJob, PageResult
+from serve_app.ocr.runtime import build_runtime, resolve_engine
+from serve_app.ocr.weights import WeightsError
 from serve_app.settings import get_settings
 
 if TYPE_CHECKING:
-    from serve_app.ocr.runtime import OcrRuntime
+    from serve_app.ocr.pages import OcrRuntime
+
+log = get_logger(__name__)
 
 
 @serve.deployment(name="ocr")
 class OcrDeployment:
-    """Holds one :class:`OcrRuntime`, built in ``reconfigure`` from ``user_config``.
-
-    ``user_config`` keys: ``det_arch``, ``reco_arch``, ``max_batch_size`` (pages per batch),
-    ``batch_wait_timeout_s``, ``parallel_batches`` (batches predicted at once, each on its own
-    thread), ``reco_batch_size`` (crops per recognition pass), ``torch_threads`` (0: every
-    core). The running batches share the torch threads: a batch alone gets them all (the
-    lowest latency for one page), two get half each. On a CPU two pages at once on one thread
-    each beat one page on two: much of docTR's work per page (post-processing, cropping) is
-    single-threaded, and the other batch fills the idle core meanwhile.
-    Without weights (and without permission to run random ones) the replica stays up and
-    reports ``unavailable`` with the reason, so the other models keep serving.
+    """Holds one OCR runtime (docTR or rapidocr), built in ``reconfigure`` from its
+    ``user_config`` (:class:`serve_app.ocr.config.OcrConfig`); a new engine or architecture
+    builds a new runtime without a restart. Pages run in batches on threads of their own
+    (:mod:`serve_app.batching`): on a CPU two pages at once on one thread each beat one page
+    on two, since much of an engine's work per page (post-processing, cropping) is
+    single-threaded. docTR without weights (and without permission to run random ones)
+    leaves the replica up, reporting ``unavailable`` with the reason, so the other models
+    keep serving.
     """
 
     def __init__(self) -> None:
         self.runtime: OcrRuntime | None = None
         self.unavailable: str | None = "not configured yet"
-        self._archs: tuple[str, str, int] | None = None
-        self._batches = ThreadedBatches(self._read_pages, "ocr")
+        self.engine_reason = ""
+        self._built: tuple[Any, ...] | None = None
+        self._batches: ThreadedBatches | None = None
         self._pages_at_once = 1
         self._model: dict[str, str] = {}
         try:
@@ -44,61 +47,56 @@ class OcrDeployment:
         except RayServeException:  # built outside Serve (tests)
             self._replica = "local"
 
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        # torch and docTR load here, in the replica: the app's build step imports this module
-        from serve_app.ocr.runtime import (
-            DEFAULT_DET_ARCH,
-            DEFAULT_RECO_ARCH,
-            OcrRuntime,
-            WeightsError,
-        )
-
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        config = OcrConfig.model_validate(user_config or {})  # unknown keys fail the deploy
         settings = get_settings()
-        archs = (
-            str(config.get("det_arch", DEFAULT_DET_ARCH)),
-            str(config.get("reco_arch", DEFAULT_RECO_ARCH)),
-            int(config.get("reco_batch_size", 256)),
+        engine, why = resolve_engine(config, settings.ocr_weights_path())
+        wanted = (
+            engine,
+            config.det_arch,
+            config.reco_arch,
+            config.reco_batch_size,
+            config.rapidocr,
+            config.parallel_batches if engine == "rapidocr" else None,
+            config.torch_threads if engine == "rapidocr" else None,
         )
-        if archs != self._archs:
+        if wanted != self._built:
             try:
-                self.runtime = OcrRuntime(
-                    det_arch=archs[0],
-                    reco_arch=archs[1],
-                    weights_dir=settings.ocr_weights_path(),
-                    allow_random_weights=settings.ocr_allow_random_weights,
-                    device=settings.ocr_device,
-                    reco_batch_size=archs[2],
-                )
-                self.unavailable = None
-                self.runtime.read([np.full((64, 64, 3), 255, dtype=np.uint8)])  # warm up
+                runtime = build_runtime(engine, config, settings)
+                self.runtime, self.unavailable = runtime, None
+                self.engine_reason = why
+                self._model = {
+                    "engine": runtime.engine,
+                    "detection": runtime.det_arch,
+                    "recognition": runtime.reco_arch,
+                    "weights": runtime.weights,
+                }
+                log.info("OCR engine %s (%s); %s", engine, runtime.weights, why)
             except WeightsError as exc:
                 if settings.ocr_require_weights:
                     raise
                 self.runtime, self.unavailable = None, str(exc)
-            self._archs = archs
-        batch_size = int(config.get("max_batch_size", 4))
-        parallel = int(config.get("parallel_batches", 1))
+            self._built = wanted
+        # torch's threads per batch for docTR; rapidocr's are fixed when it is built
+        set_threads = set_torch_threads if engine == "doctr" else None
+        if self._batches is None or self._batches.set_threads is not set_threads:
+            self._batches = ThreadedBatches(self._read_pages, "ocr", set_threads=set_threads)
         self._batches.configure(
-            max_batch_size=batch_size,
-            wait_s=float(config.get("batch_wait_timeout_s", 0.02)),
-            parallel=parallel,
-            threads=int(config.get("torch_threads", 0)),
+            max_batch_size=config.max_batch_size,
+            wait_s=config.batch_wait_timeout_s,
+            parallel=config.parallel_batches,
+            threads=config.torch_threads,
         )
-        self._pages_at_once = batch_size * max(1, parallel)
-        if self.runtime is not None:
-            self._model = {
-                "detection": self.runtime.det_arch,
-                "recognition": self.runtime.reco_arch,
-                "weights": self.runtime.weights,
-            }
+        self._pages_at_once = config.max_batch_size * config.parallel_batches
 
     def _read_pages(self, jobs: list[PageJob]) -> list[PageResult]:
-        """On a batch thread: one predictor call for the pages whose requests still wait."""
-        assert self.runtime is not None
+        """On a batch thread: one engine call for the pages whose requests still wait."""
+        runtime = self.runtime
+        assert runtime is not None
         now = time.time()
         live = [job for job in jobs if job.deadline > now]
         started = time.perf_counter()
-        pages = self.runtime.read([job.image for job in live]) if live else []
+        pages = runtime.read([job.image for job in live]) if live else []
         seconds = time.perf_counter() - started
         read = iter(pages)
         results = []
@@ -121,7 +119,7 @@ class OcrDeployment:
 
     async def read(self, job: PageJob) -> PageResult:
         """OCR one page (joins the current batch); ``unavailable`` without a model."""
-        if self.runtime is None:
+        if self.runtime is None or self._batches is None:
             return PageResult(unavailable=self.unavailable, fix=DOWNLOAD_HINT)
         return await self._batches(job)
 
@@ -135,9 +133,9 @@ class OcrDeployment:
             }
         return {
             "status": "ready",
-            "weights": self.runtime.weights,
+            **self._model,
             "device": self.runtime.device,
-            "detection": self.runtime.det_arch,
-            "recognition": self.runtime.reco_arch,
+            "why": self.engine_reason,
+            "replica": self._replica,
             "load_seconds": round(self.runtime.load_seconds, 3),
         }

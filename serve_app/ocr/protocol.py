@@ -1,4 +1,4 @@
-"""Schemas for receipts (``POST /v1/receipts/parse``) and, later, OCR."""
+"""HTTP schemas of ``POST /v1/ocr`` and ``POST /v1/receipts/parse``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class OcrPageOut(BaseModel):
 
 
 class OcrModelOut(BaseModel):
+    engine: Literal["doctr", "rapidocr"] = Field(..., description="the engine that read it")
     detection: str
     recognition: str
     weights: Literal["pretrained", "random"]

@@ -1,171 +1,56 @@
-"""docTR OCR runtime: plain Python and torch, no Ray, no FastAPI.
-
-Weights come from a directory in docTR's cache layout (``<dir>/models/<arch>-<sha256 prefix>.pt``)
-and are hash-checked before loading. Nothing is downloaded here: models are built with
-``pretrained=False, pretrained_backbone=False`` and no orientation models.
-"""
+"""Which OCR engine reads the pages, and building it (no Ray; each engine's model library is
+imported only when that engine is built)."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from serve_app.devices import torch_threads
+from serve_app.ocr.config import OcrConfig
+from serve_app.ocr.weights import missing_by_name
 
-from serve_app.devices import resolve_device
-from serve_app.logs import get_logger
-from serve_app.ocr.jobs import DOWNLOAD_HINT
-
-log = get_logger(__name__)
-
-DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
-DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+if TYPE_CHECKING:
+    from serve_app.ocr.pages import OcrRuntime
+    from serve_app.settings import Settings
 
 
-class WeightsError(RuntimeError):
-    """docTR weights are missing or do not match their hash."""
+def resolve_engine(config: OcrConfig, weights_dir: Path) -> tuple[str, str]:
+    """The engine ``config.engine`` means here, and why."""
+    if config.engine != "auto":
+        return config.engine, f"engine: {config.engine} in the OCR deployment's user_config"
+    missing = missing_by_name(weights_dir, config.det_arch, config.reco_arch)
+    if not missing:
+        return "doctr", f"engine: auto, and docTR's weights are in {weights_dir}"
+    return "rapidocr", (
+        f"engine: auto, and docTR's weights ({', '.join(missing)}) are not in {weights_dir}: "
+        "rapidocr reads with the weights inside its package"
+    )
 
 
-def build_model(kind: Literal["detection", "recognition"], arch: str) -> torch.nn.Module:
-    from doctr.models import detection, recognition
+def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRuntime:
+    """The engine's runtime, loaded and ready to read. docTR without weights raises
+    ``WeightsError`` unless random weights are allowed (SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS)."""
+    if engine == "doctr":
+        from serve_app.ocr.doctr_runtime import DoctrRuntime
 
-    module = detection if kind == "detection" else recognition
-    factory = getattr(module, arch, None)
-    if factory is None or not callable(factory):
-        raise ValueError(f"unknown docTR {kind} architecture {arch!r}")
-    # pretrained_backbone=False: otherwise docTR downloads ImageNet backbone weights.
-    return factory(pretrained=False, pretrained_backbone=False)
-
-
-def weights_file(weights_dir: Path, model: torch.nn.Module) -> Path:
-    """Where docTR's cache keeps this model's weights inside ``weights_dir``."""
-    url: str = model.cfg["url"]
-    file_name = url.rpartition("/")[-1].split("&")[0]
-    return weights_dir / "models" / file_name
-
-
-def verify_hash(path: Path, name: str | None = None) -> None:
-    """The file's SHA-256 must start with the hash in its name (docTR's convention);
-    ``name`` is the file name to take the hash from when ``path`` is a temporary file."""
-    name = name or path.name
-    match = _HASH_IN_NAME.search(name)
-    if not match:
-        raise WeightsError(f"{name} carries no hash in its name")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(match.group(1)):
-        raise WeightsError(f"{name} does not match its hash {match.group(1)} (got {digest[:8]})")
-
-
-def missing_weights(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
-    """Weights files the given architectures need that are not in ``weights_dir``."""
-    models = (build_model("detection", det_arch), build_model("recognition", reco_arch))
-    return [str(p) for p in (weights_file(weights_dir, m) for m in models) if not p.is_file()]
-
-
-@dataclass(frozen=True)
-class OcrLine:
-    text: str
-    confidence: float
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1, relative to the page (0..1)
-
-
-@dataclass(frozen=True)
-class OcrPage:
-    width: int
-    height: int
-    lines: list[OcrLine]
-
-
-class OcrRuntime:
-    """One docTR ``ocr_predictor`` built once from explicit model objects."""
-
-    def __init__(
-        self,
-        det_arch: str = DEFAULT_DET_ARCH,
-        reco_arch: str = DEFAULT_RECO_ARCH,
-        weights_dir: Path | None = None,
-        allow_random_weights: bool = False,
-        device: str = "auto",
-        det_batch_size: int = 4,
-        reco_batch_size: int = 256,
-    ) -> None:
-        from doctr.models import ocr_predictor
-
-        started = time.perf_counter()
-        self.det_arch, self.reco_arch = det_arch, reco_arch
-        det = build_model("detection", det_arch)
-        reco = build_model("recognition", reco_arch)
-        missing = []
-        for model in (det, reco):
-            path = weights_file(weights_dir, model) if weights_dir else None
-            if path is not None and path.is_file():
-                verify_hash(path)
-                model.load_state_dict(torch.load(path, map_location="cpu"))
-            else:
-                missing.append(str(path) if path else f"{model.cfg['url']} (no weights dir)")
-        if missing and not allow_random_weights:
-            raise WeightsError(
-                "docTR weights missing: " + ", ".join(missing) + f". Run `{DOWNLOAD_HINT}`."
-            )
-        self.weights: Literal["pretrained", "random"] = "random" if missing else "pretrained"
-        self.device = resolve_device(device)
-        self.predictor = ocr_predictor(
-            det_arch=det,
-            reco_arch=reco,
-            pretrained=False,
-            pretrained_backbone=False,
-            assume_straight_pages=True,
-            detect_orientation=False,
-            straighten_pages=False,
-            disable_page_orientation=True,
-            disable_crop_orientation=True,
-            det_bs=det_batch_size,
-            reco_bs=reco_batch_size,
-        ).eval()
-        self.predictor = self.predictor.to(self.device)
-        if self.device == "cuda":
-            self.predictor = self.predictor.half()
-        self.load_seconds = time.perf_counter() - started
-        log.info(
-            "docTR %s + %s (%s weights) on %s in %.2fs",
-            det_arch,
-            reco_arch,
-            self.weights,
-            self.device,
-            self.load_seconds,
+        return DoctrRuntime(
+            det_arch=config.det_arch,
+            reco_arch=config.reco_arch,
+            weights_dir=settings.ocr_weights_path(),
+            allow_random_weights=settings.ocr_allow_random_weights,
+            device=settings.ocr_device,
+            reco_batch_size=config.reco_batch_size,
         )
+    if engine == "rapidocr":
+        from serve_app.ocr.rapidocr_runtime import RapidOcrRuntime
 
-    @torch.inference_mode()
-    def read(self, pages: list[np.ndarray]) -> list[OcrPage]:
-        """OCR a batch of RGB uint8 pages (H, W, 3); one result per page, same order."""
-        if not pages:
-            return []
-        document = self.predictor(pages)
-        return [self._page(page, image) for page, image in zip(document.pages, pages, strict=True)]
-
-    @staticmethod
-    def _page(page: Any, image: np.ndarray) -> OcrPage:
-        lines: list[OcrLine] = []
-        for block in page.blocks:
-            for line in block.lines:
-                words = [w for w in line.words if w.value]
-                if not words:
-                    continue
-                (x0, y0), (x1, y1) = line.geometry
-                confidence = float(np.mean([w.confidence for w in words]))
-                lines.append(
-                    OcrLine(
-                        text=" ".join(w.value for w in words),
-                        confidence=round(confidence, 4),
-                        box=tuple(float(min(max(v, 0.0), 1.0)) for v in (x0, y0, x1, y1)),  # type: ignore[arg-type]
-                    )
-                )
-        lines.sort(key=lambda ln: (round(ln.box[1], 2), ln.box[0]))  # reading order
-        height, width = image.shape[:2]
-        return OcrPage(width=int(width), height=int(height), lines=lines)
+        threads = max(1, torch_threads(config.torch_threads) // config.parallel_batches)
+        return RapidOcrRuntime(
+            threads=threads,
+            det_limit_side_len=config.rapidocr.det_limit_side_len,
+            text_score=config.rapidocr.text_score,
+            rec_batch_size=config.rapidocr.rec_batch_size,
+            device="cpu" if settings.ocr_device == "auto" else settings.ocr_device,
+        )
+    raise ValueError(f"unknown OCR engine {engine!r}")

@@ -10,9 +10,9 @@ from dataclasses import asdict
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from serve_app.deployment_client import DeploymentClient
 from serve_app.errors import ApiError, overloaded
 from serve_app.metrics import BATCH_ITEMS
-from serve_app.models import ModelClient
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
 from serve_app.ocr.jobs import PageJob, PageResult
 from serve_app.ocr.receipts import ReceiptParser
@@ -106,7 +106,7 @@ class OcrService:
     # estimate is a moving average, and decoding and parsing take time too.
     ADMIT_SHARE = 0.8
 
-    def __init__(self, client: ModelClient, settings: Settings):
+    def __init__(self, client: DeploymentClient, settings: Settings):
         self.client = client
         self.settings = settings
         self.parser = ReceiptParser()

@@ -1,13 +1,16 @@
-"""Fetching docTR weights into the weights directory: the only code that touches the network.
+"""docTR's weights: their names and hashes, and fetching them into the weights directory (the
+only code that touches the network). docTR itself is imported only to fetch.
 
 ``serve-app weights download`` (what the image build runs) calls :func:`download`; the server
-itself never does, except ``make run``'s opt-in (``SERVE_APP_OCR_DOWNLOAD_MISSING``) through
-:func:`ensure_weights`, which gives up quietly when offline.
+itself never does, except ``make run``'s opt-in (``SERVE_APP_OCR_DOWNLOAD_MISSING``), which
+runs that command once before deploying and goes on without the weights when offline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -18,14 +21,39 @@ from typing import Any
 
 import httpx
 
-from serve_app.ocr.runtime import (
-    DEFAULT_DET_ARCH,
-    DEFAULT_RECO_ARCH,
-    WeightsError,
-    build_model,
-    verify_hash,
-    weights_file,
-)
+from serve_app.ocr.config import OcrConfig
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+
+
+class WeightsError(RuntimeError):
+    """docTR weights are missing or do not match their hash."""
+
+
+def verify_hash(path: Path, name: str | None = None) -> None:
+    """The file's SHA-256 must start with the hash in its name (docTR's convention);
+    ``name`` is the file name to take the hash from when ``path`` is a temporary file."""
+    name = name or path.name
+    match = _HASH_IN_NAME.search(name)
+    if not match:
+        raise WeightsError(f"{name} carries no hash in its name")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(match.group(1)):
+        raise WeightsError(f"{name} does not match its hash {match.group(1)} (got {digest[:8]})")
+
+
+def missing_by_name(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
+    """The architectures whose docTR weights file is not in ``weights_dir``, by docTR's file
+    names (``models/<arch>[_pt]-<sha256 prefix>.pt``): a look at the directory, without
+    importing docTR. The replica checks each file's hash when it loads it."""
+    models = weights_dir / "models"
+    names = [p.name for p in models.iterdir()] if models.is_dir() else []
+    return [
+        arch
+        for arch in (det_arch, reco_arch)
+        if not any(re.fullmatch(rf"{re.escape(arch)}(_pt)?-[0-9a-f]+\.pt", n) for n in names)
+    ]
+
 
 Progress = Callable[[str], None]
 
@@ -43,6 +71,8 @@ def sources(
     weights_dir: Path, det_arch: str, reco_arch: str, mirror: str | None = None
 ) -> list[WeightsSource]:
     """The files the architectures need; ``mirror`` replaces docTR's host (same file names)."""
+    from serve_app.ocr.doctr_runtime import build_model, weights_file  # docTR's own names
+
     found = []
     for kind, arch in (("detection", det_arch), ("recognition", reco_arch)):
         model = build_model(kind, arch)  # type: ignore[arg-type]
@@ -54,18 +84,24 @@ def sources(
     return found
 
 
-def configured_architectures(config: Any) -> list[tuple[str, str]]:
-    """(det_arch, reco_arch) of every OCR deployment in a validated Serve config."""
-    pairs = []
+def ocr_configs(config: Any) -> list[OcrConfig]:
+    """The OCR deployments' ``user_config`` in a validated Serve config (apps that serve OCR)."""
+    found = []
     for app in config.applications:
         if "ocr" not in (app.args or {}).get("models", ["ocr"]):
             continue
         user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
-        pair = (
-            user_config.get("det_arch", DEFAULT_DET_ARCH),
-            user_config.get("reco_arch", DEFAULT_RECO_ARCH),
-        )
-        if pair not in pairs:
+        found.append(OcrConfig.model_validate(user_config))
+    return found
+
+
+def configured_architectures(config: Any) -> list[tuple[str, str]]:
+    """(det_arch, reco_arch) of every OCR deployment that may run docTR (engine doctr or
+    auto) in a validated Serve config."""
+    pairs = []
+    for ocr in ocr_configs(config):
+        pair = (ocr.det_arch, ocr.reco_arch)
+        if ocr.engine != "rapidocr" and pair not in pairs:
             pairs.append(pair)
     return pairs
 
@@ -125,22 +161,3 @@ def download(
             if source.path not in saved:
                 saved.append(fetch(source, timeout_s, progress))
     return saved
-
-
-def ensure_weights(
-    weights_dir: Path,
-    pairs: Iterable[tuple[str, str]],
-    mirror: str | None = None,
-    timeout_s: float = 20.0,
-    progress: Progress = _print,
-) -> bool:
-    """Download missing weights once; offline (or any fetch failure) -> False, with the reason."""
-    try:
-        download(weights_dir, pairs, mirror, timeout_s, progress)
-    except (httpx.HTTPError, WeightsError, OSError) as exc:
-        progress(
-            f"could not download the OCR weights ({exc}); OCR will report 'unavailable' "
-            "until `serve-app weights download` succeeds"
-        )
-        return False
-    return True

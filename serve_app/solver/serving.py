@@ -6,9 +6,9 @@ not load the solvers.
 
 from __future__ import annotations
 
+from serve_app.deployment_client import DeploymentClient
 from serve_app.errors import ApiError
 from serve_app.metrics import BATCH_SECONDS
-from serve_app.models import ModelClient
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 from serve_app.solver.problem import PlanInvalid, limits_from, validate
@@ -16,7 +16,7 @@ from serve_app.solver.protocol import PlanRequest
 
 
 class PlanService:
-    def __init__(self, client: ModelClient, settings: Settings):
+    def __init__(self, client: DeploymentClient, settings: Settings):
         self.client = client
         self.limits = limits_from(settings)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serve_app.embeddings.deployment import EmbeddingDeployment
-from serve_app.embeddings.protocol import EmbedJob, split_jobs
+from serve_app.embeddings.jobs import EmbedJob, split_jobs
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,8 @@ def test_concurrent_jobs_get_their_own_vectors(replica, parallel):
 def test_a_budget_below_one_job_is_refused(replica):
     with pytest.raises(ValueError, match="max_batch_tokens"):
         replica.reconfigure({"max_batch_tokens": 100})
+
+
+def test_an_unknown_user_config_key_fails_the_deploy(replica):
+    with pytest.raises(ValueError, match=r"max_batch_token\n.*Extra inputs are not permitted"):
+        replica.reconfigure({"max_batch_token": 4096})  # a typo, not silently ignored

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from serve_app.embeddings.protocol import JOB_MAX_TOKENS, estimate_tokens, split_jobs
+from serve_app.embeddings.jobs import JOB_MAX_TOKENS, estimate_tokens, split_jobs
 from serve_app.embeddings.runtime import EmbeddingRuntime, default_model_dir
 
 GROCERIES = [
@@ -120,7 +120,7 @@ def test_split_jobs_respects_the_token_cap():
 
 
 def test_split_by_jobs_keeps_rows_and_one_leader():
-    from serve_app.embeddings.protocol import EmbedJob, EmbedResult, split_by_jobs
+    from serve_app.embeddings.jobs import EmbedJob, EmbedResult, split_by_jobs
 
     jobs = [EmbedJob(["a", "b"], 6), EmbedJob(["c"], 3), EmbedJob(["d", "e", "f"], 9)]
     vectors = np.arange(6 * 4, dtype=np.float32).reshape(6, 4)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from serve_app.cli import build_parser, load_config
+from serve_app.cli.main import build_parser
+from serve_app.cli.serve_config import load_config
 from serve_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import torch
 
 from serve_app.ocr.deployment import OcrDeployment
 from serve_app.ocr.jobs import PageJob, PageResult
-from serve_app.ocr.runtime import OcrPage
+from serve_app.ocr.pages import OcrPage
 
 
 class SlowRuntime:
@@ -54,7 +54,7 @@ def test_parallel_batches_overlap_and_can_be_changed_without_a_restart(monkeypat
         _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
     )
     replica = OcrDeployment.func_or_class()
-    config = {"max_batch_size": 1, "parallel_batches": 2, "torch_threads": 2}
+    config = {"engine": "doctr", "max_batch_size": 1, "parallel_batches": 2, "torch_threads": 2}
     replica.reconfigure(config)
     slow = SlowRuntime(0.3)
     replica.runtime.read = slow  # the real docTR model was built (random weights) and warmed
@@ -81,7 +81,9 @@ def test_pages_whose_request_was_answered_are_not_read(monkeypatch):
         _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
     )
     replica = OcrDeployment.func_or_class()
-    replica.reconfigure({"max_batch_size": 1, "parallel_batches": 1, "torch_threads": 1})
+    replica.reconfigure(
+        {"engine": "doctr", "max_batch_size": 1, "parallel_batches": 1, "torch_threads": 1}
+    )
     slow = SlowRuntime(0.3)
     replica.runtime.read = slow
 

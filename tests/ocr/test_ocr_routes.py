@@ -1,4 +1,6 @@
-"""POST /v1/ocr through the real Serve app (docTR with random weights, as allowed in tests)."""
+"""POST /v1/ocr through the real Serve app: rapidocr with its packaged weights (the test data
+directory has no docTR weights, so ``engine: auto`` picks it), read for real; and the engine
+switched to docTR (random weights, as allowed in tests) and back through ``reconfigure``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.ocr.test_runtime import render_receipt
+from tests.ocr.helpers import render_receipt
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +23,16 @@ def png_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
+RAPIDOCR = {
+    "engine": "rapidocr",
+    "detection": "PP-OCRv6_det_small",
+    "recognition": "PP-OCRv6_rec_small",
+    "weights": "pretrained",
+}
+
+
 def check_document(body: dict, width: int, height: int) -> None:
-    assert body["model"] == {
-        "detection": "db_mobilenet_v3_large",
-        "recognition": "crnn_mobilenet_v3_small",
-        "weights": "random",
-    }
+    assert body["model"] == RAPIDOCR
     assert len(body["pages"]) == 1
     page = body["pages"][0]
     assert (page["width"], page["height"]) == (width, height)
@@ -36,7 +43,7 @@ def check_document(body: dict, width: int, height: int) -> None:
     assert isinstance(body["receipt"]["consistent"], bool)
 
 
-def test_raw_png_body(serve_server):
+def test_raw_png_body_is_read_into_the_receipt(serve_server):
     image = render_receipt()
     response = httpx.post(
         f"{serve_server.url}/v1/ocr",
@@ -45,7 +52,13 @@ def test_raw_png_body(serve_server):
         timeout=120,
     )
     assert response.status_code == 200, response.text
-    check_document(response.json(), image.shape[1], image.shape[0])
+    body = response.json()
+    check_document(body, image.shape[1], image.shape[0])
+    receipt = body["receipt"]
+    # RECEIPT_LINES: milk 3.49 and bananas 3 @ 0.29 = 0.87, tax 0.20, total 4.56
+    assert [(i["total"], i["quantity"]) for i in receipt["items"]] == [(3.49, 1.0), (0.87, 3.0)]
+    assert (receipt["subtotal"], receipt["tax"], receipt["total"]) == (4.36, 0.2, 4.56)
+    assert receipt["merchant"] == "FRESH MART" and receipt["consistent"] is True
 
 
 def test_pdf_first_page(serve_server):
@@ -142,9 +155,54 @@ def test_truncated_and_oversized_images(serve_server):
     assert huge.status_code == 413
 
 
-def test_health_reports_random_weights(serve_server):
-    body = httpx.get(f"{serve_server.url}/health").json()
-    ocr = body["components"]["ocr"]
+def ocr_health(server) -> dict:
+    return httpx.get(f"{server.url}/health", timeout=30).json()["components"]["ocr"]
+
+
+def awake_ocr(server) -> dict:
+    """OCR starts at zero replicas (local.yaml): one page wakes it; its /health then."""
+    page = png_bytes(render_receipt())
+    headers = {**server.headers, "Content-Type": "image/png"}
+    assert httpx.post(f"{server.url}/v1/ocr", content=page, headers=headers, timeout=120).is_success
+    return wait_for(
+        lambda: (h := ocr_health(server)).get("status") == "ready" and h, 60, "OCR ready"
+    )
+
+
+def test_health_reports_the_engine_and_its_weights(serve_server):
+    ocr = awake_ocr(serve_server)
     assert ocr["status"] == "ready"
-    assert ocr["weights"] == "random"
+    assert {k: ocr[k] for k in RAPIDOCR} == RAPIDOCR
     assert ocr["device"] == "cpu"
+    assert "rapidocr reads with the weights inside its package" in ocr["why"]
+
+
+def test_the_engine_switches_through_reconfigure_without_a_restart(serve_server):
+    from serve_app.cli.run import deploy
+
+    data = png_bytes(render_receipt())
+    headers = {**serve_server.headers, "Content-Type": "image/png"}
+    before = awake_ocr(serve_server)
+    raw = serve_server.config.model_dump(exclude_unset=True)
+    ocr = next(d for d in raw["applications"][0]["deployments"] if d["name"] == "ocr")
+    ocr["user_config"] = {**ocr["user_config"], "engine": "doctr"}
+    from ray.serve.schema import ServeDeploySchema
+
+    deploy(ServeDeploySchema.model_validate(raw))
+    try:
+        wait_for(lambda: ocr_health(serve_server).get("engine") == "doctr", 120, "docTR")
+        read = httpx.post(f"{serve_server.url}/v1/ocr", content=data, headers=headers, timeout=120)
+        assert read.status_code == 200, read.text
+        assert read.json()["model"] == {
+            "engine": "doctr",
+            "detection": "db_mobilenet_v3_large",
+            "recognition": "crnn_mobilenet_v3_small",
+            "weights": "random",
+        }
+        # the same replica, reconfigured: not replaced
+        assert ocr_health(serve_server)["replica"] == before["replica"]
+    finally:
+        deploy(serve_server.config)
+    wait_for(lambda: ocr_health(serve_server).get("engine") == "rapidocr", 120, "rapidocr again")
+    again = httpx.post(f"{serve_server.url}/v1/ocr", content=data, headers=headers, timeout=120)
+    assert again.json()["model"] == RAPIDOCR

@@ -11,7 +11,7 @@ from PIL import Image
 from serve_app.errors import ApiError
 from serve_app.ingress import HealthReporter
 from serve_app.ocr.jobs import PageResult
-from serve_app.ocr.runtime import OcrPage
+from serve_app.ocr.pages import OcrPage
 from serve_app.ocr.serving import OcrService, PageAdmission
 from serve_app.settings import Settings
 

@@ -16,19 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from serve_app.cli import check_ocr_weights, load_config, main
+from serve_app.cli import main
+from serve_app.cli.serve_config import load_config
+from serve_app.cli.weights import prepare_ocr
 from serve_app.cluster import free_port
-from serve_app.ocr.runtime import (
-    DEFAULT_DET_ARCH,
-    DEFAULT_RECO_ARCH,
-    OcrRuntime,
-    build_model,
-)
+from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+from serve_app.ocr.doctr_runtime import DoctrRuntime, build_model
 from serve_app.ocr.weights import (
     WeightsSource,
     configured_architectures,
-    ensure_weights,
     fetch,
+    missing_by_name,
     sources,
 )
 from serve_app.settings import Settings
@@ -99,12 +97,12 @@ def test_downloaded_weights_are_what_the_runtime_loads(mirror, tmp_path: Path, m
     weights_dir = tmp_path / "weights"
     for arch, name in ((DEFAULT_DET_ARCH, det_name), (DEFAULT_RECO_ARCH, reco_name)):
         fetch(WeightsSource(arch, f"{base}/{name}", weights_dir / "models" / name), progress=print)
-    import serve_app.ocr.runtime as runtime_module
+    import serve_app.ocr.doctr_runtime as runtime_module
 
     paths = {True: weights_dir / "models" / det_name, False: weights_dir / "models" / reco_name}
     # The real file names carry docTR's hashes; map each model to the self-named file instead.
     monkeypatch.setattr(runtime_module, "weights_file", lambda d, m: paths["db_" in m.cfg["url"]])
-    runtime = OcrRuntime(weights_dir=weights_dir, device="cpu")
+    runtime = DoctrRuntime(weights_dir=weights_dir, device="cpu")
     assert runtime.weights == "pretrained"
     got = next(iter(runtime.predictor.det_predictor.model.state_dict().values()))
     assert torch.equal(got, next(iter(det_model.state_dict().values())))
@@ -152,21 +150,42 @@ def test_cli_rejects_unknown_architectures(tmp_path: Path, capsys):
     assert "unknown docTR detection architecture 'nope'" in capsys.readouterr().err
 
 
-def test_offline_download_gives_up_and_the_server_goes_on(tmp_path: Path):
+def test_offline_download_gives_up_and_the_server_goes_on(tmp_path: Path, capsys):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: what offline looks like
-    messages: list[str] = []
-    pairs = [(DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH)]
-    assert not ensure_weights(tmp_path, pairs, closed, timeout_s=5, progress=messages.append)
-    assert "OCR will report 'unavailable'" in messages[-1]
-    # `serve-app run`'s preflight (make run's download-once) does not refuse to start...
     config = load_config(Path("deployments/local.yaml"), "127.0.0.1", 8000)
     settings = Settings(
         ocr_download_missing=True, ocr_weights_mirror=closed, ocr_weights_dir=tmp_path
     )
-    check_ocr_weights(config, settings)
-    # ...unless the weights are required (production configs).
-    from serve_app.cli import CliError
+    # `serve-app run`'s preflight (make run's download-once) does not refuse to start: it
+    # says the download failed and that rapidocr reads instead (engine: auto), and writes
+    # that engine into the deployment's user_config
+    prepare_ocr(config, settings)
+    out = capsys.readouterr().out
+    assert "could not be fetched" in out
+    assert "OCR engine: rapidocr (engine: auto, and docTR's weights" in out
+    ocr = next(d for d in config.applications[0].deployments if d.name == "ocr")
+    assert ocr.user_config["engine"] == "rapidocr"
+    # ...unless docTR's weights are required (production configs).
+    from serve_app.cli.errors import CliError
 
-    required = settings.model_copy(update={"ocr_require_weights": True})
-    with pytest.raises(CliError, match="OCR weights are required"):
-        check_ocr_weights(config, required)
+    required = settings.model_copy(
+        update={"ocr_require_weights": True, "ocr_download_missing": False}
+    )
+    fresh = load_config(Path("deployments/fly.yaml"), "127.0.0.1", 8000)
+    with pytest.raises(CliError, match="docTR weights are required"):
+        prepare_ocr(fresh, required)
+
+
+def test_present_weights_choose_doctr_by_their_names(tmp_path: Path, capsys):
+    weights_dir = tmp_path / "weights"
+    assert missing_by_name(weights_dir, DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH) == [
+        DEFAULT_DET_ARCH,
+        DEFAULT_RECO_ARCH,
+    ]
+    (weights_dir / "models").mkdir(parents=True)
+    for name in ("db_mobilenet_v3_large-21748dd0.pt", "crnn_mobilenet_v3_small_pt-3b919a02.pt"):
+        (weights_dir / "models" / name).write_bytes(b"x")  # the names docTR publishes
+    assert missing_by_name(weights_dir, DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH) == []
+    config = load_config(Path("deployments/local.yaml"), "127.0.0.1", 8000)
+    prepare_ocr(config, Settings(ocr_weights_dir=weights_dir))
+    assert "OCR engine: doctr (engine: auto, and docTR's weights are in" in capsys.readouterr().out

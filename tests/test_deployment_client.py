@@ -1,4 +1,4 @@
-"""ModelClient maps Serve's failures to the API's errors (fake handle, no Ray cluster)."""
+"""DeploymentClient maps Serve's failures to the API's errors (fake handle, no Ray cluster)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from serve_app.embeddings.protocol import JOB_MAX_TOKENS, EmbedJob
+from serve_app.deployment_client import GRPC_MAX_PAYLOAD_BYTES, DeploymentClient, grpc_model_calls
+from serve_app.embeddings.jobs import JOB_MAX_TOKENS, EmbedJob
 from serve_app.embeddings.serving import payload_bytes
 from serve_app.errors import ApiError
 from serve_app.metrics import QUEUE_DEPTH
-from serve_app.models import GRPC_MAX_PAYLOAD_BYTES, ModelClient, grpc_model_calls
 
 
 class FakeResponse:
@@ -56,7 +56,7 @@ class FakeHandle:
 
 def call(outcomes: list, timeout_s: float = 1.0, idempotent: bool = True):
     handle = FakeHandle(outcomes)
-    client = ModelClient("embeddings", handle, timeout_s=timeout_s, retry_after_s=3)  # type: ignore[arg-type]
+    client = DeploymentClient("embeddings", handle, timeout_s=timeout_s, retry_after_s=3)  # type: ignore[arg-type]
     return asyncio.run(client.call("embed", ["x"], idempotent=idempotent)), handle
 
 
@@ -81,7 +81,7 @@ def test_backpressure_is_503_with_retry_after():
 
 def test_timeout_is_408_and_cancels_the_call():
     handle = FakeHandle([5.0])
-    client = ModelClient("embeddings", handle, timeout_s=0.05, retry_after_s=3)  # type: ignore[arg-type]
+    client = DeploymentClient("embeddings", handle, timeout_s=0.05, retry_after_s=3)  # type: ignore[arg-type]
     with pytest.raises(ApiError) as info:
         asyncio.run(client.call("embed", ["x"]))
     assert (info.value.status, info.value.code) == (408, "timeout")
@@ -90,7 +90,7 @@ def test_timeout_is_408_and_cancels_the_call():
 
 def test_a_caller_that_goes_away_cancels_the_call():
     handle = FakeHandle([5.0])
-    client = ModelClient("embeddings", handle, timeout_s=10, retry_after_s=3)  # type: ignore[arg-type]
+    client = DeploymentClient("embeddings", handle, timeout_s=10, retry_after_s=3)  # type: ignore[arg-type]
 
     async def main():
         task = asyncio.create_task(client.call("embed", ["x"]))
@@ -134,7 +134,7 @@ class TransportHandle:
 
 
 def transport_of(grpc: bool, payload_bytes: int | None) -> str:
-    client = ModelClient("embeddings", TransportHandle(), 1.0, 3, grpc=grpc)  # type: ignore[arg-type]
+    client = DeploymentClient("embeddings", TransportHandle(), 1.0, 3, grpc=grpc)  # type: ignore[arg-type]
     return asyncio.run(client.call("embed", ["x"], payload_bytes=payload_bytes))
 
 
@@ -151,7 +151,7 @@ def test_large_or_unsized_calls_and_grpc_off_go_by_reference():
 
 def test_the_by_value_handle_is_made_once():
     handle = TransportHandle()
-    client = ModelClient("embeddings", handle, 1.0, 3, grpc=True)  # type: ignore[arg-type]
+    client = DeploymentClient("embeddings", handle, 1.0, 3, grpc=True)  # type: ignore[arg-type]
     for _ in range(3):
         assert asyncio.run(client.call("embed", ["x"], payload_bytes=10)) == "by value"
     assert len(handle.copies) == 1

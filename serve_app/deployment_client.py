@@ -1,4 +1,4 @@
-"""Calls from the ingress to model deployments, with Serve's failures mapped to API errors."""
+"""How the ingress calls a model deployment: timeouts, backpressure, retries, transport."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _is_ipv4(address: str) -> bool:
         return False
 
 
-class ModelClient:
+class DeploymentClient:
     """One model deployment as the ingress sees it: timeouts, backpressure, retries.
 
     With ``grpc``, calls whose caller declares a payload of at most

@@ -1,57 +1,30 @@
-"""OcrRuntime with real docTR models (random weights here) and weights-directory loading."""
+"""DoctrRuntime with real docTR models (random weights here) and weights-directory loading."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
-from serve_app.ocr.runtime import (
-    DEFAULT_DET_ARCH,
-    DEFAULT_RECO_ARCH,
-    OcrRuntime,
-    WeightsError,
-    build_model,
-    weights_file,
-)
-
-RECEIPT_LINES = [
-    "FRESH MART",
-    "11/27/2026",
-    "MILK 2% 1 GAL      3.49",
-    "BANANAS 3 @ 0.29   0.87",
-    "SUBTOTAL           4.36",
-    "TAX                0.20",
-    "TOTAL              4.56",
-]
-
-
-def render_receipt(width: int = 600, line_height: int = 60) -> np.ndarray:
-    """A receipt-like page drawn with PIL's own scalable font."""
-    height = line_height * (len(RECEIPT_LINES) + 2)
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=32)
-    for i, line in enumerate(RECEIPT_LINES):
-        draw.text((30, line_height * (i + 1)), line, fill="black", font=font)
-    return np.asarray(image)
+from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+from serve_app.ocr.doctr_runtime import DoctrRuntime, build_model, weights_file
+from serve_app.ocr.weights import WeightsError
+from tests.ocr.helpers import render_receipt
 
 
 @pytest.fixture(scope="module")
-def runtime() -> OcrRuntime:
-    return OcrRuntime(allow_random_weights=True, device="cpu")
+def runtime() -> DoctrRuntime:
+    return DoctrRuntime(allow_random_weights=True, device="cpu")
 
 
-def test_random_weights_are_reported(runtime: OcrRuntime):
+def test_random_weights_are_reported(runtime: DoctrRuntime):
     assert runtime.weights == "random"
     assert runtime.device == "cpu"
 
 
-def test_read_returns_the_documented_structure(runtime: OcrRuntime):
+def test_read_returns_the_documented_structure(runtime: DoctrRuntime):
     pages = [render_receipt(), render_receipt(width=800)]
     results = runtime.read(pages)
     assert len(results) == 2
@@ -64,7 +37,7 @@ def test_read_returns_the_documented_structure(runtime: OcrRuntime):
             assert isinstance(line.text, str)
 
 
-def test_empty_batch(runtime: OcrRuntime):
+def test_empty_batch(runtime: DoctrRuntime):
     assert runtime.read([]) == []
 
 
@@ -87,7 +60,7 @@ def test_weights_load_from_a_directory(tmp_path: Path, monkeypatch):
     det_path, det_model = save_weights(tmp_path, "detection", DEFAULT_DET_ARCH)
     reco_path, _ = save_weights(tmp_path, "recognition", DEFAULT_RECO_ARCH)
     # Point the models' expected file names at the files just saved.
-    import serve_app.ocr.runtime as runtime_module
+    import serve_app.ocr.doctr_runtime as runtime_module
 
     names = {"detection": det_path, "recognition": reco_path}
     monkeypatch.setattr(
@@ -95,7 +68,7 @@ def test_weights_load_from_a_directory(tmp_path: Path, monkeypatch):
         "weights_file",
         lambda d, m: names["detection" if "db_" in m.cfg["url"] else "recognition"],
     )
-    loaded = OcrRuntime(weights_dir=tmp_path, device="cpu")
+    loaded = DoctrRuntime(weights_dir=tmp_path, device="cpu")
     assert loaded.weights == "pretrained"
     want = next(iter(det_model.state_dict().values()))
     got = next(iter(loaded.predictor.det_predictor.model.state_dict().values()))
@@ -108,12 +81,12 @@ def test_hash_mismatch_is_refused(tmp_path: Path):
     path.parent.mkdir(parents=True)
     torch.save(model.state_dict(), path)  # the real name, but not the real file
     with pytest.raises(WeightsError, match="does not match its hash"):
-        OcrRuntime(weights_dir=tmp_path, device="cpu", allow_random_weights=True)
+        DoctrRuntime(weights_dir=tmp_path, device="cpu", allow_random_weights=True)
 
 
 def test_missing_weights_name_the_fix(tmp_path: Path):
     with pytest.raises(WeightsError, match="serve-app weights download"):
-        OcrRuntime(weights_dir=tmp_path, device="cpu")
+        DoctrRuntime(weights_dir=tmp_path, device="cpu")
 
 
 def test_unknown_architecture():
@@ -124,7 +97,7 @@ def test_unknown_architecture():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 def test_cuda_fp16_reads_pages():
     """The CUDA path (fp16); the CPU run is test_read_returns_the_documented_structure."""
-    runtime = OcrRuntime(allow_random_weights=True, device="cuda")
+    runtime = DoctrRuntime(allow_random_weights=True, device="cuda")
     assert runtime.device == "cuda"
     assert next(runtime.predictor.det_predictor.model.parameters()).dtype == torch.float16
     page = render_receipt()

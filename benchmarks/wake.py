@@ -1,0 +1,463 @@
+"""Wake benchmark: a stopped server's way back, its stop, and its footprint at idle.
+
+Run ``python -m benchmarks.wake [--image grocery-planner-ai:cpu]``; prints a table and writes
+JSON to ``benchmarks/results/<timestamp>/wake.json``. One run, the same machine, as ratios to
+the plain process (``benchmarks.baseline_server``: the same embeddings runtime in one uvicorn
+process), which is started the same way:
+
+  plain     process start -> first embeddings answer; SIGTERM -> exit
+  serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
+            embeddings answer and -> ``/health`` 200; memory of every process the server
+            started (PSS and RSS, embeddings and the store warm, OCR and the solver at zero
+            where the config starts them so); SIGTERM -> exit with nothing in flight
+  zero      the same with embeddings at zero replicas (downscaled after 5 s idle): the first
+            request's answer time, against plain's start -> first answer
+  container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
+            and a search answered, then OCR and a plan woken on demand within the limit (the
+            container's memory peak from its cgroup, and whether it was OOM-killed); then
+            ``--cycles`` idle/wake cycles through ``benchmarks.flyproxy``, a stand-in for
+            Fly's proxy that stops (or pauses) the container when idle and starts it on the
+            next request, holding that request: every answer must be 200
+Targets (issue 21): first answer <= 1.5x plain, /health 200 <= 2x, zero-replica answer <=
+1.0x plain's start, SIGTERM -> exit <= 10 s, idle PSS <= 1.5 GB.
+
+The server's data directory is prepared once (``serve-app db migrate``) before the timed
+start, as a stopped machine keeps its disk; a first start that also creates the database
+takes a few seconds more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+from benchmarks.flyproxy import FlyProxyStandIn, podman
+from benchmarks.loadgen import print_table, write_json
+from serve_app.cluster import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "wake-token-0123456789"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+EMBED = {"input": ["oat milk", "Oatly barista edition"]}
+
+
+def poll_until(check, timeout_s: float, every_s: float = 0.05) -> float | None:
+    """Seconds until ``check()`` is true, or None after ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            if check():
+                return time.monotonic() - started
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(every_s)
+    return None
+
+
+def embeds(url: str, headers: dict[str, str] | None = None) -> bool:
+    r = httpx.post(f"{url}/v1/embeddings", json=EMBED, headers=headers or HEADERS, timeout=60)
+    return r.status_code == 200
+
+
+def healthy(url: str) -> bool:
+    return httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+
+class Started:
+    """A server process in a session of its own, with its output in a log file."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self.before = {p.pid for p in psutil.process_iter()}
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def new_processes(self) -> list[psutil.Process]:
+        mine = {os.getpid(), *(c.pid for c in psutil.Process().children(recursive=True))}
+        mine.discard(self.proc.pid)
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid not in self.before and (proc.pid not in mine or proc.pid == self.proc.pid):
+                found.append(proc)
+        return found
+
+    def memory(self) -> dict[str, Any]:
+        """PSS and RSS of every process started since this server was (its whole tree, the
+        Ray processes in their own sessions included)."""
+        rows = []
+        for proc in self.new_processes():
+            try:
+                info = proc.memory_full_info()
+                name = " ".join(proc.cmdline()[:2])[:60] or proc.name()
+                rows.append({"pid": proc.pid, "name": name, "pss": info.pss, "rss": info.rss})
+            except (psutil.Error, OSError):
+                continue
+        rows.sort(key=lambda r: -r["pss"])
+        return {
+            "pss_mb": round(sum(r["pss"] for r in rows) / 2**20),
+            "rss_mb": round(sum(r["rss"] for r in rows) / 2**20),
+            "processes": len(rows),
+            "top": [{"name": r["name"], "pss_mb": round(r["pss"] / 2**20, 1)} for r in rows[:12]],
+        }
+
+    def stop(self, timeout_s: float = 120) -> float:
+        """SIGTERM the server (what Fly and podman send); seconds until it and everything it
+        started are gone."""
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        exited = time.monotonic() - began
+        for _ in range(100):  # its Ray processes, in sessions of their own, end with it
+            if not [p for p in self.new_processes() if p.is_running()]:
+                break
+            time.sleep(0.1)
+        return exited
+
+
+def bench_plain(logs: Path) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)]
+    server = Started(cmd, {}, logs / "plain.log")
+    first = poll_until(lambda: embeds(url), 300)
+    if first is None:
+        raise RuntimeError(f"the plain server did not answer; see {logs / 'plain.log'}")
+    memory = server.memory()
+    stop_s = server.stop()
+    print(f"  plain: first answer {first:.1f} s, stop {stop_s:.1f} s", flush=True)
+    return {"first_answer_s": first, "stop_s": stop_s, "memory": memory}
+
+
+def serve_env(data_dir: Path) -> dict[str, str]:
+    return {
+        "SERVE_APP_API_TOKEN": TOKEN,
+        "SERVE_APP_DATA_DIR": str(data_dir),
+        "SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true",
+    }
+
+
+def prepare_data_dir(data_dir: Path, logs: Path) -> None:
+    """The embedded database made and migrated once, as a machine's disk keeps it."""
+    with (logs / "db-migrate.log").open("w") as log:
+        subprocess.run(
+            [sys.executable, "-m", "serve_app.cli", "db", "migrate"],
+            cwd=ROOT,
+            env={**os.environ, **serve_env(data_dir)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=300,
+        )
+
+
+def bench_serve(config: Path, data_dir: Path, logs: Path, label: str) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(config)]
+    server = Started([*cmd, "--port", str(port)], serve_env(data_dir), logs / f"{label}.log")
+    health: dict[str, float | None] = {}
+
+    def watch_health() -> None:
+        health["s"] = poll_until(lambda: healthy(url), 600, every_s=0.25)
+
+    watcher = threading.Thread(target=watch_health, daemon=True)
+    watcher.start()
+    try:
+        first = poll_until(lambda: embeds(url), 600)
+        watcher.join(600)
+        if first is None or health.get("s") is None:
+            raise RuntimeError(f"{label} did not become ready; see {logs / (label + '.log')}")
+        ready_line = next(
+            (x for x in (logs / f"{label}.log").read_text().splitlines() if "ready in" in x), ""
+        )
+        time.sleep(10)  # settle: prestarted workers, the first metrics pushes
+        memory = server.memory()
+    finally:
+        stop_s = server.stop()
+    print(
+        f"  {label}: first answer {first:.1f} s, /health 200 {health['s']:.1f} s, "
+        f"PSS {memory['pss_mb']} MB (RSS {memory['rss_mb']} MB), stop {stop_s:.1f} s",
+        flush=True,
+    )
+    return {
+        "first_answer_s": first,
+        "health_s": health["s"],
+        "ready_line": ready_line,
+        "memory": memory,
+        "stop_s": stop_s,
+    }
+
+
+def zero_config(config: Path) -> Path:
+    """``config`` with embeddings autoscaling to zero after 5 s idle."""
+    raw = yaml.safe_load(config.read_text())
+    for deployment in raw["applications"][0]["deployments"]:
+        if deployment["name"] == "embeddings":
+            deployment.pop("num_replicas", None)
+            scaling = deployment.setdefault("autoscaling_config", {})
+            scaling.update(min_replicas=0, downscale_delay_s=1, downscale_to_zero_delay_s=5)
+            scaling.setdefault("initial_replicas", 1)
+            scaling.setdefault("max_replicas", 1)
+    path = Path(tempfile.mkdtemp()) / f"zero-{config.name}"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def component(url: str, name: str) -> str:
+    body = httpx.get(f"{url}/health", timeout=10).json()
+    return body["components"].get(name, {}).get("status", "")
+
+
+def bench_zero(config: Path, data_dir: Path, logs: Path) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(zero_config(config))]
+    server = Started([*cmd, "--port", str(port)], serve_env(data_dir), logs / "zero.log")
+    try:
+        if poll_until(lambda: embeds(url), 600) is None:
+            raise RuntimeError(f"zero-replica server not ready; see {logs / 'zero.log'}")
+        if poll_until(lambda: component(url, "embeddings") == "scaled_to_zero", 180, 1) is None:
+            raise RuntimeError("embeddings did not scale to zero")
+        time.sleep(2)
+        began = time.monotonic()
+        ok = embeds(url)
+        cold = time.monotonic() - began
+    finally:
+        server.stop()
+    print(f"  zero: first answer from zero replicas {cold:.1f} s ({'200' if ok else 'error'})")
+    return {"first_answer_s": cold, "ok": ok}
+
+
+# -- the container -----------------------------------------------------------------------
+
+
+def container_memory(name: str) -> dict[str, float]:
+    """The container's memory now and at its peak (cgroup v1 or v2), in MB."""
+    pid = podman("inspect", name, "--format", "{{.State.Pid}}").stdout.strip()
+    out = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(",") or controllers == "":
+            base = Path("/sys/fs/cgroup/memory" if controllers else "/sys/fs/cgroup") / path[1:]
+            for key, files in (
+                ("now_mb", ("memory.usage_in_bytes", "memory.current")),
+                ("peak_mb", ("memory.max_usage_in_bytes", "memory.peak")),
+            ):
+                for file in files:
+                    if (base / file).is_file():
+                        out[key] = int((base / file).read_text()) / 2**20
+            if out:
+                break
+    return out
+
+
+def run_container(image: str, name: str, port: int, memory: str) -> None:
+    podman("rm", "-f", name)
+    done = podman(
+        "run", "-d", "--name", name, "--network", "host", "--memory", memory,
+        "--memory-swap", memory, "-e", f"SERVE_APP_API_TOKEN={TOKEN}",
+        "-e", f"SERVE_APP_PORT={port}", "-e", "SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true", image,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"podman run failed: {done.stderr}")
+
+
+def bench_container(image: str, memory: str, cycles: int, idle_s: float) -> dict[str, Any]:
+    name, port = "gpai-wake", free_port()
+    url = f"http://127.0.0.1:{port}"
+    run_container(image, name, port, memory)
+    report: dict[str, Any] = {"image": image, "memory_limit": memory}
+    try:
+        ready = poll_until(lambda: healthy(url), 600, 0.25)
+        if ready is None:
+            raise RuntimeError(podman("logs", "--tail", "40", name).stdout)
+        report["ready_s"] = ready
+        report["idle"] = container_memory(name)
+        ns = f"wake-{int(time.time())}"
+        upsert = httpx.post(
+            f"{url}/v1/documents",
+            json={"namespace": ns, "documents": [{"id": "a", "text": "Oat milk 1 l"}]},
+            headers=HEADERS,
+            timeout=120,
+        )
+        found = httpx.post(
+            f"{url}/v1/search", json={"namespace": ns, "query": "oat"}, headers=HEADERS
+        )
+        report["search"] = [upsert.status_code, found.status_code]
+        from benchmarks.cold_start import request_for
+
+        for model in ("ocr", "solver"):
+            path, kwargs = request_for(model)
+            began = time.monotonic()
+            r = httpx.post(f"{url}{path}", headers={**HEADERS, **kwargs.pop("headers", {})},
+                           timeout=300, **kwargs)  # fmt: skip
+            report[model] = {"status": r.status_code, "seconds": time.monotonic() - began}
+        state = podman("inspect", name, "--format", "{{.State.OOMKilled}} {{.State.Status}}")
+        report["oom_killed"], report["state"] = state.stdout.split()
+        report["woken"] = container_memory(name)
+        print(f"  container: {json.dumps(report)}", flush=True)
+        report["fly"] = {}
+        for mode in ("suspend", "stop"):
+            report["fly"][mode] = asyncio.run(fly_cycles(name, url, mode, cycles, idle_s))
+    finally:
+        podman("stop", "-t", "60", name)
+        podman("rm", "-f", name)
+    return report
+
+
+async def fly_cycles(name: str, upstream: str, mode: str, cycles: int, idle_s: float) -> dict:
+    """``cycles`` times: wait until the stand-in has stopped the machine, then one request."""
+    standin = FlyProxyStandIn(name, upstream, idle_s=idle_s, mode=mode)
+    port = free_port()
+    runner = await standin.serve(port)
+    statuses = []
+    try:
+        async with httpx.AsyncClient(timeout=600) as client:
+            for _ in range(cycles):
+                while standin.state == "started":
+                    await asyncio.sleep(0.5)
+                r = await client.post(f"http://127.0.0.1:{port}/v1/embeddings", json=EMBED,
+                                      headers=HEADERS)  # fmt: skip
+                statuses.append(r.status_code)
+    finally:
+        await standin.close(runner)
+        if standin.state != "started":  # leave it running for the next mode
+            podman("unpause" if standin.state == "suspended" else "start", name)
+            poll_until(lambda: healthy(upstream), 600, 0.25)
+    answered = sorted(w.answered_s for w in standin.wakes)
+    result = {
+        "cycles": cycles,
+        "statuses": statuses,
+        "wake_to_answer_p50_s": answered[len(answered) // 2] if answered else None,
+        "wake_to_answer_max_s": answered[-1] if answered else None,
+    }
+    print(f"  fly stand-in ({mode}): {result}", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, default=ROOT / "deployments" / "local.yaml")
+    parser.add_argument("--targets", default="plain,serve,zero,container")
+    parser.add_argument("--image", help="the image for the container target (make image)")
+    parser.add_argument("--memory", default="2g", help="the container's memory limit")
+    parser.add_argument("--cycles", type=int, default=5, help="idle/wake cycles per mode")
+    parser.add_argument("--idle", type=float, default=10, help="seconds idle before a stop")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    targets = args.targets.split(",")
+    out = args.out or ROOT / "benchmarks" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="wake-data-"))
+    report: dict[str, Any] = {"config": str(args.config), "cpus": os.cpu_count()}
+    if "plain" in targets:
+        print("plain FastAPI + uvicorn", flush=True)
+        report["plain"] = bench_plain(logs)
+    if "serve" in targets or "zero" in targets:
+        prepare_data_dir(data_dir, logs)
+    if "serve" in targets:
+        print(f"serve-app run --config {args.config.name}", flush=True)
+        report["serve"] = bench_serve(args.config, data_dir, logs, "serve")
+    if "zero" in targets:
+        print("embeddings at zero replicas", flush=True)
+        report["zero"] = bench_zero(args.config, data_dir, logs)
+    if "container" in targets and args.image:
+        print(f"container {args.image} (--memory {args.memory})", flush=True)
+        report["container"] = bench_container(args.image, args.memory, args.cycles, args.idle)
+    report["summary"] = summarise(report)
+    print()
+    print_table(report["summary"]["rows"], ["measure", "value", "target", "met"])
+    write_json(out / "wake.json", report)
+    print(f"\nwrote {out / 'wake.json'}")
+    return 0
+
+
+def summarise(report: dict[str, Any]) -> dict[str, Any]:
+    rows: list[list[str]] = []
+    plain = report.get("plain", {}).get("first_answer_s")
+
+    def ratio(name: str, value: float | None, limit: float) -> None:
+        if value is None or not plain:
+            return
+        r = value / plain
+        rows.append([name, f"{value:.1f} s = {r:.2f}x plain", f"<= {limit}x", str(r <= limit)])
+
+    if plain:
+        rows.append(["plain: start -> first answer", f"{plain:.1f} s", "-", "-"])
+        rows.append(["plain: SIGTERM -> exit", f"{report['plain']['stop_s']:.1f} s", "-", "-"])
+    serve = report.get("serve")
+    if serve:
+        ratio("serve: start -> first answer", serve["first_answer_s"], 1.5)
+        ratio("serve: start -> /health 200", serve["health_s"], 2.0)
+        stop = serve["stop_s"]
+        rows.append(["serve: SIGTERM -> exit", f"{stop:.1f} s", "<= 10 s", str(stop <= 10)])
+        mem = serve["memory"]
+        rows.append(
+            [
+                "serve: memory at idle, all processes",
+                f"PSS {mem['pss_mb']} MB, RSS {mem['rss_mb']} MB ({mem['processes']} processes)",
+                "PSS <= 1536 MB",
+                str(mem["pss_mb"] <= 1536),
+            ]
+        )
+    zero = report.get("zero")
+    if zero:
+        ratio("zero replicas -> first answer", zero["first_answer_s"], 1.0)
+    container = report.get("container")
+    if container:
+        rows.append(
+            [
+                f"container --memory {container['memory_limit']}",
+                f"ready {container['ready_s']:.1f} s, idle {container['idle'].get('now_mb', 0):.0f}"
+                f" MB, after OCR+plan peak {container['woken'].get('peak_mb', 0):.0f} MB, "
+                f"ocr {container['ocr']['status']}, plan {container['solver']['status']}, "
+                f"OOM {container['oom_killed']}",
+                "fits",
+                str(container["oom_killed"] == "false" and container["ocr"]["status"] == 200),
+            ]
+        )
+        for mode, cycles in container.get("fly", {}).items():
+            ok = all(s == 200 for s in cycles["statuses"])
+            rows.append(
+                [
+                    f"fly stand-in, {mode}: {cycles['cycles']} wakes",
+                    f"p50 {cycles['wake_to_answer_p50_s']:.2f} s, "
+                    f"max {cycles['wake_to_answer_max_s']:.2f} s",
+                    "all 200",
+                    str(ok),
+                ]
+            )
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

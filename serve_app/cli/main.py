@@ -1,0 +1,52 @@
+"""``serve-app``: run the server, show its status, manage its database, weights and machines.
+
+Each command lives in a module of its own with an ``add_parser(subparsers)`` that names the
+command, declares its options and sets its function (``args.func``); this module lists them
+and dispatches. The command modules import their heavy dependencies (Ray, the models) inside
+the functions that need them, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from serve_app.cli import database, run, status, weights
+from serve_app.cli.errors import CliError
+from serve_app.fly import cli as fly
+from serve_app.settings import Settings
+
+COMMANDS = (run, status, weights, fly, database)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="serve-app", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"serve-app: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        print("serve-app: invalid settings:", file=sys.stderr)
+        for error in exc.errors():
+            where = "".join(f"SERVE_APP_{str(part).upper()}: " for part in error["loc"])
+            secret = "TOKEN" in where  # never echo a token back
+            given = f" (got {error['input']!r})" if error["loc"] and not secret else ""
+            print(f"  {where}{error['msg']}{given}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

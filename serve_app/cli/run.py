@@ -1,0 +1,392 @@
+"""``serve-app run`` and ``serve-app join``: a Ray node serving the app, supervised.
+
+``run`` starts a Ray head of its own (``ray start`` runs in the background while the config is
+read and the database starts) or joins ``RAY_ADDRESS``, deploys the config through Ray's own
+config path (what ``serve run config.yaml`` does), prints the URL once ``/health`` answers 200,
+and on SIGINT/SIGTERM drains in-flight requests, then stops what it started. ``join`` runs
+this machine as a worker node of another machine's head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serve_app.cli.database import prepare_database
+from serve_app.cli.errors import CliError
+from serve_app.cli.serve_config import fit_cpus, load_config, uses_store
+from serve_app.cli.weights import prepare_ocr
+from serve_app.cluster import (
+    SERVE_NAMESPACE,
+    LocalRayHead,
+    RayPorts,
+    RayWorker,
+    configure_proxy,
+    resolve_address,
+    stop_orphaned_haproxy,
+    use_token_auth,
+)
+from serve_app.settings import Settings, get_settings, is_loopback, secret_value
+
+
+def use_cluster_token(settings: Settings) -> None:
+    """Ray token auth with the cluster's shared token (SERVE_APP_RAY_AUTH_TOKEN), else this
+    data directory's own; before Ray is imported (it reads the auth mode once)."""
+    use_token_auth(settings.data_dir / "ray_auth_token", secret_value(settings.ray_auth_token))
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback without a token (API.md)."""
+    if settings.api_token_value() is None and not is_loopback(host):
+        raise CliError(
+            f"refusing to listen on {host}: no API token is configured. Set "
+            "SERVE_APP_API_TOKEN (clients send 'Authorization: Bearer <token>') or bind to "
+            "127.0.0.1."
+        )
+
+
+def bind_host(host: str, settings: Settings) -> str:
+    """The listen address as Serve's proxy needs it. Serve turns "::" into HAProxy's "*",
+    which is IPv4 only; "0::0" (the same address, spelled so that Serve passes it through)
+    makes HAProxy and the Python proxy behind it listen on IPv4 and IPv6: Fly's proxy
+    connects over IPv4, 6PN traffic is IPv6."""
+    if settings.proxy == "haproxy" and host in ("::", "[::]"):
+        return "0::0"
+    return host
+
+
+def node_ip(settings: Settings) -> str:
+    """This node's address for other nodes: SERVE_APP_NODE_IP / FLY_PRIVATE_IP (6PN, IPv6),
+    else the address Ray itself would pick."""
+    if settings.node_ip:
+        return settings.node_ip
+    from ray._private.services import get_node_ip_address
+
+    return get_node_ip_address()
+
+
+def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
+    """A Ray head private to this machine, or with ``head_node`` one that worker nodes can
+    join (fixed ports, the private address)."""
+    if head_node:
+        ports = RayPorts.from_settings(settings)
+        return LocalRayHead(node_ip=node_ip(settings), num_cpus=settings.ray_num_cpus, ports=ports)
+    return LocalRayHead()
+
+
+def connect_ray(address: str) -> None:
+    import ray
+
+    ray.init(
+        address=address,
+        namespace=SERVE_NAMESPACE,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+def deploy(config: Any) -> None:
+    """Deploy a config through Ray's own path (what `serve run config.yaml` does)."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+
+    client = serve_api.serve_start(
+        http_options=config.http_options.model_dump(),
+        proxy_location=config.proxy_location,
+        grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+    )
+    client.deploy_apps(config, _blocking=False)
+
+
+def deploy_failure(app_names: list[str]) -> str | None:
+    """The message of an application Serve gave up deploying, if any."""
+    from ray import serve
+    from ray.exceptions import RayError
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        status = serve.status()
+    except (RayServeException, RayError):
+        return None
+    for name in app_names:
+        app = status.applications.get(name)
+        if app is not None and str(getattr(app.status, "value", app.status)) == "DEPLOY_FAILED":
+            return f"application {name} failed to deploy: {app.message}"
+    return None
+
+
+def wait_ready(
+    url: str,
+    timeout_s: float,
+    quiet: bool = False,
+    stop: threading.Event | None = None,
+    app_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Poll /health until 200; print component states as they change. Gives up when ``stop``
+    is set (Ctrl-C while starting) or Serve reports a failed deployment."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise CliError("interrupted while starting")
+        failure = deploy_failure(app_names) if app_names else None
+        if failure:
+            raise CliError(failure)
+        try:
+            response = httpx.get(f"{url}/health", timeout=10)
+            body = response.json()
+            summary = ", ".join(
+                f"{name}: {c.get('status')}" for name, c in body.get("components", {}).items()
+            )
+            if response.status_code == 200:
+                return body
+        except (httpx.HTTPError, ValueError):
+            summary = "waiting for the HTTP proxy"
+        if summary != last and not quiet:
+            print(f"  ... {summary}", flush=True)
+            last = summary
+        time.sleep(1.0)
+    raise CliError(f"server not ready after {timeout_s:.0f} s ({last})")
+
+
+def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
+    """Fail readiness, then wait until no HTTP request has been in flight for ``quiet_s``
+    (requests already on their way through the proxy still arrive), at most ``timeout_s``."""
+    from ray import serve
+    from ray.exceptions import RayError
+    from ray.serve.exceptions import RayServeException
+
+    deadline = time.monotonic() + timeout_s
+    for app in config.applications:
+        try:
+            handle = serve.get_deployment_handle("ingress", app_name=app.name)
+            if not handle.is_initialized:  # Serve caches handles per process
+                # This driver thread has no event loop: the handle's router needs its own
+                # (with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment, handles expect one).
+                handle._init(_run_router_in_separate_loop=True)
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
+                left = handle.drain.remote().result(timeout_s=5)
+                now = time.monotonic()
+                if left:
+                    quiet_since = now
+                    print(f"  ... waiting for {left} requests in flight", flush=True)
+                elif now - quiet_since >= quiet_s:
+                    break
+                time.sleep(0.2)
+            else:
+                print("drain timeout: stopping with requests in flight", flush=True)
+        except (KeyError, RayError, RayServeException) as exc:
+            # The app never came up or Ray is already gone: nothing left to drain.
+            print(f"  no drain for {app.name}: {type(exc).__name__}: {exc}", flush=True)
+        except Exception as exc:  # shutdown goes on: Ray and PostgreSQL must still stop
+            print(f"  drain failed for {app.name}: {type(exc).__name__}: {exc}", flush=True)
+
+
+def shutdown_serve(timeout_s: float) -> None:
+    """serve.shutdown() with a deadline. With the HAProxy ingress it takes about 30 s: the
+    replica's HTTP server waits for HAProxy's idle keep-alive connections until Serve's
+    30 s shutdown tier timeout. Requests are drained already, so nothing is lost."""
+    import ray
+    from ray import serve
+
+    worker = threading.Thread(target=serve.shutdown, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        print(f"serve.shutdown() still running after {timeout_s:.0f} s; stopping Ray", flush=True)
+        return
+    ray.shutdown()
+
+
+def disconnect_ray() -> None:
+    """Leave the cluster, so that stopping the head does not end this process with it."""
+    import ray
+
+    ray.shutdown()
+
+
+class Elapsed:
+    """Seconds since it was made, for the progress lines."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.started
+
+    def __str__(self) -> str:
+        return f"{self():.1f} s"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    elapsed = Elapsed()
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    check_bind(host, settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        print(
+            f"\nreceived {signal.Signals(signum).name}; draining and shutting down ...", flush=True
+        )
+        stop.set()
+
+    def handle_signals() -> None:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    handle_signals()  # a signal while starting stops the start, and what it started
+    # Before Ray is imported (it reads this once): this process connects to Ray explicitly.
+    # Without it, a Serve thread still running after ray.shutdown() (a router's long poll)
+    # would silently connect again while the head is being stopped, and crash the process.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+    # Replicas run in other working directories: give them the data directory's full path
+    # (before Ray starts: its workers inherit this environment).
+    os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
+    head = None
+    if not os.environ.get("RAY_ADDRESS"):
+        # Before Ray is imported: Ray reads its auth mode once per process.
+        use_cluster_token(settings)
+        configure_proxy(settings.proxy)
+        head = new_head(settings, args.head)
+        head.launch()  # `ray start` runs while the config is read and the database starts
+    embedded = None
+    try:
+        name = args.config or settings.config
+        config = load_config(Path(name), bind_host(host, settings), port)
+        if head is not None:  # a node of our own: its CPUs are known
+            from ray._private.utils import get_num_cpus
+
+            fitted = fit_cpus(config, settings.ray_num_cpus or get_num_cpus())
+            if fitted:
+                print(f"serve-app: {fitted}", flush=True)
+        prepare_ocr(config, settings)
+        for pid in stop_orphaned_haproxy(port):
+            print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
+        embedded = prepare_database(settings) if uses_store(config) else None
+        if embedded is not None:
+            embedded.supervise()  # restarted if it dies; stopped after Serve below
+        if head is not None:
+            address = head.wait()
+            print(f"Ray head started ({elapsed}); deploying {name} ...", flush=True)
+            if args.head:
+                print(f"Ray head at {address}: add nodes with `serve-app join {address}`")
+        else:
+            address = os.environ["RAY_ADDRESS"]
+            print(f"joining the Ray cluster at {address}; deploying {name} ...", flush=True)
+        connect_ray(address)
+        # ray.init installs handlers of its own (SIGTERM would abort this process): ours again
+        handle_signals()
+    except BaseException:
+        if head is not None:
+            head.stop()
+        if embedded is not None:
+            embedded.stop()
+        raise
+    try:
+        deploy(config)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "0::0") else host
+        url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+        names = [app.name for app in config.applications]
+        health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
+        print(f"ready in {elapsed}: {url}  (status: {health['status']})", flush=True)
+        stop.wait()
+    finally:
+        stopping = Elapsed()
+        try:
+            drain(config, args.drain_timeout)
+            if head is None:
+                # Someone else's cluster (RAY_ADDRESS): take our applications down, leave it.
+                shutdown_serve(timeout_s=60)
+            else:
+                # Our own head: nothing is in flight any more, and Serve's state lives in
+                # the head's memory. Stopping the head's processes ends everything at once;
+                # serve.shutdown() would take 35 s more (Serve's HAProxy ingress waits out
+                # RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s, before it closes).
+                disconnect_ray()
+        finally:  # whatever failed above, the processes this command started stop
+            if head is not None:
+                head.stop()
+                for pid in stop_orphaned_haproxy(port):
+                    print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
+            if embedded is not None:
+                embedded.stop()
+                print("stopped the embedded PostgreSQL", flush=True)
+            print(f"stopped ({stopping} after the signal)", flush=True)
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """Run this machine as a Ray worker node of a head's cluster until stopped; Serve places
+    replicas on it. Exits when the node stops (the head went away, or SIGTERM)."""
+    settings = get_settings()
+    target = args.address or settings.ray_head_address
+    if not target:
+        raise CliError("no head address: `serve-app join HOST:PORT` or SERVE_APP_RAY_HEAD_ADDRESS")
+    try:
+        address = resolve_address(target)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    use_cluster_token(settings)
+    worker = RayWorker(
+        address,
+        node_ip=node_ip(settings),
+        num_cpus=settings.ray_num_cpus,
+        ports=RayPorts.from_settings(settings),
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        print(f"received {signal.Signals(signum).name}; leaving the cluster ...", flush=True)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"joining the Ray cluster at {address} as {worker.node_ip} ...", flush=True)
+    proc = worker.start()
+    while proc.poll() is None and not stopping.is_set():
+        stopping.wait(0.5)
+    if stopping.is_set():
+        worker.stop()
+        print("left the cluster", flush=True)
+        return 0
+    worker.stop()  # the node's other daemons, if `ray start` exited first
+    raise CliError(f"the Ray worker node stopped (exit {proc.returncode}); is the head up?")
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="start Ray (or join RAY_ADDRESS) and serve a config")
+    run.add_argument("--config", help="Serve config file (default: SERVE_APP_CONFIG)")
+    run.add_argument("--host", help="listen address (default: SERVE_APP_HOST, 127.0.0.1)")
+    run.add_argument("--port", type=int, help="listen port (default: SERVE_APP_PORT, 8000)")
+    run.add_argument("--ready-timeout", type=float, default=900, help="seconds to wait for /health")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30,
+        help="seconds to let in-flight requests finish on SIGTERM/Ctrl-C",
+    )
+    run.add_argument(
+        "--head",
+        action="store_true",
+        help="start a Ray head that other machines join (`serve-app join`): fixed ports, "
+        "listening on SERVE_APP_NODE_IP / FLY_PRIVATE_IP",
+    )
+    run.set_defaults(func=cmd_run)
+    join = sub.add_parser(
+        "join", help="run this machine as a Ray worker node of a head (`serve-app run --head`)"
+    )
+    join.add_argument(
+        "address", nargs="?", help="the head's HOST:PORT (default: SERVE_APP_RAY_HEAD_ADDRESS)"
+    )
+    join.set_defaults(func=cmd_join)

@@ -1,0 +1,74 @@
+"""Serve config files (``serve deploy`` format) as ``serve-app`` reads and adapts them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serve_app.cli.errors import CliError
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def load_config(path: Path, host: str, port: int) -> Any:
+    """Read a `serve deploy` config file and point its HTTP options at host:port."""
+    from ray.serve.schema import ServeDeploySchema
+
+    if not path.is_file() and not path.is_absolute():
+        # Fall back to the project's own deployments/ folder when run from elsewhere.
+        bundled = ROOT / path
+        path = bundled if bundled.is_file() else path
+    if not path.is_file():
+        raise CliError(f"config file {path} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("http_options", {})
+    raw["http_options"]["host"] = host
+    raw["http_options"]["port"] = port
+    try:
+        return ServeDeploySchema.model_validate(raw)
+    except Exception as exc:
+        raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
+
+
+def fit_cpus(config: Any, cpus: float) -> str | None:
+    """Shrink every deployment's ``num_cpus`` by one factor when one replica of each would
+    not fit in ``cpus`` (a config made for a larger machine: fly.yaml asks for 4 cores).
+    Without it Serve leaves the replicas that do not fit pending and /health says "starting"
+    for ever. The replicas' torch threads still use every core. Returns what was done, or
+    None when the config fits."""
+    from ray.serve.schema import RayActorOptionsSchema
+
+    deployments = [d for app in config.applications for d in app.deployments]
+    wanted = {}
+    for d in deployments:
+        options = d.ray_actor_options
+        wanted[d.name] = float(options.num_cpus if options and options.num_cpus else 1.0)
+    total = sum(wanted.values())
+    if total <= cpus:
+        return None
+    factor = cpus / total
+    for d in deployments:
+        share = math.floor(wanted[d.name] * factor * 1000) / 1000  # never round above cpus
+        if d.ray_actor_options is None:
+            d.ray_actor_options = RayActorOptionsSchema(num_cpus=share)
+        else:
+            d.ray_actor_options.num_cpus = share
+    asked = ", ".join(f"{name} {n:g}" for name, n in wanted.items())
+    return (
+        f"the config asks for {total:g} CPUs for one replica of each deployment ({asked}) and "
+        f"this node has {cpus:g}: every num_cpus fitted by {factor:.2f}, so all of them can "
+        "start (they share the cores; use a config made for this machine, e.g. "
+        "deployments/local.yaml, for the best throughput)"
+    )
+
+
+def uses_store(config: Any) -> bool:
+    """Whether any application of the config serves the document store."""
+    return any(
+        "embeddings" in (app.args or {}).get("models", ["embeddings"])
+        and (app.args or {}).get("store", True)
+        for app in config.applications
+    )

@@ -1,0 +1,126 @@
+"""``serve-app weights``: docTR's weights for the OCR deployment (the only command that uses
+the network; the image build runs it), and what ``serve-app run`` settles about OCR before it
+deploys (the weights, the engine)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serve_app.cli.errors import CliError
+from serve_app.cli.serve_config import load_config
+from serve_app.settings import Settings, get_settings
+
+
+def prepare_ocr(config: Any, settings: Settings) -> None:
+    """Before deploying: fetch docTR's missing weights once when asked to (``make run``), refuse
+    to start when they are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) and still missing (a
+    failed deploy beats a silently blind OCR), and settle ``engine: auto``: docTR when its
+    weights are present, else rapidocr, written into the deployment's ``user_config`` so that
+    the replica reads with the engine named here, and said. The download runs as a separate
+    ``serve-app weights download`` process: docTR and torch stay out of this one."""
+    from serve_app.ocr.config import OcrConfig
+    from serve_app.ocr.runtime import resolve_engine
+    from serve_app.ocr.weights import missing_by_name
+
+    weights_dir = settings.ocr_weights_path()
+    for app in config.applications:
+        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
+            continue
+        deployment = next((d for d in app.deployments if d.name == "ocr"), None)
+        ocr = OcrConfig.model_validate((deployment.user_config if deployment else None) or {})
+        if ocr.engine == "rapidocr":
+            print("OCR engine: rapidocr (set in the config)", flush=True)
+            continue
+        missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
+        if missing and settings.ocr_download_missing:
+            print(f"docTR weights missing; fetching them once into {weights_dir} ...", flush=True)
+            fetch_doctr_weights(weights_dir, ocr.det_arch, ocr.reco_arch, settings)
+            missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
+        if missing and settings.ocr_require_weights:
+            raise CliError(
+                "docTR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing for "
+                + ", ".join(missing)
+                + f" in {weights_dir}. Run `serve-app weights download` (the image build does) "
+                "or unset it."
+            )
+        engine, why = resolve_engine(ocr, weights_dir)
+        print(f"OCR engine: {engine} ({why})", flush=True)
+        if deployment is not None and ocr.engine == "auto":
+            deployment.user_config = {**(deployment.user_config or {}), "engine": engine}
+
+
+def fetch_doctr_weights(
+    weights_dir: Path, det_arch: str, reco_arch: str, settings: Settings
+) -> None:
+    """``serve-app weights download`` for one pair of architectures, in a process of its own;
+    offline it fails after its timeouts, and that is said, not raised."""
+    command = [
+        sys.executable, "-m", "serve_app.cli", "weights", "download",
+        "--det-arch", det_arch, "--reco-arch", reco_arch, "--dir", str(weights_dir),
+    ]  # fmt: skip
+    if settings.ocr_weights_mirror:
+        command += ["--mirror", settings.ocr_weights_mirror]
+    try:
+        done = subprocess.run(command, timeout=300)
+    except subprocess.TimeoutExpired:
+        print("docTR weights: the download did not finish in 300 s", flush=True)
+        return
+    if done.returncode != 0:
+        print("docTR weights could not be fetched (offline?); see above", flush=True)
+
+
+def cmd_weights_download(args: argparse.Namespace) -> int:
+    """Fetch the configured docTR weights (the image build runs this; needs the network)."""
+    from serve_app.ocr.weights import WeightsError, configured_architectures, download
+
+    settings = get_settings()
+    if args.det_arch or args.reco_arch:
+        from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+
+        pairs = [(args.det_arch or DEFAULT_DET_ARCH, args.reco_arch or DEFAULT_RECO_ARCH)]
+    else:
+        configs = args.config or [settings.config]
+        pairs = []
+        for path in configs:
+            for pair in configured_architectures(load_config(Path(path), "127.0.0.1", 8000)):
+                if pair not in pairs:
+                    pairs.append(pair)
+    weights_dir = Path(args.dir) if args.dir else settings.ocr_weights_path()
+    try:
+        saved = download(weights_dir, pairs, args.mirror or settings.ocr_weights_mirror)
+    except (httpx.HTTPError, WeightsError, OSError) as exc:
+        raise CliError(f"weights download failed: {exc}") from None
+    except ValueError as exc:  # unknown architecture
+        raise CliError(str(exc)) from None
+    print(f"{len(saved)} weights files in {weights_dir}", flush=True)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    weights = sub.add_parser("weights", help="docTR weights for the OCR deployment")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True)
+    download = weights_sub.add_parser(
+        "download",
+        help="fetch the configured architectures' weights (the only command that uses the "
+        "network; the image build runs it)",
+    )
+    download.add_argument(
+        "--config",
+        action="append",
+        help="Serve config(s) whose OCR architectures to fetch (default: SERVE_APP_CONFIG); "
+        "repeat for several",
+    )
+    download.add_argument("--det-arch", help="fetch this detection architecture instead")
+    download.add_argument("--reco-arch", help="fetch this recognition architecture instead")
+    download.add_argument("--dir", help="weights directory (default: SERVE_APP_OCR_WEIGHTS_DIR)")
+    download.add_argument(
+        "--mirror",
+        help="base URL serving docTR's file names (default: SERVE_APP_OCR_WEIGHTS_MIRROR)",
+    )
+    download.set_defaults(func=cmd_weights_download)

@@ -1,0 +1,40 @@
+"""The embeddings deployment's ``user_config``: one typed source for its keys, defaults and
+meaning (validated in ``reconfigure``; the configuration docs are generated from it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.embeddings.jobs import JOB_MAX_TOKENS
+
+
+class EmbeddingsConfig(BaseModel):
+    """``user_config`` of the ``embeddings`` deployment, applied by ``reconfigure`` without a
+    restart (a new ``parallel_batches`` makes a new batch queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_tokens: int = Field(
+        16384,
+        ge=JOB_MAX_TOKENS,
+        description="estimated tokens per batch across requests (@serve.batch with a token "
+        f"batch_size_fn); at least one job ({JOB_MAX_TOKENS})",
+    )
+    batch_wait_timeout_s: float = Field(
+        0.005,
+        ge=0,
+        description="how long a batch waits to fill; 0: a free batch thread takes what is "
+        "queued at once (the ingress has merged what waited for a call)",
+    )
+    forward_batch_tokens: int = Field(
+        16384, ge=256, description="padded tokens per forward pass (bounds memory)"
+    )
+    parallel_batches: int = Field(
+        1, ge=1, description="batches embedded at once, each on its own thread"
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads shared by the running batches: a batch alone gets all of "
+        "them, two get half each; 0: every core",
+    )

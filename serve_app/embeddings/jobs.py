@@ -1,0 +1,80 @@
+"""What the ingress sends the embeddings replica and what comes back (no Ray, no torch):
+jobs of texts with their estimated tokens, the vectors per job, and how requests are cut into
+jobs and merged results cut back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Largest estimated token count of one job sent to the deployment; the deployment's
+# token budget per batch must be at least this.
+JOB_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Texts sent to one embedding replica call, with their estimated token count."""
+
+    texts: list[str]
+    est_tokens: int
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """One job's vectors plus what the batch it ran in looked like (for metrics)."""
+
+    vectors: np.ndarray
+    token_counts: list[int]
+    batch_jobs: int
+    batch_texts: int
+    batch_leader: bool  # True for exactly one job per batch, so each batch is counted once
+    batch_seconds: float = 0.0  # model time of the whole batch
+
+
+def split_by_jobs(whole: EmbedResult, jobs: list[EmbedJob]) -> list[EmbedResult]:
+    """Cut the result of the jobs' concatenated texts back into one result per job.
+
+    The batch fields are kept; only the first job stays the batch leader.
+    """
+    results: list[EmbedResult] = []
+    start = 0
+    for i, job in enumerate(jobs):
+        end = start + len(job.texts)
+        results.append(
+            EmbedResult(
+                vectors=whole.vectors[start:end],
+                token_counts=whole.token_counts[start:end],
+                batch_jobs=whole.batch_jobs,
+                batch_texts=whole.batch_texts,
+                batch_leader=whole.batch_leader and i == 0,
+                batch_seconds=whole.batch_seconds,
+            )
+        )
+        start = end
+    return results
+
+
+def estimate_tokens(text: str, max_tokens: int) -> int:
+    """Cheap WordPiece estimate (about 4 characters a token), truncated like the model."""
+    return min(max_tokens, len(text) // 4 + 3)
+
+
+def split_jobs(
+    texts: list[str], max_tokens: int, job_max_tokens: int = JOB_MAX_TOKENS
+) -> list[EmbedJob]:
+    """Cut a request's texts into jobs of at most ``job_max_tokens`` estimated tokens."""
+    jobs: list[EmbedJob] = []
+    current: list[str] = []
+    tokens = 0
+    for text in texts:
+        est = estimate_tokens(text, max_tokens)
+        if current and tokens + est > job_max_tokens:
+            jobs.append(EmbedJob(current, tokens))
+            current, tokens = [], 0
+        current.append(text)
+        tokens += est
+    if current:
+        jobs.append(EmbedJob(current, tokens))
+    return jobs

@@ -1,0 +1,154 @@
+"""``serve-app fly ...``: the app's Fly Machines through the Machines REST API (FLY_API_TOKEN)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from serve_app.cli.errors import CliError
+from serve_app.settings import get_settings, secret_value
+
+
+def cmd_fly(args: argparse.Namespace) -> int:
+    """`serve-app fly ...`: the app's Fly Machines through the Machines REST API."""
+    from serve_app.fly import autoscale
+    from serve_app.fly.api import FlyApiError, FlyTimeout, MachinesClient
+    from serve_app.fly.ops import FlyOps, OpsError, app_name, format_table
+
+    settings = get_settings()
+    token = secret_value(settings.fly_api_token)
+    if not token:
+        raise CliError("FLY_API_TOKEN is not set (`fly tokens create deploy` makes one)")
+    try:
+        app = app_name(args.app, settings.fly_app_name, Path(args.fly_toml))
+        with MachinesClient(settings.fly_api_url, token, app, log=print) as client:
+            ops = FlyOps(client, group=args.group, wait_timeout_s=args.wait_timeout)
+            command = args.fly_command
+            if command == "machines":
+                machines = ops.machines(all_groups=True)
+                print(format_table(machines) if machines else f"no machines in {app}")
+            elif command == "scale":
+                pool = ops.scale(args.count, args.region, args.fallback_region)
+                print(f"{len(pool)} {args.group} machine(s) in {args.region or 'all regions'}")
+            elif command == "start":
+                print(f"started {ops.start_many(args.ids)} machine(s)")
+            elif command == "stop":
+                print(f"stopped {ops.stop_many(args.ids)} machine(s)")
+            elif command == "warm":
+                print(f"started {ops.warm(args.count)} machine(s)")
+            elif command == "autoscale":
+                policy = autoscale.Policy(
+                    min_machines=args.min,
+                    max_machines=args.max,
+                    target_inflight=args.target_inflight,
+                    down_ratio=args.down_ratio,
+                    down_after_s=args.down_after,
+                    cooldown_s=args.cooldown,
+                )
+                try:
+                    autoscale.run(
+                        ops,
+                        policy,
+                        interval_s=args.interval,
+                        port=args.metrics_port or settings.port,
+                        metrics_urls=args.metrics_url,
+                        dry_run=args.dry_run,
+                        rounds=args.rounds,
+                    )
+                except KeyboardInterrupt:
+                    print("autoscaler stopped")
+    except (OpsError, FlyApiError, FlyTimeout, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def fly_group_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options of every `serve-app fly` command. flyctl takes `-a/--app` after any
+    subcommand (`fly machines list -a X`), so they are accepted before the subcommand and
+    after it; after it, an option only overrides when given (SUPPRESS as its default)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "-a",
+        "--app",
+        default=default(None),
+        help="Fly app (default: FLY_APP_NAME, else fly.toml's app)",
+    )
+    options.add_argument(
+        "--fly-toml", default=default("fly/fly.toml"), help="fly.toml to read the app from"
+    )
+    options.add_argument(
+        "--group",
+        default=default("app"),
+        help="process group to act on: app (heads) or worker",
+    )
+    options.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=default(180),
+        help="seconds to wait for each state change",
+    )
+    return options
+
+
+def add_parser(sub: Any) -> None:
+    fly = sub.add_parser(
+        "fly",
+        parents=[fly_group_options(defaults=True)],
+        help="the app's Fly Machines (Machines REST API, FLY_API_TOKEN)",
+    )
+    after = fly_group_options(defaults=False)
+    fly_sub = fly.add_subparsers(dest="fly_command", required=True)
+    fly_sub.add_parser(
+        "machines", parents=[after], help="id, state, region, size and role of every machine"
+    )
+    scale = fly_sub.add_parser(
+        "scale", parents=[after], help="create (clone) or remove machines until --count exist"
+    )
+    scale.add_argument("--count", type=int, required=True)
+    scale.add_argument("--region", help="count and create machines in this region only")
+    scale.add_argument(
+        "--fallback-region",
+        action="append",
+        default=[],
+        help="on insufficient_capacity, try this region next (repeatable)",
+    )
+    for name, what in (("start", "stopped"), ("stop", "started")):
+        cmd = fly_sub.add_parser(
+            name, parents=[after], help=f"{name} machines (default: every {what} one)"
+        )
+        cmd.add_argument("ids", nargs="*", help="machine ids")
+    warm = fly_sub.add_parser(
+        "warm", parents=[after], help="start stopped machines ahead of expected load"
+    )
+    warm.add_argument("count", type=int, help="machines to have started")
+    auto = fly_sub.add_parser(
+        "autoscale",
+        parents=[after],
+        help="start/stop machines from the servers' /metrics (a control loop)",
+    )
+    auto.add_argument("--min", type=int, default=1, help="machines always started")
+    auto.add_argument("--max", type=int, default=4, help="machines started at most")
+    auto.add_argument(
+        "--target-inflight",
+        type=float,
+        default=64,
+        help="requests in flight per machine (fly.toml soft_limit is a good start)",
+    )
+    auto.add_argument("--down-ratio", type=float, default=0.5)
+    auto.add_argument("--down-after", type=float, default=300, help="seconds of low load")
+    auto.add_argument("--cooldown", type=float, default=120, help="seconds after a change")
+    auto.add_argument("--interval", type=float, default=15, help="seconds between rounds")
+    auto.add_argument("--rounds", type=int, help="stop after this many rounds (default: never)")
+    auto.add_argument("--metrics-port", type=int, help="server port (default: SERVE_APP_PORT)")
+    auto.add_argument(
+        "--metrics-url",
+        action="append",
+        help="scrape these URLs instead of each started machine over 6PN (repeatable)",
+    )
+    auto.add_argument("--dry-run", action="store_true", help="print decisions; change nothing")
+    fly.set_defaults(func=cmd_fly)

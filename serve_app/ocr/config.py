@@ -1,0 +1,65 @@
+"""The OCR deployment's ``user_config``: one typed source for its keys, defaults and meaning
+(validated in ``reconfigure``; the configuration docs are generated from it)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
+DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"
+
+
+class RapidOcrOptions(BaseModel):
+    """The rapidocr engine's own settings (``user_config.rapidocr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    det_limit_side_len: int = Field(
+        960,
+        ge=64,
+        le=4096,
+        description="pages are scaled so that their longer side is at most this for detection",
+    )
+    text_score: float = Field(
+        0.5, ge=0, le=1, description="segments read with less confidence than this are dropped"
+    )
+    rec_batch_size: int = Field(6, ge=1, le=64, description="text crops per recognition pass")
+
+
+class OcrConfig(BaseModel):
+    """``user_config`` of the ``ocr`` deployment. A change is applied by ``reconfigure`` without
+    a restart: a new engine or architecture builds a new runtime."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["auto", "doctr", "rapidocr"] = Field(
+        "auto",
+        description="doctr (its weights baked into the image or downloaded), rapidocr (weights "
+        "inside its package: works offline), or auto: docTR when its weights are present, "
+        "else rapidocr",
+    )
+    det_arch: str = Field(DEFAULT_DET_ARCH, description="docTR's detection architecture")
+    reco_arch: str = Field(DEFAULT_RECO_ARCH, description="docTR's recognition architecture")
+    reco_batch_size: int = Field(
+        256, ge=1, description="docTR: word crops per recognition pass inside the predictor"
+    )
+    rapidocr: RapidOcrOptions = Field(
+        default_factory=RapidOcrOptions, description="the rapidocr engine's settings"
+    )
+    max_batch_size: int = Field(
+        4, ge=1, description="pages per batch across requests (@serve.batch)"
+    )
+    batch_wait_timeout_s: float = Field(
+        0.02, ge=0, description="how long a page batch waits to fill"
+    )
+    parallel_batches: int = Field(
+        1, ge=1, description="batches read at once, each on its own thread"
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads shared by the running batches (0: every core); for rapidocr, "
+        "each of parallel_batches gets its share when the engine is built",
+    )

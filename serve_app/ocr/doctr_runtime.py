@@ -1,0 +1,143 @@
+"""docTR OCR runtime: plain Python and torch, no Ray, no FastAPI.
+
+Weights come from a directory in docTR's cache layout (``<dir>/models/<arch>-<sha256 prefix>.pt``)
+and are hash-checked before loading. Nothing is downloaded here: models are built with
+``pretrained=False, pretrained_backbone=False`` and no orientation models.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from serve_app.devices import resolve_device
+from serve_app.logs import get_logger
+from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+from serve_app.ocr.jobs import DOWNLOAD_HINT
+from serve_app.ocr.lines import group_lines
+from serve_app.ocr.pages import OcrPage, OcrSegment
+from serve_app.ocr.weights import WeightsError, verify_hash
+
+log = get_logger(__name__)
+
+
+def build_model(kind: Literal["detection", "recognition"], arch: str) -> torch.nn.Module:
+    from doctr.models import detection, recognition
+
+    module = detection if kind == "detection" else recognition
+    factory = getattr(module, arch, None)
+    if factory is None or not callable(factory):
+        raise ValueError(f"unknown docTR {kind} architecture {arch!r}")
+    # pretrained_backbone=False: otherwise docTR downloads ImageNet backbone weights.
+    return factory(pretrained=False, pretrained_backbone=False)
+
+
+def weights_file(weights_dir: Path, model: torch.nn.Module) -> Path:
+    """Where docTR's cache keeps this model's weights inside ``weights_dir``."""
+    url: str = model.cfg["url"]
+    file_name = url.rpartition("/")[-1].split("&")[0]
+    return weights_dir / "models" / file_name
+
+
+def missing_weights(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
+    """Weights files the given architectures need that are not in ``weights_dir``."""
+    models = (build_model("detection", det_arch), build_model("recognition", reco_arch))
+    return [str(p) for p in (weights_file(weights_dir, m) for m in models) if not p.is_file()]
+
+
+class DoctrRuntime:
+    """One docTR ``ocr_predictor`` built once from explicit model objects. Its words are
+    grouped into printed lines by :func:`serve_app.ocr.lines.group_lines`, as rapidocr's
+    segments are."""
+
+    engine = "doctr"
+
+    def __init__(
+        self,
+        det_arch: str = DEFAULT_DET_ARCH,
+        reco_arch: str = DEFAULT_RECO_ARCH,
+        weights_dir: Path | None = None,
+        allow_random_weights: bool = False,
+        device: str = "auto",
+        det_batch_size: int = 4,
+        reco_batch_size: int = 256,
+    ) -> None:
+        from doctr.models import ocr_predictor
+
+        started = time.perf_counter()
+        self.det_arch, self.reco_arch = det_arch, reco_arch
+        det = build_model("detection", det_arch)
+        reco = build_model("recognition", reco_arch)
+        missing = []
+        for model in (det, reco):
+            path = weights_file(weights_dir, model) if weights_dir else None
+            if path is not None and path.is_file():
+                verify_hash(path)
+                model.load_state_dict(torch.load(path, map_location="cpu"))
+            else:
+                missing.append(str(path) if path else f"{model.cfg['url']} (no weights dir)")
+        if missing and not allow_random_weights:
+            raise WeightsError(
+                "docTR weights missing: " + ", ".join(missing) + f". Run `{DOWNLOAD_HINT}`."
+            )
+        self.weights: Literal["pretrained", "random"] = "random" if missing else "pretrained"
+        self.device = resolve_device(device)
+        self.predictor = ocr_predictor(
+            det_arch=det,
+            reco_arch=reco,
+            pretrained=False,
+            pretrained_backbone=False,
+            assume_straight_pages=True,
+            detect_orientation=False,
+            straighten_pages=False,
+            disable_page_orientation=True,
+            disable_crop_orientation=True,
+            det_bs=det_batch_size,
+            reco_bs=reco_batch_size,
+        ).eval()
+        self.predictor = self.predictor.to(self.device)
+        if self.device == "cuda":
+            self.predictor = self.predictor.half()
+        self.load_seconds = time.perf_counter() - started
+        log.info(
+            "docTR %s + %s (%s weights) on %s in %.2fs",
+            det_arch,
+            reco_arch,
+            self.weights,
+            self.device,
+            self.load_seconds,
+        )
+
+    @torch.inference_mode()
+    def read(self, pages: list[np.ndarray]) -> list[OcrPage]:
+        """OCR a batch of RGB uint8 pages (H, W, 3); one result per page, same order."""
+        if not pages:
+            return []
+        document = self.predictor(pages)
+        return [self._page(page, image) for page, image in zip(document.pages, pages, strict=True)]
+
+    @staticmethod
+    def _page(page: Any, image: np.ndarray) -> OcrPage:
+        height, width = image.shape[:2]
+        segments = []
+        for block in page.blocks:
+            for line in block.lines:
+                for word in line.words:
+                    if not word.value:
+                        continue
+                    (x0, y0), (x1, y1) = word.geometry  # relative, straight pages
+                    x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
+                    segments.append(
+                        OcrSegment(
+                            text=word.value,
+                            confidence=float(word.confidence),
+                            corners=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
+                        )
+                    )
+        return OcrPage(
+            width=int(width), height=int(height), lines=group_lines(segments, width, height)
+        )
