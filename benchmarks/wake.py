@@ -10,8 +10,9 @@ process), which is started the same way:
             embeddings answer and -> ``/health`` 200; memory of every process the server
             started (PSS and RSS, embeddings and the store warm, OCR and the solver at zero
             where the config starts them so); SIGTERM -> exit with nothing in flight
-  zero      the same with embeddings at zero replicas (downscaled after 5 s idle): the first
-            request's answer time, against plain's start -> first answer
+  zero      deployments/local-scale-to-zero.yaml (embeddings at zero replicas when idle,
+            here after 5 s): the first request's answer time, against plain's start -> first
+            answer
   container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
             and a search answered, then OCR and a plan woken on demand within the limit (the
             container's memory peak from its cgroup, and whether it was OOM-killed); then
@@ -214,17 +215,16 @@ def bench_serve(config: Path, data_dir: Path, logs: Path, label: str) -> dict[st
     }
 
 
-def zero_config(config: Path) -> Path:
-    """``config`` with embeddings autoscaling to zero after 5 s idle."""
-    raw = yaml.safe_load(config.read_text())
+def zero_config() -> Path:
+    """``deployments/local-scale-to-zero.yaml`` (embeddings scale to zero, as shipped) with
+    the scale-down after 5 s idle instead of minutes."""
+    raw = yaml.safe_load((ROOT / "deployments" / "local-scale-to-zero.yaml").read_text())
     for deployment in raw["applications"][0]["deployments"]:
         if deployment["name"] == "embeddings":
-            deployment.pop("num_replicas", None)
-            scaling = deployment.setdefault("autoscaling_config", {})
-            scaling.update(min_replicas=0, downscale_delay_s=1, downscale_to_zero_delay_s=5)
-            scaling.setdefault("initial_replicas", 1)
-            scaling.setdefault("max_replicas", 1)
-    path = Path(tempfile.mkdtemp()) / f"zero-{config.name}"
+            scaling = deployment["autoscaling_config"]
+            assert scaling["min_replicas"] == 0
+            scaling.update(downscale_delay_s=1, downscale_to_zero_delay_s=5)
+    path = Path(tempfile.mkdtemp()) / "zero.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -234,10 +234,10 @@ def component(url: str, name: str) -> str:
     return body["components"].get(name, {}).get("status", "")
 
 
-def bench_zero(config: Path, data_dir: Path, logs: Path) -> dict[str, Any]:
+def bench_zero(data_dir: Path, logs: Path) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(zero_config(config))]
+    cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(zero_config())]
     server = Started([*cmd, "--port", str(port)], serve_env(data_dir), logs / "zero.log")
     try:
         if poll_until(lambda: embeds(url), 600) is None:
@@ -389,7 +389,7 @@ def main() -> int:
         report["serve"] = bench_serve(args.config, data_dir, logs, "serve")
     if "zero" in targets:
         print("embeddings at zero replicas", flush=True)
-        report["zero"] = bench_zero(args.config, data_dir, logs)
+        report["zero"] = bench_zero(data_dir, logs)
     if "container" in targets and args.image:
         print(f"container {args.image} (--memory {args.memory})", flush=True)
         report["container"] = bench_container(args.image, args.memory, args.cycles, args.idle)

@@ -117,11 +117,13 @@ for proc in alive + members():
 """
 
 
-def kill_session(sid: int, timeout_s: float = 10.0) -> None:
+def kill_session(sid: int, timeout_s: float = 2.0) -> None:
     """SIGTERM every process of the session ``sid`` (a Ray node started in a session of its
     own), then SIGKILL what is left after ``timeout_s``. The session, not the process group:
     Ray gives each worker (and HAProxy under its manager) a process group of its own, and
-    they all keep the session of ``ray start``.
+    they all keep the session of ``ray start``. The grace is short: the GCS, the raylet and
+    the actors (Serve's controller, proxies, replicas) do not exit on SIGTERM while the others
+    live, so a longer one only waits; by then nothing is in flight (the drain is done).
 
     A detached process does the killing: Ray ends its drivers (possibly this process) when the
     raylet dies, and the rest of the session must still go.
@@ -284,7 +286,7 @@ class LocalRayHead:
         self.launch()
         return self.wait()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
         """SIGTERM Ray's daemons and workers, then SIGKILL what is left."""
         if self.pgid is None:
             return
@@ -322,7 +324,7 @@ class RayWorker:
         self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())
         return self.proc
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
         if self.proc is None:
             return
         kill_session(self.proc.pid, timeout_s)

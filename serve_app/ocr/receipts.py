@@ -30,7 +30,8 @@ _AMOUNT_AT_END = re.compile(
     \s*(?P<post>[{_SYMBOL_CLASS}]|(?:{"|".join(_CURRENCY_CODES)}))?
     (?P<trail_neg>-)?
     (?P<neg_close>\))?
-    (?:\s+(?P<taxcode>[A-Z*]{{1,2}}))?
+    # a tax code after the amount: "4.99 A", or "4.99A" as OCR often reads it
+    (?:\s+(?P<taxcode>[A-Z*]{{1,2}})|(?P<taxcode_attached>[A-Z]))?
     \s*$
     """,
     re.VERBOSE,
@@ -66,6 +67,12 @@ _DATE_PATTERNS = (
     re.compile(r"\b(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4}|\d{2})\b"),
 )
 _LEADING_CODE = re.compile(r"^\s*\d{5,}\s+")
+# Header lines that are never the first part of an item's name
+_HEADER_WORDS = re.compile(
+    r"\b(cashier|register|reg|trans|transaction|store|tel|phone|receipt|invoice|order|"
+    r"served|clerk|lane|till|kasse|caisse|bon)\b|#\s*\d",
+    re.I,
+)
 
 
 @dataclass
@@ -192,12 +199,14 @@ class ReceiptParser:
         seen_amount = False
         header: list[str] = []
 
+        after_date = False  # header lines come before the date; item names after it
         for line in lines:
             if receipt.date is None:
                 found = _find_date(line, day_first)
                 if found:
                     receipt.date = found
                     if not seen_amount:
+                        after_date = True
                         continue
             if _SEPARATOR.match(line):
                 pending_name = []
@@ -210,7 +219,11 @@ class ReceiptParser:
                 continue
             amount = parse_amount(line)
             if amount is None:
-                if not seen_amount:
+                if not seen_amount and after_date and not _HEADER_WORDS.search(line):
+                    # after the date and before any amount: the first part of a name wrapped
+                    # onto two lines (OCR often drops the rule that ends the header)
+                    pending_name.append(line.strip())
+                elif not seen_amount:
                     header.append(line)
                 elif not (_NOT_ITEM.search(line) or _TOTAL.search(line)):
                     pending_name.append(line.strip())
