@@ -6,7 +6,7 @@ RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 ARGS ?=
 
-.PHONY: run test lint format bench bench-quick clean elixir image image-test image-test-if-possible
+.PHONY: run test test-unit lint format bench bench-quick clean elixir image image-test image-test-if-possible
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: $(DEV_STAMP) elixir
 	$(VENV)/bin/pytest
 	@$(MAKE) --no-print-directory image-test-if-possible
 
+# The fast half only: ruff and tests/unit (no Ray, no running server; tests/e2e has those).
+test-unit: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest tests/unit
+
 # The image: Dockerfile.gpu built with podman (installed when missing), no registry needed.
 image:
 	bash image/build.sh
@@ -69,10 +75,10 @@ format: $(DEV_STAMP)
 
 # Every benchmark, a summary.md and plots in benchmarks/results/<timestamp>/ (see README).
 bench: $(DEV_STAMP)
-	$(PY) -m benchmarks.suite $(ARGS)
+	$(PY) -m benchmarks.harness.suite $(ARGS)
 
 bench-quick: $(DEV_STAMP)
-	$(PY) -m benchmarks.suite --quick $(ARGS)
+	$(PY) -m benchmarks.harness.suite --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
-from benchmarks.embeddings import ROOT, this_server
-from benchmarks.loadgen import print_table, write_json
+from benchmarks.harness.loadgen import print_table, write_json
+from benchmarks.harness.servers import ROOT, this_server
 
 
 def request_for(model: str) -> tuple[str, dict[str, Any]]:
@@ -41,7 +41,7 @@ def request_for(model: str) -> tuple[str, dict[str, Any]]:
         body = png(receipt_image(1, width=600, height=1200))
         return "/v1/ocr", {"content": body, "headers": {"Content-Type": "image/png"}}
     if model == "solver":
-        from benchmarks.plan_data import week_request
+        from benchmarks.data.plan_data import week_request
 
         return "/v1/plans", {"json": week_request(20, seed=1, days=3, timeout_ms=5000)}
     raise ValueError(f"unknown model {model}")

@@ -6,7 +6,7 @@ Run ``python -m benchmarks.embeddings [--quick]``; prints a table and writes JSO
 Targets, all in one run on the same machine:
   (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling); also two
                 batches at once on one torch thread each (the deployment's parallel_batches)
-  (b) plain     one uvicorn process, one model call per request (benchmarks.baseline_server)
+  (b) plain     one uvicorn process, one model call per request (benchmarks.harness.baseline_server)
   (c) serve     ``serve-app run`` with Ray's Python proxy (``SERVE_APP_PROXY=python``)
       serve-ha  the same with the HAProxy ingress (``SERVE_APP_PROXY=haproxy``, the default)
 Also measured: time from ``serve-app run`` to ready, and cold start from zero replicas.
@@ -18,13 +18,10 @@ import argparse
 import asyncio
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,16 +29,16 @@ from typing import Any
 import httpx
 import yaml
 
-from benchmarks.loadgen import (
+from benchmarks.harness.loadgen import (
     LoadResult,
     closed_loop,
     print_table,
     scrape_histogram,
     write_json,
 )
+from benchmarks.harness.servers import ROOT, Server, serve_cmd, this_server
 from serve_app.cluster import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 ADJECTIVES = ["organic", "fresh", "frozen", "low-fat", "smoked", "wholegrain", "vegan", "salted"]
 ITEMS = [
     "oat milk", "cheddar cheese", "sourdough bread", "chicken thighs", "basmati rice",
@@ -134,92 +131,6 @@ def bench_raw(duration_s: float) -> dict[str, Any]:
     }
 
 
-# --- servers ------------------------------------------------------------------------------
-
-
-def wait_healthy(
-    url: str,
-    timeout_s: float,
-    failed: Callable[[], str | None] = lambda: None,
-    hint: str = "",
-) -> None:
-    """Poll ``url``/health every 0.25 s until it answers 200; ``failed()`` returning a reason
-    (the server process exited) stops the wait at once."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        reason = failed()
-        if reason:
-            raise RuntimeError(reason)
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready in {timeout_s} s{hint}")
-
-
-class Server:
-    """A server subprocess with its own process group, stopped with SIGTERM."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], url: str, log: Path):
-        self.url = url
-        self.log = log
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout_s: float = 300) -> float:
-        """Seconds from start to a healthy /health."""
-
-        def exited() -> str | None:
-            return f"server exited; see {self.log}" if self.proc.poll() is not None else None
-
-        wait_healthy(self.url, timeout_s, exited, f"; see {self.log}")
-        return time.monotonic() - self.started
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-class Attached:
-    """A server started by someone else (``--url``, the suite's shared server): waited for,
-    measured, never stopped."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-
-    def wait_ready(self, timeout_s: float = 300) -> float:
-        wait_healthy(self.url, timeout_s)
-        return 0.0
-
-    def stop(self) -> None:
-        pass
-
-
-def this_server(
-    attach: str | None, config: Path, env: dict[str, str], log: Path
-) -> Server | Attached:
-    """The server to measure: the running one at ``attach``, or ``serve-app run --config
-    config`` started on a free port."""
-    if attach:
-        return Attached(attach)
-    port = free_port()
-    return Server(serve_cmd(port, config), env, f"http://127.0.0.1:{port}", log)
-
-
 def run_scenarios(
     target: str, url: str, quick: bool, duration_s: float, metrics: bool
 ) -> list[LoadResult]:
@@ -246,19 +157,6 @@ def run_scenarios(
         print_table([result.row()])
         results.append(result)
     return results
-
-
-def serve_cmd(port: int, config: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "serve_app.cli",
-        "run",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-    ]
 
 
 def bench_serve(
@@ -348,7 +246,7 @@ def main() -> None:
         print("(b) plain FastAPI + uvicorn, no cross-request batching", flush=True)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)]
+        cmd = [sys.executable, "-m", "benchmarks.harness.baseline_server", "--port", str(port)]
         server = Server(cmd, {}, url, logs / "plain.log")
         try:
             server.wait_ready()

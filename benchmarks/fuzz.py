@@ -32,8 +32,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from benchmarks.embeddings import ROOT, this_server
-from benchmarks.loadgen import print_table
+from benchmarks.harness.loadgen import print_table
+from benchmarks.harness.servers import ROOT, this_server
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 TOKEN = "fuzz-token-0123456789"

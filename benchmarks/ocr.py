@@ -1,13 +1,15 @@
 """OCR benchmark: raw predictor vs per-request server vs this server, on synthetic receipts.
 
 Run ``python -m benchmarks.ocr [--quick]``; prints a table and writes JSON to
-``benchmarks/results/<timestamp>/ocr.json``. docTR runs with random weights
-(``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``), which the brief allows for benchmarks: the
-work per page is the real models' work, the text is not.
+``benchmarks/results/<timestamp>/ocr.json``. All three read with the engine the OCR
+deployment's defaults resolve to here (``engine: auto``: docTR where its weights are in
+SERVE_APP_OCR_WEIGHTS_DIR, rapidocr with its packaged weights otherwise), said in the output
+and the JSON. Random docTR weights are allowed (``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``,
+which the brief allows for benchmarks) for a run that names ``engine: doctr`` without weights.
 
-  (a) raw     OcrRuntime.read in-process at its best batch size (pages/s); also, for
+  (a) raw     the runtime's read() in-process at its best batch size (pages/s); also, for
               comparison with (c)'s CPU setting, 2 pages at once on 1 torch thread each
-  (b) plain   benchmarks.baseline_ocr_server: the predictor once per request, no batching
+  (b) plain   benchmarks.harness.baseline_ocr_server: the predictor once per request, no batching
   (c) serve   ``serve-app run`` (default config, HAProxy ingress)
 at concurrency 1, 4, 16 with receipt images of about 1000 x 2500 pixels. Clients wait for
 ``Retry-After`` when answered 503, as the web app's does; items/s counts pages answered 200
@@ -30,8 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.embeddings import ROOT, Server, this_server
-from benchmarks.loadgen import LoadResult, closed_loop, print_table, write_json
+from benchmarks.harness.loadgen import LoadResult, closed_loop, print_table, write_json
+from benchmarks.harness.servers import ROOT, Server, this_server
 from serve_app.cluster import free_port
 
 RANDOM_WEIGHTS = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true"}
@@ -71,11 +73,13 @@ def bench_raw(
 
     import torch
 
-    from serve_app.ocr.runtime import OcrRuntime
+    from serve_app.ocr.runtime import default_runtime
+    from serve_app.settings import get_settings
 
-    runtime = OcrRuntime(allow_random_weights=True)
+    runtime, why = default_runtime(get_settings())
     runtime.read(pages[:1])
     sweep = {}
+    print(f"  engine {runtime.engine} ({why})", flush=True)
     print(f"  device {runtime.device}, torch threads {torch.get_num_threads()}", flush=True)
     for batch in batches:
         done, started = 0, time.perf_counter()
@@ -86,6 +90,8 @@ def bench_raw(
         print(f"  raw batch {batch}: {sweep[batch]:.2f} pages/s", flush=True)
     best = max(sweep, key=sweep.__getitem__)
     report = {
+        "engine": runtime.engine,
+        "engine_reason": why,
         "device": runtime.device,
         "pages_per_s_by_batch": sweep,
         "best_batch": best,
@@ -171,7 +177,11 @@ def main() -> None:
     pages = [receipt_image(seed) for seed in range(4)]
     bodies = [png(p) for p in pages]
     os.environ.update(RANDOM_WEIGHTS)
-    report: dict[str, Any] = {"duration_s": seconds, "image": "1000x2500 PNG", "weights": "random"}
+    report: dict[str, Any] = {
+        "duration_s": seconds,
+        "image": "1000x2500 PNG",
+        "weights": "the engine's (see raw.engine)",
+    }
     results: list[LoadResult] = []
     if "raw" in targets:
         print("(a) raw predictor in-process", flush=True)
@@ -180,7 +190,7 @@ def main() -> None:
     if "plain" in targets:
         print("(b) plain server, predictor once per request", flush=True)
         port = free_port()
-        cmd = [sys.executable, "-m", "benchmarks.baseline_ocr_server", "--port", str(port)]
+        cmd = [sys.executable, "-m", "benchmarks.harness.baseline_ocr_server", "--port", str(port)]
         server = Server(cmd, {}, f"http://127.0.0.1:{port}", out / "logs" / "plain-ocr.log")
         try:
             server.wait_ready()

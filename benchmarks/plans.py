@@ -1,8 +1,9 @@
 """Meal-plan benchmark: this server's solver vs OR-Tools CP-SAT on the same instances.
 
 Run ``python -m benchmarks.plans [--quick] [--timeout S] [--bound milp|maxsat] [--seeds 0-11]``:
-7 days x 3 meals with 20, 50, 100 and 200 recipes (benchmarks.plan_data, seeded), time, status and
-objective for each solver; prints a table and writes ``benchmarks/results/<timestamp>/plans.json``.
+7 days x 3 meals with 20, 50, 100 and 200 recipes (benchmarks.data.plan_data, seeded), time,
+status and objective for each solver; prints a table and writes
+``benchmarks/results/<timestamp>/plans.json``.
 ``--bound`` picks what proves the server's optimum (HiGHS on the count relaxation, the default,
 or Z3's MaxSAT alone).
 
@@ -24,8 +25,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import print_table, write_json
-from benchmarks.plan_data import week_request
+from benchmarks.data.plan_data import week_request
+from benchmarks.harness.loadgen import print_table, write_json
 from serve_app.solver.problem import Limits, exact, scaled, validate
 from serve_app.solver.protocol import PlanRequest
 from serve_app.solver.search import solve

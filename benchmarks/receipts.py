@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks.receipts [--count 40] [--engines rapidocr,doctr]``; prints a table
 and writes JSON to ``benchmarks/results/<timestamp>/receipts.json``. The receipts and their
-ground truth come from :mod:`benchmarks.receipt_data` (seeded); each goes through
+ground truth come from :mod:`benchmarks.data.receipt_data` (seeded); each goes through
 ``POST /v1/ocr`` of ``serve-app run`` (local.yaml, the OCR engine set per run) as a JPEG.
 Per engine, with real weights only (docTR runs only when its weights are in the weights
 directory; random weights would measure nothing):
@@ -33,9 +33,9 @@ import httpx
 import yaml
 from rapidfuzz import fuzz
 
-from benchmarks.embeddings import ROOT, this_server
-from benchmarks.loadgen import print_table, write_json
-from benchmarks.receipt_data import TruthReceipt, receipt_photo
+from benchmarks.data.receipt_data import TruthReceipt, receipt_photo
+from benchmarks.harness.loadgen import print_table, write_json
+from benchmarks.harness.servers import ROOT, this_server
 from serve_app.ocr.weights import missing_by_name
 from serve_app.settings import Settings
 

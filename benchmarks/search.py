@@ -29,8 +29,8 @@ import httpx
 import numpy as np
 import yaml
 
-from benchmarks.embeddings import ROOT, this_server
-from benchmarks.loadgen import percentile, print_table, write_json
+from benchmarks.harness.loadgen import percentile, print_table, write_json
+from benchmarks.harness.servers import ROOT, this_server
 from serve_app.app import only_models
 
 BRANDS = [

@@ -20,8 +20,8 @@ import httpx
 import psutil
 
 from benchmarks.cold_start import request_for
-from benchmarks.embeddings import ROOT, Server, serve_cmd
-from benchmarks.loadgen import print_table, write_json
+from benchmarks.harness.loadgen import print_table, write_json
+from benchmarks.harness.servers import ROOT, Server, serve_cmd
 from serve_app.cluster import free_port
 
 PROCESS_MARKERS = ("serve_app.cli", "raylet", "gcs_server", "ray::", "haproxy", "bin/postgres")

@@ -2,8 +2,8 @@
 
 Run ``python -m benchmarks.wake [--image grocery-planner-ai:cpu]``; prints a table and writes
 JSON to ``benchmarks/results/<timestamp>/wake.json``. One run, the same machine, as ratios to
-the plain process (``benchmarks.baseline_server``: the same embeddings runtime in one uvicorn
-process), which is started the same way:
+the plain process (``benchmarks.harness.baseline_server``: the same embeddings runtime in one
+uvicorn process), which is started the same way:
 
   plain     process start -> first embeddings answer; SIGTERM -> exit
   serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
@@ -16,7 +16,7 @@ process), which is started the same way:
   container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
             and a search answered, then OCR and a plan woken on demand within the limit (the
             container's memory peak from its cgroup, and whether it was OOM-killed); then
-            ``--cycles`` idle/wake cycles through ``benchmarks.flyproxy``, a stand-in for
+            ``--cycles`` idle/wake cycles through ``benchmarks.harness.flyproxy``, a stand-in for
             Fly's proxy that stops (or pauses) the container when idle and starts it on the
             next request, holding that request: every answer must be 200
 Targets (issue 21): first answer <= 1.5x plain, /health 200 <= 2x, zero-replica answer <=
@@ -47,8 +47,8 @@ import httpx
 import psutil
 import yaml
 
-from benchmarks.flyproxy import FlyProxyStandIn, podman
-from benchmarks.loadgen import print_table, write_json
+from benchmarks.harness.flyproxy import FlyProxyStandIn, podman
+from benchmarks.harness.loadgen import print_table, write_json
 from serve_app.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,7 @@ class Started:
 def bench_plain(logs: Path) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "benchmarks.harness.baseline_server", "--port", str(port)]
     server = Started(cmd, {}, logs / "plain.log")
     first = poll_until(lambda: embeds(url), 300)
     if first is None:

@@ -83,10 +83,36 @@ for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; d
   [ -f "$ca" ] && { secrets+=(--secret "id=host-ca,src=$ca"); break; }
 done
 
+# Room for the build: a failed build leaves buildah's working containers behind (each holds a
+# copy of the 7 GB virtual environment), which filled this disk once. Drop those, then check
+# the space left where podman keeps its layers.
+leftover=$(podman ps -a --external --format '{{.ID}} {{.Names}}' | awk '$2 ~ /-working-container$/ {print $1}')
+if [ -n "$leftover" ]; then
+  echo "image: removing $(echo "$leftover" | wc -l) working container(s) left by an earlier build ..."
+  # shellcheck disable=SC2086
+  podman rm -f --storage $leftover >/dev/null 2>&1 || buildah rm $leftover >/dev/null 2>&1 || true
+fi
+root=$(podman info --format '{{.Store.GraphRoot}}')
+need_gb=${IMAGE_MIN_FREE_GB:-25}
+free_gb=$(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 ))
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "image: $free_gb GB free under $root, $need_gb GB needed; pruning dangling images ..."
+  podman image prune -f >/dev/null || true
+  free_gb=$(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 ))
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    echo "image: only $free_gb GB free under $root; a build needs about $need_gb GB" \
+         "(free space or set IMAGE_MIN_FREE_GB)" >&2
+    exit 1
+  fi
+fi
+
 echo "image: building $tag from Dockerfile.gpu (base $base, $python, OCR weights: $weights) ..."
-podman build --network host -f Dockerfile.gpu -t "$tag" \
+podman build --network host --force-rm -f Dockerfile.gpu -t "$tag" \
   --build-arg RUNTIME_BASE="$base" --build-arg PYTHON="$python" \
   --build-arg OCR_WEIGHTS="$weights" \
   "${secrets[@]}" "${volumes[@]}" .
+# Older builds' layers (dangling images made before this build) are several GB each: drop
+# them, keeping this build's as the cache for the next.
+podman image prune -f --filter "until=$(date -u -d "@$started" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null || true
 size=$(podman image inspect "$tag" --format '{{.Size}}')
 echo "image: $tag built in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB"

@@ -347,8 +347,8 @@ def slim_head(ray_params: Any, head: bool) -> None:
     trims its modules. Together they are about 290 MB of RSS. ``serve-app status`` and the
     ingress talk to Serve's controller, not to the dashboard; Serve's REST API (``serve
     deploy`` to a running cluster) needs the dashboard, and ``serve-app run`` never offered
-    it. Ray is pinned (2.60.0): ``tests/test_cli.py`` starts a slim head and checks that
-    these processes are absent and Serve works."""
+    it. Ray is pinned (2.60.0): ``tests/e2e/test_cluster.py`` checks, on the test session's
+    head, that these processes are absent and Serve works."""
     if not head:
         return
     import ray._private.services as services

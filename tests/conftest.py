@@ -41,8 +41,11 @@ _prepare_ray_env()
 class ServeServer:
     """The session's running server: base URL, token, and the config it was deployed from."""
 
-    def __init__(self, url: str, port: int, config: object, ray_address: str, postgres: object):
+    def __init__(
+        self, url: str, port: int, config: object, ray_address: str, postgres: object, sid: int
+    ):
         self.url = url
+        self.head_sid = sid  # the process session of the Ray head's daemons
         self.postgres = postgres  # the session's EmbeddedPostgres (tests stop and kill it)
         self.ray_address = ray_address
         self.port = port
@@ -75,7 +78,7 @@ def serve_server() -> Iterator[ServeServer]:
         deploy(config)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, timeout_s=300, quiet=True)
-        yield ServeServer(url, port, config, address, postgres)
+        yield ServeServer(url, port, config, address, postgres, head.pgid)
     finally:
         try:
             serve.shutdown()

@@ -54,3 +54,11 @@ def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRunt
             device="cpu" if settings.ocr_device == "auto" else settings.ocr_device,
         )
     raise ValueError(f"unknown OCR engine {engine!r}")
+
+
+def default_runtime(settings: Settings) -> tuple[OcrRuntime, str]:
+    """The runtime the OCR deployment builds from its defaults (``OcrConfig()``), and why that
+    engine: for baselines that must read with the same engine as the server."""
+    config = OcrConfig()
+    engine, why = resolve_engine(config, settings.ocr_weights_path())
+    return build_runtime(engine, config, settings), why

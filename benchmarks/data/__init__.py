@@ -1,0 +1,1 @@
+"""Seeded generators of benchmark inputs (meal-plan requests, receipt photos)."""

@@ -1,0 +1,1 @@
+"""Running the benchmarks on the ``device`` tool's CUDA machines: wheels and shell scripts."""

@@ -1,0 +1,210 @@
+"""docs/configuration.md, generated from the declarations: :class:`Settings` and the
+deployments' ``user_config`` models. No Ray, no model libraries.
+
+``python -m serve_app.config_docs`` writes the file; ``--check`` exits 1 with a diff when it
+is out of date (tests/unit/test_config_docs.py checks the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, AliasPath, BaseModel, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from serve_app.embeddings.config import EmbeddingsConfig
+from serve_app.ocr.config import OcrConfig
+from serve_app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC_PATH = ROOT / "docs" / "configuration.md"
+COMMAND = "python -m serve_app.config_docs"
+END_MARKER = "<!-- end generated -->"
+
+_MIB = 1024 * 1024
+_KIB = 1024
+
+
+def env_names(name: str, field: FieldInfo, model: type[Settings] = Settings) -> list[str]:
+    """The environment variables a setting is read from, in the order they are looked up."""
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    if isinstance(alias, AliasPath):  # not used by Settings; named by its first element
+        return [str(alias.path[0])]
+    prefix = model.model_config.get("env_prefix", "")
+    return [f"{prefix}{name}".upper()]
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_is_secret(arg) for arg in typing.get_args(annotation))
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``X`` or ``X | None``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if _nested_model(a) is not None]
+        if len(models) == 1:
+            return models[0]
+    return None
+
+
+def _size(value: int) -> str:
+    for unit, name in ((_MIB, "MiB"), (_KIB, "KiB")):
+        if value >= unit and value % unit == 0:
+            return f"{value} ({value // unit} {name})"
+    return str(value)
+
+
+def render_default(name: str, field: FieldInfo) -> str:
+    """A field's default as a reader wants to see it in a table."""
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if _is_secret(field.annotation):
+        return "(secret)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, int):
+        return _size(value) if name.endswith("_bytes") else str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, BaseModel):
+        return "see below"
+    return f"`{value}`"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _table(header: tuple[str, str, str], rows: list[tuple[str, str, str]]) -> str:
+    lines = [f"| {' | '.join(header)} |", "|---|---|---|"]
+    lines += [f"| {' | '.join(_cell(cell) for cell in row)} |" for row in rows]
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """One row per :class:`Settings` field: its variable(s), default and meaning."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        variables = " or ".join(f"`{env}`" for env in env_names(name, field))
+        rows.append((variables, render_default(name, field), field.description or ""))
+    return _table(("variable", "default", "meaning"), rows)
+
+
+def _user_config_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, field in model.model_fields.items():
+        nested = _nested_model(field.annotation)
+        if nested is not None:
+            rows += _user_config_rows(nested, f"{prefix}{name}.")
+            continue
+        rows.append((f"`{prefix}{name}`", render_default(name, field), field.description or ""))
+    return rows
+
+
+def user_config_table(model: type[BaseModel], prefix: str = "") -> str:
+    """One row per field of a ``user_config`` model; nested models are expanded with dotted
+    keys (``rapidocr.det_limit_side_len``)."""
+    return _table(("key", "default", "meaning"), _user_config_rows(model, prefix))
+
+
+def _generated(name: str, table: str) -> str:
+    return f"<!-- generated: {name} -->\n{table}\n{END_MARKER}"
+
+
+def render() -> str:
+    """The whole of docs/configuration.md."""
+    return f"""\
+<!-- Generated by `{COMMAND}` from serve_app/settings.py, serve_app/embeddings/config.py \
+and serve_app/ocr/config.py: edit those declarations, not this file. -->
+# Configuration
+
+Two kinds of configuration, each declared once in code:
+
+- **Settings** come from the environment and are read once, in `serve_app/settings.py`. A
+  value out of range stops `serve-app` before anything starts, naming the variable
+  (`serve-app: invalid settings:` then one line per problem, exit status 2).
+- **Per-deployment tuning** (replicas, autoscaling, `max_ongoing_requests`,
+  `max_queued_requests`, `ray_actor_options`, batch sizes) lives in `deployments/*.yaml`.
+  The batch settings are each deployment's `user_config`, applied by `reconfigure()` without
+  a restart: edit the file and `serve deploy` it again. `reconfigure()` validates it against
+  the model below: an unknown or invalid key fails the deploy, naming it.
+
+## Settings
+
+Where a setting has several variables, they are looked up in the order listed and the first
+one set wins.
+
+{_generated("settings", settings_table())}
+
+## user_config of the embeddings deployment
+
+Declared by `serve_app.embeddings.config.EmbeddingsConfig`.
+
+{_generated("embeddings user_config", user_config_table(EmbeddingsConfig))}
+
+## user_config of the ocr deployment
+
+Declared by `serve_app.ocr.config.OcrConfig`; the `rapidocr` keys
+(`serve_app.ocr.config.RapidOcrOptions`) are nested under `rapidocr:`.
+
+{_generated("ocr user_config", user_config_table(OcrConfig))}
+
+## The solver deployment
+
+The solver has no `user_config`: batching does not apply to solving, since every meal plan is
+its own optimisation problem. Its concurrency is `max_ongoing_requests` (and its
+`autoscaling_config`) in `deployments/*.yaml`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 with a diff when the file is out of date"
+    )
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        if current == text:
+            return 0
+        where = str(DOC_PATH.relative_to(ROOT))
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=where,
+                tofile=f"{where} (generated)",
+            )
+        )
+        print(f"{where} is out of date: run `{COMMAND}`", file=sys.stderr)
+        return 1
+    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DOC_PATH.write_text(text, encoding="utf-8")
+    print(DOC_PATH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""`serve-app run` as an operator runs it: ready line, then SIGTERM drains in-flight work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from serve_app.app import only_models
+from serve_app.cluster import free_port
+from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
+from tests.conftest import TOKEN
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "SERVE_APP_DATA_DIR": str(tmp_path / "data")}
+    for name in ("RAY_ADDRESS", "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        env.pop(name, None)  # its own cluster, its own HAProxy ports
+    # The default config without OCR: this test is about the CLI, and CI has 2 cores.
+    raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
+    app = raw["applications"][0]
+    only_models(app, ["embeddings"])
+    config = tmp_path / "embeddings-only.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serve_app.cli",
+            "run",
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready in"):
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(240), "".join(lines[-30:])
+        ready_line = next(x for x in lines if x.startswith("ready in"))
+        assert f"http://127.0.0.1:{port}" in ready_line
+        # The embedded PostgreSQL was started, migrated and is the store's database.
+        assert any(x.startswith("database ready: embedded PostgreSQL") for x in lines)
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()
+        assert health["components"]["store"]["status"] == "ready", health
+
+        # A slow request is in flight when SIGTERM arrives; it must still complete.
+        result: dict[str, object] = {}
+
+        def slow_request() -> None:
+            texts = [f"weekly shopping list entry number {i} " * 40 for i in range(64)]
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/embeddings",
+                    json={"input": texts},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=120,
+                )
+                result["status"] = response.status_code
+                result["count"] = len(response.json()["data"])
+            except Exception as exc:
+                result["error"] = repr(exc)
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # SIGTERM once the request reached the model
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            except httpx.TimeoutException:
+                continue
+            if 'serve_app_model_inflight{model="embeddings"} 1.0' in metrics:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        client.join(120)
+        assert result == {"status": 200, "count": 64}, result
+        assert proc.wait(120) == 0
+        reader.join(10)
+        output = "".join(lines)
+        assert "draining" in output
+        assert "stopped the embedded PostgreSQL" in output
+        assert not EmbeddedPostgres(pgdata_dir(tmp_path / "data")).running()
+        # The machine is left as clean as `ray stop` leaves it: Ray's own tools, started next,
+        # do not try to join the dead head (they hung on its stale cluster record).
+        serve_run_after(config, env)
+    finally:
+        if proc.poll() is None:
+            # SIGTERM first: serve-app then stops the Ray head it started (SIGKILL would orphan it).
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(150)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def serve_run_after(config: Path, env: dict[str, str]) -> None:
+    """`serve run` on the same config (the README offers it) serves once `serve-app run` has
+    stopped: it starts a Ray instance of its own instead of waiting for the dead one."""
+    port = free_port()
+    raw = yaml.safe_load(config.read_text())
+    raw.setdefault("http_options", {})["port"] = port
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_SERVE_")}
+    env["RAY_SERVE_ENABLE_HA_PROXY"] = "0"  # Ray's own default proxy, as a plain `serve run`
+    serve = str(Path(sys.executable).with_name("serve"))
+    proc = subprocess.Popen(
+        [serve, "run", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        answer = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/embeddings",
+                    json={"input": "oat milk"},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=10,
+                )
+                if answer.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert answer is not None and answer.status_code == 200, (
+            f"`serve run` did not serve after `serve-app run` stopped: {answer}"
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # serve run shuts down the Ray it started
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

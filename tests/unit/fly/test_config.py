@@ -1,0 +1,236 @@
+"""fly.toml, the Serve configs, the Dockerfile and the workflows parse and agree."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+from serve_app.cli.main import build_parser
+from serve_app.cli.serve_config import load_config
+from serve_app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+FLY = tomllib.loads((ROOT / "fly" / "fly.toml").read_text())
+CONFIGS = sorted((ROOT / "deployments").glob("*.yaml"))
+
+
+def seconds(value: str | int) -> float:
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"(\d+)(ms|s|m)", value)
+    assert match, value
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
+
+
+def deployments(path: Path) -> dict:
+    config = load_config(path, "127.0.0.1", 8000)
+    return {d.name: d for d in config.applications[0].deployments}
+
+
+def fly_settings() -> Settings:
+    """Settings as a Fly machine sees them: fly.toml's [env] (and FLY_PRIVATE_IP)."""
+    return Settings(**_as_fields(FLY["env"]))
+
+
+def _as_fields(env: dict[str, str]) -> dict[str, str]:
+    fields = {}
+    for key, value in env.items():
+        assert key.startswith("SERVE_APP_"), key
+        name = key.removeprefix("SERVE_APP_").lower()
+        assert name in Settings.model_fields, f"fly.toml sets unknown {key}"
+        fields[name] = value
+    return fields
+
+
+def test_every_serve_config_parses_and_sheds_load():
+    assert {p.name for p in CONFIGS} >= {"local.yaml", "fly.yaml", "gpu.yaml"}
+    for path in CONFIGS:
+        for name, d in deployments(path).items():
+            assert d.max_queued_requests not in (None, -1), f"{path.name}:{name} never sheds"
+            if name != "ingress":
+                has_scaling = d.autoscaling_config or d.num_replicas
+                assert has_scaling, f"{path.name}:{name} has no replica settings"
+
+
+def test_fly_toml_and_fly_yaml_agree():
+    fly_yaml = deployments(ROOT / "deployments" / "fly.yaml")
+    service = FLY["http_service"]
+    settings = fly_settings()
+    # one port everywhere: the server, the proxy's internal_port, the metrics scrape
+    assert service["internal_port"] == settings.port == FLY["metrics"]["port"]
+    assert FLY["metrics"]["path"] == "/metrics"
+    assert settings.host == "::"  # IPv4 for the proxy and IPv6 for 6PN (serve-app maps it)
+    assert FLY["env"]["SERVE_APP_CONFIG"] == "deployments/fly.yaml"
+    # production refuses to start with blind OCR (the image bakes the weights by default)
+    assert FLY["env"]["SERVE_APP_OCR_REQUIRE_WEIGHTS"] == "true"
+    # the proxy never sends a machine more than the ingress takes at once
+    concurrency = service["concurrency"]
+    assert concurrency["type"] == "requests"
+    assert concurrency["soft_limit"] < concurrency["hard_limit"]
+    assert concurrency["hard_limit"] == fly_yaml["ingress"].max_ongoing_requests
+    # the autoscaler's default target is the proxy's soft limit
+    fly_args = build_parser().parse_args(["fly", "autoscale"])
+    assert fly_args.target_inflight == concurrency["soft_limit"]
+    # readiness: /health, with a grace period for Ray's start and model loading
+    (check,) = service["checks"]
+    assert check["path"] == "/health" and check["method"] == "GET"
+    assert seconds(check["grace_period"]) >= 60
+    # scale-to-zero machines, deliberately one warm
+    assert service["auto_stop_machines"] == "stop" and service["auto_start_machines"] is True
+    assert service["min_machines_running"] == 1
+    # stopping: SIGTERM, and time to drain (30 s) plus Serve's shutdown (60 s at most)
+    run_args = build_parser().parse_args(["run"])
+    assert FLY["kill_signal"] == "SIGTERM"
+    assert seconds(FLY["kill_timeout"]) >= run_args.drain_timeout + 60
+    assert seconds(FLY["kill_timeout"]) <= 300  # Fly's maximum
+    solver_grace = fly_yaml["solver"].graceful_shutdown_timeout_s
+    assert solver_grace * 1000 >= Settings().plans_max_timeout_ms
+
+
+def test_fly_toml_deploys_rolling_with_migrations_and_a_cpu_vm():
+    assert FLY["deploy"]["strategy"] == "rolling"
+    assert FLY["deploy"]["release_command"] == "serve-app db migrate"
+    (vm,) = FLY["vm"]
+    assert vm["size"].startswith("performance-")
+    assert "gpu_kind" not in vm  # GPU machines are withdrawn: the variant stays a comment
+    assert re.search(r"^# gpu_kind = ", (ROOT / "fly" / "fly.toml").read_text(), re.M)
+
+
+def test_fly_processes_form_a_ray_cluster_over_6pn():
+    settings = fly_settings()
+    processes = FLY["processes"]
+    assert processes["app"].split()[:3] == ["serve-app", "run", "--head"]
+    assert "--config deployments/fly.yaml" in processes["app"]
+    assert processes["worker"] == "serve-app join"
+    assert FLY["http_service"]["processes"] == ["app"]  # workers serve no HTTP
+    assert settings.ray_head_address == f"app.process.{FLY['app']}.internal:{settings.ray_port}"
+    ports = [
+        settings.ray_port,
+        settings.ray_client_server_port,
+        settings.ray_node_manager_port,
+        settings.ray_object_manager_port,
+        settings.ray_runtime_env_agent_port,
+        settings.ray_dashboard_agent_grpc_port,
+        settings.ray_dashboard_agent_listen_port,
+        settings.ray_metrics_export_port,
+        settings.port,
+    ]
+    assert len(set(ports)) == len(ports) and all(ports)
+    worker_range = range(settings.ray_min_worker_port, settings.ray_max_worker_port + 1)
+    assert len(worker_range) >= 100
+    assert not set(ports) & set(worker_range)
+
+
+def test_no_secrets_in_fly_toml():
+    for key, value in FLY["env"].items():
+        assert not re.search(r"TOKEN|SECRET|PASSWORD|DATABASE_URL", key), key
+        assert "://" not in value or "@" not in value, key
+
+
+def test_gpu_yaml_shares_one_gpu_and_batches_more():
+    gpu = deployments(ROOT / "deployments" / "gpu.yaml")
+    cpu = deployments(ROOT / "deployments" / "fly.yaml")
+    shares = [d.ray_actor_options.num_gpus or 0 for d in gpu.values()]
+    assert all(0 <= s < 1 for s in shares) and 0 < sum(shares) <= 1
+    assert gpu["embeddings"].ray_actor_options.num_gpus > 0
+    assert gpu["ocr"].ray_actor_options.num_gpus > 0
+    assert gpu["ocr"].user_config["max_batch_size"] > cpu["ocr"].user_config["max_batch_size"]
+    assert (
+        gpu["embeddings"].user_config["max_batch_tokens"]
+        > cpu["embeddings"].user_config["max_batch_tokens"]
+    )
+
+
+def test_scale_to_zero_models_have_a_measured_cold_start_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Scale to zero", 1)[1].split("\n## ", 1)[0]
+    for path in (ROOT / "deployments" / "fly.yaml", ROOT / "deployments" / "gpu.yaml"):
+        for name, d in deployments(path).items():
+            scaling = d.autoscaling_config if "autoscaling_config" in d.model_fields_set else {}
+            if scaling and scaling["min_replicas"] == 0:
+                assert re.search(rf"\| {name} \| [\d.]+ s", section), (path.name, name)
+
+
+def test_dockerfile_invariants():
+    parser = DockerfileParser(fileobj=(ROOT / "Dockerfile.gpu").open("rb"))
+    stages = [i for i in parser.structure if i["instruction"] == "FROM"]
+    assert len(stages) >= 2  # build stage + runtime stage
+    final = parser.structure[parser.structure.index(stages[-1]) :]
+    build = parser.structure[: parser.structure.index(stages[-1])]
+    by = {i["instruction"]: i["value"] for i in final}
+    # the default base is a CUDA runtime, swappable by a build argument (CPU-only image)
+    assert re.search(r"ARG RUNTIME_BASE=nvidia/cuda:[\w.-]+runtime", parser.content)
+    assert stages[-1]["value"].startswith("${RUNTIME_BASE}")
+    # weights are fetched in the build stage, for the configs the image runs
+    weights = [
+        i["value"] for i in build if i["instruction"] == "RUN" and "weights download" in i["value"]
+    ]
+    assert weights and "deployments/fly.yaml" in weights[0]
+    assert any(
+        i["instruction"] == "COPY" and "--from=package /opt/doctr" in i["value"] for i in final
+    )
+    # non-root, liveness check, clean stop, the documented command
+    assert by["USER"] not in ("root", "0")
+    assert "/health/live" in by["HEALTHCHECK"]
+    assert by["STOPSIGNAL"] == "SIGTERM"
+    assert by["CMD"] == '["serve-app", "run", "--config", "deployments/fly.yaml"]'
+    env = parser.envs
+    assert env["SERVE_APP_OCR_WEIGHTS_DIR"] == "/opt/serve-app/doctr"
+    # one file for both builds: the base's Python and the docTR weights are build arguments,
+    # baking the weights is the default (Fly), and no host's paths are in it
+    assert re.search(r"^ARG PYTHON=python3\.12$", parser.content, re.M)
+    assert re.search(r"^ARG OCR_WEIGHTS=doctr$", parser.content, re.M)
+    assert "--mount=type=secret,id=pip.conf" in parser.content
+    for host_only in ("/opt/pypi", "/opt/wheels", "/etc/ssl/certs/ca-certificates.crt"):
+        assert host_only not in parser.content
+    # no secrets baked in
+    for instruction in parser.structure:
+        if instruction["instruction"] in ("ENV", "ARG"):
+            assert not re.search(r"TOKEN|SECRET|PASSWORD|DATABASE_URL", instruction["value"])
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", ".data", "benchmarks", ".env"):
+        assert path in ignored
+
+
+def test_package_data_ships_every_non_python_file():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["serve_app"]
+    package = ROOT / "serve_app"
+    for path in package.rglob("*"):
+        if path.is_file() and path.suffix not in (".py", ".pyc"):
+            relative = path.relative_to(package)
+            assert any(relative.match(p) for p in patterns), f"{relative} would be left out"
+
+
+def test_workflows_run_the_readme_test_command_and_deploy_after_ci():
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = ci["jobs"]["test"]["steps"]
+    runs = " ".join(s.get("run", "") for s in steps)
+    assert "bash .ci/run" in runs
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
+    assert setup["with"]["cache"] == "pip"
+    deploy = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    trigger = deploy[True]["workflow_run"]  # YAML 1.1 reads the key `on` as True
+    assert trigger["workflows"] == [ci["name"]] and trigger["branches"] == ["main"]
+    job = deploy["jobs"]["deploy"]
+    assert "conclusion == 'success'" in job["if"]
+    command = " ".join(s.get("run", "") for s in job["steps"])
+    assert "flyctl deploy --remote-only --config fly/fly.toml" in command
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_batching_lives_in_user_config_not_code(path):
+    for name, d in deployments(path).items():
+        if name in ("embeddings", "ocr"):
+            assert d.user_config, f"{path.name}:{name} has no batch settings"
+        if name == "solver":
+            assert "user_config" not in d.model_fields_set  # batching does not apply
+            assert "Batching does not apply" in path.read_text() or "no batching" in (
+                path.read_text()
+            )

@@ -1,0 +1,276 @@
+"""CLI checks that need no running server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from serve_app.cli import main
+from serve_app.cli.errors import CliError
+from serve_app.cli.run import check_bind
+from serve_app.cli.serve_config import fit_cpus, load_config
+from serve_app.settings import Settings, is_loopback
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"])
+def test_loopback_hosts(host: str):
+    assert is_loopback(host)
+    check_bind(host, Settings(api_token=None))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "fdaa::3"])
+def test_refuses_public_bind_without_token(host: str):
+    assert not is_loopback(host)
+    with pytest.raises(CliError, match="SERVE_APP_API_TOKEN"):
+        check_bind(host, Settings(api_token=None))
+    check_bind(host, Settings(api_token="s3cret"))
+
+
+def test_run_exits_with_a_clear_message(capsys, monkeypatch):
+    monkeypatch.delenv("SERVE_APP_API_TOKEN", raising=False)
+    from serve_app import settings as settings_module
+
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run", "--host", "0.0.0.0"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SERVE_APP_PORT": "0"}, "SERVE_APP_PORT: Input should be greater than or equal to 1"),
+        (
+            {
+                "SERVE_APP_EMBEDDINGS_INGRESS_IN_FLIGHT": "2",
+                "SERVE_APP_EMBEDDINGS_INGRESS_RUNNING": "3",
+            },
+            "SERVE_APP_EMBEDDINGS_INGRESS_RUNNING (3) must not exceed",
+        ),
+    ],
+)
+def test_invalid_settings_are_named_without_a_traceback(env, expected, capsys, monkeypatch):
+    from serve_app import settings as settings_module
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith("serve-app: invalid settings:")
+    assert expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml", "gpu.yaml"])
+def test_configs_validate_and_take_host_port(name: str):
+    config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
+    assert config.http_options.port == 8123
+    app = config.applications[0]
+    assert app.import_path == "serve_app.app:build_app"
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"ingress", "embeddings", "ocr", "solver"}
+    assert deployments["ocr"].user_config["det_arch"] == "db_mobilenet_v3_large"
+    emb = deployments["embeddings"]
+    assert emb.max_queued_requests > 0
+    assert emb.user_config["max_batch_tokens"] >= 4096
+    ocr = deployments["ocr"]
+    assert ocr.max_ongoing_requests >= ocr.user_config["max_batch_size"]  # or batches stay small
+
+
+def test_gpu_config_shares_one_gpu():
+    app = load_config(ROOT / "deployments" / "gpu.yaml", "127.0.0.1", 8000).applications[0]
+    gpus = {d.name: d.ray_actor_options.num_gpus or 0 for d in app.deployments}
+    assert gpus["ingress"] == 0
+    assert 0 < gpus["embeddings"] < 1 and 0 < gpus["ocr"] < 1
+    assert sum(gpus.values()) <= 1
+
+
+def test_a_config_for_more_cores_is_fitted_to_this_node_saying_so():
+    config = load_config(ROOT / "deployments" / "fly.yaml", "127.0.0.1", 8000)
+    asked = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    message = fit_cpus(config, 2)
+    fitted = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    assert sum(asked.values()) > 2 >= sum(fitted.values())
+    assert all(0 < fitted[name] < asked[name] for name in asked)
+    assert fitted["embeddings"] / fitted["ingress"] == asked["embeddings"] / asked["ingress"]
+    assert message and "this node has 2" in message and "fitted" in message
+    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    assert fit_cpus(local, 2) is None  # made for two cores: left as it is
+
+
+def test_bad_config_is_reported(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("applications: [{name: x, import_path: 5, deployments: nope}]\n")
+    with pytest.raises(CliError, match="not a valid Serve config"):
+        load_config(bad, "127.0.0.1", 8000)
+    with pytest.raises(CliError, match="not found"):
+        load_config(tmp_path / "missing.yaml", "127.0.0.1", 8000)
+
+
+def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, monkeypatch):
+    from serve_app import settings as settings_module
+
+    monkeypatch.setenv("SERVE_APP_OCR_REQUIRE_WEIGHTS", "true")
+    monkeypatch.setenv("SERVE_APP_OCR_WEIGHTS_DIR", str(tmp_path))
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["run", "--port", "8123"]) == 2
+    finally:
+        settings_module.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "docTR weights are required" in err
+    assert "db_mobilenet_v3_large, crnn_mobilenet_v3_small" in err and str(tmp_path) in err
+    assert "serve-app weights download" in err
+
+
+@pytest.mark.parametrize(
+    ("host", "proxy", "bound"),
+    [
+        ("::", "haproxy", "0::0"),  # Serve would hand HAProxy "*": IPv4 only
+        ("[::]", "haproxy", "0::0"),
+        ("::", "python", "::"),  # uvicorn binds "::" dual-stack already
+        ("0.0.0.0", "haproxy", "0.0.0.0"),
+        ("127.0.0.1", "haproxy", "127.0.0.1"),
+    ],
+)
+def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
+    from serve_app.cli.run import bind_host
+
+    assert bind_host(host, Settings(proxy=proxy)) == bound
+
+
+def test_host_port_helpers_bracket_ipv6():
+    from serve_app.cluster import join_host_port, resolve_address, split_host_port
+
+    assert join_host_port("fdaa::3", 6380) == "[fdaa::3]:6380"
+    assert join_host_port("10.0.0.5", 6380) == "10.0.0.5:6380"
+    assert split_host_port("[fdaa::3]:6380") == ("fdaa::3", 6380)
+    assert resolve_address("localhost:6380") in ("[::1]:6380", "127.0.0.1:6380")
+    for bad in ("fdaa::3", "head", "head:port"):
+        with pytest.raises(ValueError):
+            split_host_port(bad)
+    with pytest.raises(ValueError, match="cannot resolve"):
+        resolve_address("no-such-head.invalid:6380")
+
+
+def test_ray_ports_become_ray_start_flags():
+    from serve_app.cluster import RayPorts, RayWorker
+
+    ports = RayPorts.from_settings(Settings())
+    flags = ports.node_args()
+    assert "--node-manager-port=6382" in flags and "--max-worker-port=10199" in flags
+    assert RayPorts().node_args() == []  # 0: Ray picks
+    cmd = RayWorker("[fdaa::3]:6380", node_ip="fdaa::4", num_cpus=2, ports=ports).command()
+    assert cmd[1] == "start"
+    assert "--address=[fdaa::3]:6380" in cmd and "--block" in cmd
+    assert "--node-ip-address=fdaa::4" in cmd and "--num-cpus=2" in cmd
+
+
+def test_haproxy_servers_on_one_machine_get_their_own_internal_ports(monkeypatch):
+    from serve_app.cluster import configure_proxy
+
+    for name in ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    configure_proxy("haproxy")
+    http = os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]
+    assert http != "8500" and http != os.environ["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"]
+
+
+def test_join_needs_a_head_address(capsys, monkeypatch):
+    monkeypatch.delenv("SERVE_APP_RAY_HEAD_ADDRESS", raising=False)
+    from serve_app.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert main(["join"]) == 2
+        assert "no head address" in capsys.readouterr().err
+        assert main(["join", "no-such-head.invalid:6380"]) == 2
+        assert "cannot resolve the Ray head" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+
+
+class _Process:
+    """Stands in for the Ray head and the embedded PostgreSQL that `serve-app run` starts."""
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def supervise(self) -> None:
+        pass
+
+    def launch(self) -> None:
+        pass
+
+    def wait(self) -> str:
+        return "127.0.0.1:1"
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
+    """Ray's daemons and the embedded PostgreSQL run in process sessions of their own: a
+    failure while draining or stopping Serve must not leave them running."""
+    import signal
+
+    from serve_app.cli import run as cli
+
+    head, database = _Process(), _Process()
+    # What `run` writes to the environment stays in this test (no token, no proxy setup).
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
+    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
+    monkeypatch.setattr(cli, "configure_proxy", lambda kind: None)
+    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
+    monkeypatch.setattr(cli, "uses_store", lambda config: True)
+    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
+    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
+    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    monkeypatch.setattr(cli, "connect_ray", lambda address: None)
+
+    def deploy(config):
+        raise RuntimeError("deploy failed")
+
+    def disconnect_ray():
+        raise RuntimeError("leaving the cluster failed")
+
+    monkeypatch.setattr(cli, "deploy", deploy)
+    monkeypatch.setattr(cli, "drain", lambda config, timeout_s: None)
+    monkeypatch.setattr(cli, "disconnect_ray", disconnect_ray)
+    with pytest.raises(RuntimeError, match="leaving the cluster failed"):
+        main(["run", "--port", "18999"])
+    assert (head.stops, database.stops) == (1, 1)
+    assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
+
+
+def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
+    """An unexpected error while draining (here: a handle Serve refuses to use from this
+    thread) is printed, and shutdown goes on."""
+    from ray import serve
+
+    from serve_app.cli import run as cli
+
+    class Handle:
+        is_initialized = False
+
+        def _init(self, **options):
+            assert options == {"_run_router_in_separate_loop": True}
+            raise RuntimeError("No event loop running")
+
+    monkeypatch.setattr(serve, "get_deployment_handle", lambda name, app_name: Handle())
+    config = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    cli.drain(config, timeout_s=1)
+    out = capsys.readouterr().out
+    assert "drain failed for grocery: RuntimeError: No event loop running" in out
