@@ -1,1 +1,1 @@
-"""Benchmarks: load generator, baselines, and one module per model (see README)."""
+"""Benchmarks: load generator, baselines, and one module per model (docs/benchmarks.md)."""

@@ -8,9 +8,9 @@ downscale delays, no document store), measures the time to ready, waits until ea
 model has scaled to zero, then times its first request (Ray starts a replica process, the
 model loads, the request runs) against the same request warm, and records the /health
 timeline of the component while it comes back. Models whose config has ``min_replicas: 0``
-are measured by default. Without docTR weights the OCR model loads random weights
-(``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS``): the same architecture, without reading the weights
-files (about 20 MB), so the real cold start is slightly longer.
+are measured by default. OCR reads with the engine the server picks (``engine: auto``:
+docTR when its weights are present, else rapidocr, whose weights ship in its package), as
+``serve-app run`` prints at start.
 """
 
 from __future__ import annotations

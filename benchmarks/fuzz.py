@@ -6,7 +6,7 @@ OCR weights, a token) unless ``--url`` names a running server; prints the cases 
 and status and every failure, and writes JSON to ``benchmarks/results/<timestamp>/fuzz.json``.
 Checks on every response: ``not_a_server_error`` (no 5xx), ``status_code_conformance`` (the
 status is documented for the operation) and ``response_schema_conformance`` (the body matches
-the documented schema). The suite's own ``tests/test_schemathesis.py`` is the quick,
+the documented schema). The suite's own ``tests/e2e/test_schemathesis.py`` is the quick,
 derandomised version of this (about 25 cases per operation); this one is seeded too
 (``--seed``), so a failure found here can be replayed.
 """

@@ -79,7 +79,8 @@ def documents(n: int, seed: int = 11, duplicates: bool = False) -> list[dict[str
     ``duplicates=True`` is the first generator of this benchmark, kept as a stress case: small
     vocabularies, so each item text recurs about ten times and only a serial number ``#i``
     tells the copies apart. Clusters of near-identical vectors are a known weak spot of HNSW
-    graphs (searches get trapped in a cluster); see the README for what it does to recall."""
+    graphs (searches get trapped in a cluster); docs/benchmarks.md, "Search", says what it
+    does to recall."""
     rng = random.Random(seed)
     if duplicates:
         return _duplicate_heavy(n, rng)

@@ -93,17 +93,18 @@ if [ -n "$leftover" ]; then
   podman rm -f --storage $leftover >/dev/null 2>&1 || buildah rm $leftover >/dev/null 2>&1 || true
 fi
 root=$(podman info --format '{{.Store.GraphRoot}}')
-need_gb=${IMAGE_MIN_FREE_GB:-25}
-free_gb=$(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 ))
-if [ "$free_gb" -lt "$need_gb" ]; then
-  echo "image: $free_gb GB free under $root, $need_gb GB needed; pruning dangling images ..."
-  podman image prune -f >/dev/null || true
-  free_gb=$(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 ))
-  if [ "$free_gb" -lt "$need_gb" ]; then
-    echo "image: only $free_gb GB free under $root; a build needs about $need_gb GB" \
-         "(free space or set IMAGE_MIN_FREE_GB)" >&2
-    exit 1
-  fi
+free_gb() { echo $(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 )); }
+# A build from nothing writes about 27 GB here (the CUDA torch venv, copied between stages);
+# a rebuild after a code change reuses those layers and writes well under 1 GB.
+# Older builds' images are pruned after each build (below), this build's kept as the cache.
+if [ "$(free_gb)" -lt 30 ]; then
+  echo "image: note: $(free_gb) GB free under $root (enough for a cached rebuild; a build" \
+       "from nothing needs about 30)"
+fi
+if [ "$(free_gb)" -lt "${IMAGE_MIN_FREE_GB:-5}" ]; then
+  echo "image: only $(free_gb) GB free under $root: free some space" \
+       "(a cached rebuild needs a few GB, a build from nothing about 30)" >&2
+  exit 1
 fi
 
 echo "image: building $tag from Dockerfile.gpu (base $base, $python, OCR weights: $weights) ..."

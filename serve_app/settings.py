@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Server settings. Every field can be set as ``SERVE_APP_<NAME>`` (see README)."""
+    """Server settings. Every field can be set as ``SERVE_APP_<NAME>`` (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(env_prefix="SERVE_APP_", extra="ignore")
 

@@ -8,7 +8,7 @@
 #
 #   bash benchmarks/gpu/gpu.sh            # the quick suite; pass other suite flags to override
 #
-# Ran on an NVIDIA H200 on 2026-11-28: README, "On a GPU".
+# Ran on an NVIDIA H200 on 2026-11-28: docs/benchmarks.md, "On a GPU".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/gpu/gpu_setup.sh

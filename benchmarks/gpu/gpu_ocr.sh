@@ -2,7 +2,7 @@
 # The OCR comparison of benchmarks/ocr.py on a CUDA machine (fp16), in one command, for the
 # `device` tool. The machine has torch, numpy and opencv but neither docTR nor Ray: carry the
 # Python 3.12 wheels that `python -m benchmarks.gpu.gpu_wheels` packs (see benchmarks/gpu/gpu.sh),
-# and run with WHEELS=<where they are>. Ran on an NVIDIA H200 on 2026-11-28: README, "On a GPU".
+# and run with WHEELS=<where they are>. Ran on an NVIDIA H200 on 2026-11-28: docs/benchmarks.md, "On a GPU".
 #
 #   bash benchmarks/gpu/gpu_ocr.sh [--quick]      # (a) raw and (b) plain; (c) too when Ray imports
 #

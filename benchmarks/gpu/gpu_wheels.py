@@ -14,7 +14,7 @@ fit into ``NAME.partNN`` pieces that ``benchmarks/gpu/gpu_setup.sh`` joins again
     #             cp .gpun/* /tmp/gw/ && WHEELS=/tmp/gw bash benchmarks/gpu/gpu.sh
 
 The calls must follow each other while the machine is warm (it keeps /tmp between calls).
-Used on an H200 on 2026-11-28 (README, "On a GPU").
+Used on an H200 on 2026-11-28 (docs/benchmarks.md, "On a GPU").
 """
 
 from __future__ import annotations

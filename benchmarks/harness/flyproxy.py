@@ -6,9 +6,12 @@ What it copies from Fly (fly.toml's ``auto_stop_machines`` and ``auto_start_mach
 ``auto_stop_machines = "stop"``) or suspends it (``podman pause``, the processes frozen in
 memory, like ``"suspend"``, which Fly does with a memory snapshot instead); the next request
 starts (``podman start``) or resumes (``podman unpause``) it and is held, not refused, until the
-server answers: connection errors are retried while the machine starts, and an answer is
-passed on as it is. What it does not copy: regions, load balancing between machines,
-concurrency limits, TLS, health checks, Fly's own retry timings.
+machine passes its service check (fly.toml's ``[[http_service.checks]]``: ``GET /health``
+2xx; Fly's proxy does not route to a machine whose service check fails), then forwarded, and
+the answer passed on as it is. The check is polled every ``check_every_s`` (0.25 s) after a
+wake; Fly runs it at the check's ``interval``, so on Fly a cold start can wait up to one
+interval more. What it does not copy: regions, load balancing between machines, concurrency
+limits, TLS, Fly's own retry timings.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class FlyProxyStandIn:
     idle_s: float = 10.0
     mode: str = "stop"  # or "suspend"
     hold_s: float = 300.0  # how long a request is held while the machine starts
+    check_path: str = "/health"  # fly.toml's service check
+    check_every_s: float = 0.25
     state: str = "started"
     wakes: list[Wake] = field(default_factory=list)
     last_request: float = field(default_factory=time.monotonic)
@@ -79,8 +84,21 @@ class FlyProxyStandIn:
             done = await asyncio.to_thread(podman, command, self.container)
             if done.returncode != 0:
                 raise RuntimeError(f"podman {command} failed: {done.stderr.strip()}")
+            await self._until_healthy(began + self.hold_s)
             self.state = "started"
             return time.monotonic() - began
+
+    async def _until_healthy(self, deadline: float) -> None:
+        """Until the machine passes its service check (connection errors while it boots)."""
+        while time.monotonic() < deadline:
+            try:
+                async with self.session.get(f"{self.upstream}{self.check_path}") as check:
+                    if 200 <= check.status < 300:
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(self.check_every_s)
+        raise RuntimeError(f"the machine did not pass {self.check_path} in time")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()

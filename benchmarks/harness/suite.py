@@ -1,7 +1,8 @@
 """Every benchmark in one run: ``make bench`` (or ``python -m benchmarks.harness.suite [--quick]``).
 
-Runs the embeddings, OCR, search, meal-plan and cold-start benchmarks one after another (never
-two at once, so they do not compete for the CPU), with a progress bar, and writes
+Runs the embeddings, OCR, search, cold-start, meal-plan, receipt-accuracy and wake benchmarks
+one after another (never two at once, so they do not compete for the CPU), with a progress
+bar, and writes
 ``benchmarks/results/<timestamp>/``: each benchmark's JSON and log, ``summary.md`` (one table
 per benchmark) and PNG plots:
 
@@ -12,9 +13,10 @@ per benchmark) and PNG plots:
 
 The full run lets each benchmark start the server configuration it measures (the search
 benchmark a fresh database, the cold start ``deployments/fly.yaml``). ``--quick`` (under 5
-minutes on 2 cores) starts one server for all of them instead (``deployments/local.yaml``
-with the solver scaling to zero, so the cold-start benchmark finds it at zero replicas at the
-end) and shortens every run; ``--config`` names another base for that server
+minutes on 2 cores) starts one server for the benchmarks that measure a running server
+(``deployments/local.yaml`` with the solver scaling to zero, so the cold-start benchmark finds
+it at zero replicas), stops it, then runs those that start their own (plans in process,
+receipts, wake) and shortens every run; ``--config`` names another base for that server
 (``benchmarks/gpu/gpu.sh`` passes ``deployments/gpu.yaml``); ``--only a,b`` picks benchmarks.
 """
 
@@ -43,6 +45,11 @@ CPSAT_VENV = ROOT / "benchmarks" / ".venv-ortools"
 DEFAULT_CONFIG = ROOT / "deployments" / "local.yaml"
 
 
+# Benchmarks that use the quick run's shared server (``--url``); the others start what they
+# measure, after the shared server has stopped.
+SHARED = {"embeddings", "ocr", "search", "cold_start"}
+
+
 def plan(quick: bool, url: str = "URL", data: str = "DIR") -> list[tuple[str, list[str]]]:
     """(name, arguments of ``python -m benchmarks.<name>``) in run order; ``url`` and
     ``data`` are the quick run's shared server and its data directory."""
@@ -55,15 +62,19 @@ def plan(quick: bool, url: str = "URL", data: str = "DIR") -> list[tuple[str, li
                      "--url", url]),
             ("search", ["--docs", "2000", "--queries", "50", "--ef", "100", "--url", url,
                         "--data-dir", data]),
-            ("plans", ["--sizes", "20,50", "--timeout", "5", *no_cpsat]),
             ("cold_start", ["--models", "solver", "--url", url]),
+            ("plans", ["--sizes", "20,50", "--timeout", "5", *no_cpsat]),
+            ("receipts", ["--count", "10"]),
+            ("wake", ["--targets", "plain,serve"]),
         ]  # fmt: skip
     return [
         ("embeddings", []),
         ("ocr", []),
         ("search", []),
-        ("plans", ["--timeout", "20", *no_cpsat]),
         ("cold_start", []),
+        ("plans", ["--timeout", "20", *no_cpsat]),
+        ("receipts", []),
+        ("wake", []),
     ]
 
 
@@ -104,6 +115,10 @@ def run_all(
     try:
         bar = tqdm(steps, desc="benchmarks", unit="bench", file=sys.stdout)
         for name, args in bar:
+            if server is not None and name not in SHARED:
+                server.stop()  # the rest start what they measure: nothing else on the CPU
+                server = None
+                shutil.rmtree(out / "data", ignore_errors=True)
             bar.set_postfix_str(name)
             started = time.monotonic()
             with (out / f"{name}.log").open("w") as log:
@@ -171,6 +186,10 @@ def summary(out: Path, status: dict[str, Any], quick: bool) -> str:
             parts += [f"## {name}", ""]
             table = [LoadResult(**p).row() for p in points]
             parts += [markdown_table(HEADER, table), ""]
+    for name in ("receipts", "wake"):
+        table = out / f"{name}.md"
+        if table.is_file():
+            parts += [f"## {name}", "", table.read_text().strip(), ""]
     for name in ("search", "plans", "cold_start"):
         report = load(out, name)
         if report is not None:

@@ -7,7 +7,7 @@ the integer the Z3 model uses (``Problem.quantities`` and ``Problem.money``), so
 data are exact; its solution is checked afterwards, exactly, by the Z3 layout over the days and
 by ``evaluation.evaluate`` in fractions. Its optimum is a lower bound on the plan's cost that
 HiGHS proves by branch and bound on the LP relaxation, which Z3's MaxSAT engines could not do
-within 20 s from 50 recipes up (README, "Meal-plan benchmark").
+within 20 s from 50 recipes up (docs/benchmarks.md, "Meal plans").
 
 Counts that cannot be laid out over the days are cut off (``cut``) and the program solved again.
 

@@ -63,7 +63,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class IndexParams:
-    """HNSW build parameters; defaults as in the settings (see the README's search numbers)."""
+    """HNSW build parameters; defaults as in the settings (docs/benchmarks.md, "Search")."""
 
     m: int = 16
     ef_construction: int = 128

@@ -63,6 +63,6 @@ def test_warm_up_waits_for_every_worker_to_have_an_answer():
 def test_plan_benchmark_seeds():
     from benchmarks.plans import seeds_of
 
-    assert seeds_of(None, 200) == [200]  # each size's own week, as in the README's table
+    assert seeds_of(None, 200) == [200]  # each size's own week, as in docs/benchmarks.md
     assert seeds_of("0-3", 200) == [0, 1, 2, 3]
     assert seeds_of("1,5,7-8", 50) == [1, 5, 7, 8]
