@@ -176,10 +176,15 @@ def main() -> int:
             "Hypothesis's replay)",
             flush=True,
         )
-        short = args.cases - tally.total
-        if short > 0:  # top up to the asked-for total with more stateless cases
+        # Top up to the asked-for total with more stateless cases, a new seed each round
+        # (operations without parameters give one case whatever is asked, so one round can
+        # fall short).
+        for extra in range(1, 6):
+            short = args.cases - tally.total
+            if short <= 0:
+                break
             print(f"stateless again: {short} more cases", flush=True)
-            stateless(schema, tally, max(1, short // operations + 1), args.seed + 1, call)
+            stateless(schema, tally, max(1, short // operations + 1), args.seed + extra, call)
     finally:
         server.stop()
     elapsed = time.monotonic() - started

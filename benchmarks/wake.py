@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -424,6 +425,7 @@ def main() -> int:
     if "container" in targets and args.image:
         print(f"container {args.image} (--memory {args.memory})", flush=True)
         report["container"] = bench_container(args.image, args.memory, args.cycles, args.idle)
+    shutil.rmtree(data_dir, ignore_errors=True)
     report["summary"] = summarise(report)
     print()
     table = print_table(report["summary"]["rows"], ["measure", "value", "target", "met"])

@@ -131,7 +131,13 @@ def add_parser(sub: Any) -> None:
         parents=[after],
         help="start/stop machines from the servers' /metrics (a control loop)",
     )
-    auto.add_argument("--min", type=int, default=1, help="machines always started")
+    auto.add_argument(
+        "--min",
+        type=int,
+        default=0,
+        help="machines always started (0, as fly.toml's min_machines_running: at idle Fly's "
+        "proxy stops the last one and wakes it on the next request)",
+    )
     auto.add_argument("--max", type=int, default=4, help="machines started at most")
     auto.add_argument(
         "--target-inflight",

@@ -92,6 +92,7 @@ def test_fly_toml_and_fly_yaml_agree():
     # idle at zero machines: the proxy stops or suspends the last one and wakes it
     assert service["min_machines_running"] == 0 and service["auto_start_machines"] is True
     assert service["auto_stop_machines"] in ("suspend", "stop")
+    assert fly_args.min == service["min_machines_running"]  # the autoscaler agrees
     if service["auto_stop_machines"] == "suspend":  # Fly suspends machines of <= 2 GB only
         (vm,) = FLY["vm"]
         assert megabytes(vm["memory"]) <= 2048
