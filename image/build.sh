@@ -108,12 +108,17 @@ if [ "$(free_gb)" -lt "${IMAGE_MIN_FREE_GB:-5}" ]; then
 fi
 
 echo "image: building $tag from Dockerfile.gpu (base $base, $python, OCR weights: $weights) ..."
-podman build --network host --force-rm -f Dockerfile.gpu -t "$tag" \
-  --build-arg RUNTIME_BASE="$base" --build-arg PYTHON="$python" \
-  --build-arg OCR_WEIGHTS="$weights" \
-  "${secrets[@]}" "${volumes[@]}" .
+build_args=(--network host --force-rm -f Dockerfile.gpu
+  --build-arg RUNTIME_BASE="$base" --build-arg PYTHON="$python"
+  --build-arg OCR_WEIGHTS="$weights" "${secrets[@]}" "${volumes[@]}")
+# The dependency stage gets a tag of its own (IMAGE_TAG's name with :deps): untagged, it is
+# an image no tag leads to, which the prune below removed, so the next build installed the
+# 7 GB of dependencies again.
+deps_tag="${tag%%:*}:deps"
+podman build "${build_args[@]}" --target build -t "$deps_tag" .
+podman build "${build_args[@]}" -t "$tag" .
 # Older builds' layers (dangling images made before this build) are several GB each: drop
-# them, keeping this build's as the cache for the next.
+# them, keeping this build's (and the tagged dependency stage) as the cache for the next.
 podman image prune -f --filter "until=$(date -u -d "@$started" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null || true
 size=$(podman image inspect "$tag" --format '{{.Size}}')
 echo "image: $tag built in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB"
