@@ -50,6 +50,7 @@ import yaml
 
 from benchmarks.harness.flyproxy import FlyProxyStandIn, podman
 from benchmarks.harness.loadgen import print_table, write_json
+from benchmarks.harness.servers import spawn
 from serve_app.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,14 +88,7 @@ class Started:
         self.log = log
         self.before = {p.pid for p in psutil.process_iter()}
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = spawn(cmd, env, log)
 
     def new_processes(self) -> list[psutil.Process]:
         mine = {os.getpid(), *(c.pid for c in psutil.Process().children(recursive=True))}

@@ -40,6 +40,19 @@ def wait_healthy(
     raise RuntimeError(f"{url} not ready in {timeout_s} s{hint}")
 
 
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``cmd`` from the repository root with ``env`` added, in a session of its own (a signal
+    to its group reaches everything it starts), its output in ``log``."""
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 class Server:
     """A server subprocess with its own process group, stopped with SIGTERM."""
 
@@ -47,14 +60,7 @@ class Server:
         self.url = url
         self.log = log
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = spawn(cmd, env, log)
 
     def wait_ready(self, timeout_s: float = 300) -> float:
         """Seconds from start to a healthy /health."""
