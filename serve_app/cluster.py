@@ -7,7 +7,8 @@ import secrets
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,46 @@ def stop_orphaned_haproxy(port: int) -> list[int]:
     return killed
 
 
+def prestart_workers(
+    raylet_address: str,
+    runtime_env: dict[str, Any],
+    count: int,
+    keep_alive_s: int,
+    wait_s: float = 120.0,
+) -> bool:
+    """Ask the raylet at ``raylet_address`` to start ``count`` idle Python workers with
+    ``runtime_env`` (Ray's ``PrestartWorkers``), of no job yet (any job's lease can take
+    them), each kept alive ``keep_alive_s`` while idle (Ray otherwise kills idle workers
+    above one per CPU after 1 s). Meant for while ``ray start`` is still starting the head:
+    tries again until the raylet answers, at most ``wait_s``. Whether the raylet took it."""
+    import grpc
+    from ray._private.grpc_utils import init_grpc_channel
+    from ray._private.utils import get_runtime_env_info
+    from ray.core.generated import common_pb2, node_manager_pb2, node_manager_pb2_grpc
+    from ray.runtime_env import RuntimeEnv
+
+    request = node_manager_pb2.PrestartWorkersRequest(
+        language=common_pb2.PYTHON,
+        runtime_env_info=get_runtime_env_info(RuntimeEnv(**runtime_env)),
+        keep_alive_duration_secs=keep_alive_s,
+        num_workers=count,
+    )
+    deadline = time.monotonic() + wait_s
+    channel = init_grpc_channel(raylet_address)
+    try:
+        stub = node_manager_pb2_grpc.NodeManagerServiceStub(channel)
+        while True:
+            try:
+                stub.PrestartWorkers(request, timeout=5, wait_for_ready=True)
+                return True
+            except grpc.RpcError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+    finally:
+        channel.close()
+
+
 class LocalRayHead:
     """A Ray head node started with ``ray start`` in its own process session.
 
@@ -238,6 +279,8 @@ class LocalRayHead:
         self.node_ip = node_ip
         self.num_cpus = num_cpus
         self.ports = ports or RayPorts()
+        if not self.ports.node_manager:  # known before the raylet is up (raylet_address)
+            self.ports = replace(self.ports, node_manager=free_port())
         self.port = self.ports.gcs or free_port()
         self.pgid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -245,6 +288,11 @@ class LocalRayHead:
     @property
     def address(self) -> str:
         return join_host_port(self.node_ip, self.port)
+
+    @property
+    def raylet_address(self) -> str:
+        """The head's raylet (its node manager's gRPC port), up while ``ray start`` runs."""
+        return join_host_port(self.node_ip, self.ports.node_manager)
 
     def launch(self) -> None:
         """Run ``ray start --head`` in the background (it takes seconds: the caller does

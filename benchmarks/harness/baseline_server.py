@@ -16,8 +16,32 @@ from serve_app.embeddings.protocol import EmbeddingRequest
 from serve_app.embeddings.runtime import EmbeddingRuntime
 
 
-def create_app() -> FastAPI:
-    runtime = EmbeddingRuntime()
+class SentenceTransformersRuntime:
+    """What a user would most likely write instead: sentence-transformers (on transformers)
+    on the same weights, with the same output (``python -m benchmarks.harness.baseline_server
+    --runtime sentence-transformers``; the wake benchmark's second plain process)."""
+
+    def __init__(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from serve_app.embeddings.runtime import EmbeddingOutput, default_model_dir
+
+        self.output = EmbeddingOutput
+        self.model = SentenceTransformer(
+            str(default_model_dir()), device="cpu", local_files_only=True
+        )
+
+    def embed(self, texts: list[str]):
+        vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        counts = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
+        return self.output(vectors, counts)
+
+
+RUNTIMES = {"serve-app": EmbeddingRuntime, "sentence-transformers": SentenceTransformersRuntime}
+
+
+def create_app(runtime_name: str = "serve-app") -> FastAPI:
+    runtime = RUNTIMES[runtime_name]()
     app = FastAPI()
 
     @app.get("/health")
@@ -41,16 +65,22 @@ def create_app() -> FastAPI:
     return app
 
 
-def run_baseline(create: Callable[[], FastAPI], default_port: int) -> None:
-    """Serve a baseline app on loopback (``--port``), as both baseline servers do."""
+def run_baseline(
+    create: Callable[..., FastAPI], default_port: int, runtimes: list[str] | None = None
+) -> None:
+    """Serve a baseline app on loopback (``--port``), as both baseline servers do; with
+    ``runtimes``, ``--runtime`` chooses the one ``create`` gets."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=default_port)
+    if runtimes:
+        parser.add_argument("--runtime", choices=runtimes, default=runtimes[0])
     args = parser.parse_args()
-    uvicorn.run(create(), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create(args.runtime) if runtimes else create()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 def main() -> None:
-    run_baseline(create_app, 8100)
+    run_baseline(create_app, 8100, list(RUNTIMES))
 
 
 if __name__ == "__main__":

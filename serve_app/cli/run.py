@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from serve_app import prestart
 from serve_app.cli.database import prepare_database
 from serve_app.cli.errors import CliError
 from serve_app.cli.serve_config import fit_cpus, load_config, uses_store
@@ -29,6 +30,7 @@ from serve_app.cluster import (
     RayPorts,
     RayWorker,
     configure_proxy,
+    prestart_workers,
     resolve_address,
     stop_orphaned_haproxy,
     use_token_auth,
@@ -79,6 +81,20 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
         ports = RayPorts.from_settings(settings)
         return LocalRayHead(node_ip=node_ip(settings), num_cpus=settings.ray_num_cpus, ports=ports)
     return LocalRayHead()
+
+
+# How long the raylet keeps a prestarted worker while it is idle: longer than Serve takes
+# to ask for it.
+PRESTART_KEEP_ALIVE_S = 120
+
+
+def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) -> None:
+    """While ``ray start`` runs: a worker for each first replica that preloads (the
+    ingress, embeddings), started as soon as the raylet is up (serve_app/prestart.py)."""
+    for runtime_env in runtime_envs:
+        if not prestart_workers(head.raylet_address, runtime_env, 1, PRESTART_KEEP_ALIVE_S):
+            print("serve-app: could not prestart a replica's worker (it starts on demand)")
+            return
 
 
 def connect_ray(address: str) -> None:
@@ -271,6 +287,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             if fitted:
                 print(f"serve-app: {fitted}", flush=True)
         prepare_ocr(config, settings)
+        # The first replicas' workers start, and load what they need, while Ray and Serve
+        # start (serve_app/prestart.py).
+        if head is not None:
+            prestart_envs = prestart.mark(config)
+            threading.Thread(
+                target=prestart_replicas, args=(head, prestart_envs), daemon=True
+            ).start()
         for pid in stop_orphaned_haproxy(port):
             print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
         embedded = prepare_database(settings) if uses_store(config) else None

@@ -25,15 +25,16 @@ class EmbeddingDeployment:
 
     def __init__(self) -> None:
         # torch and transformers load here, in the replica: the app's build step imports this
+        from serve_app.embeddings import preload
         from serve_app.embeddings.runtime import EmbeddingRuntime
 
-        settings = get_settings()
-        self.runtime = EmbeddingRuntime(
-            model_dir=settings.embeddings_model_dir,
-            device=settings.embeddings_device,
-            max_tokens=settings.embeddings_max_tokens,
-        )
-        self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
+        kwargs = preload.settings_kwargs()
+        # loading since this process started, when `serve-app run` started it (preload.py)
+        self.runtime = preload.take(kwargs)
+        self.preloaded = self.runtime is not None
+        if self.runtime is None:
+            self.runtime = EmbeddingRuntime(**kwargs)
+            self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
         self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -76,4 +77,5 @@ class EmbeddingDeployment:
             "model": get_settings().embeddings_model_name,
             "dimensions": self.runtime.dimensions,
             "load_seconds": round(self.runtime.load_seconds, 3),
+            "preloaded": self.preloaded,
         }

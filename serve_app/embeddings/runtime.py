@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from serve_app.devices import resolve_device
+from serve_app.embeddings.bert import BertEncoder, load_tokenizer
 from serve_app.logs import get_logger
 
 log = get_logger(__name__)
@@ -52,12 +52,13 @@ class EmbeddingRuntime:
         self.device = resolve_device(device)
         self.max_tokens = max_tokens
         self.max_batch_tokens = max_batch_tokens
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         # fp16 on CUDA agrees with fp32 to cosine >= 0.99999 for MiniLM; CPU stays fp32.
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32
-        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, dtype=self.dtype)
-        self.model = model.to(self.device).eval()
-        self.dimensions = int(self.model.config.hidden_size)
+        self.model = BertEncoder(self.model_dir, self.device, self.dtype)
+        if max_tokens > self.model.max_positions:
+            raise ValueError(f"max_tokens {max_tokens} > the model's {self.model.max_positions}")
+        self.tokenizer = load_tokenizer(self.model_dir, max_tokens)
+        self.dimensions = self.model.hidden_size
         self.load_seconds = time.perf_counter() - started
         log.info(
             "embedding model loaded from %s on %s (%s) in %.2fs",
@@ -69,19 +70,13 @@ class EmbeddingRuntime:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+        return [len(encoding.ids) for encoding in self.tokenizer.encode_batch(texts)]
 
     def embed(self, texts: list[str]) -> EmbeddingOutput:
         """Embed ``texts``; the result keeps their order."""
         if not texts:
             return EmbeddingOutput(np.zeros((0, self.dimensions), dtype=np.float32), [])
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_tokens, add_special_tokens=True
-        )
-        ids: list[list[int]] = encoded["input_ids"]
+        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
         lengths = [len(x) for x in ids]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
@@ -108,7 +103,7 @@ class EmbeddingRuntime:
         width = max(len(x) for x in ids)
         input_ids = torch.zeros((len(ids), width), dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
-        pad_id = self.tokenizer.pad_token_id or 0
+        pad_id = self.model.pad_token_id
         if pad_id:
             input_ids.fill_(pad_id)
         for row, seq in enumerate(ids):
@@ -116,7 +111,7 @@ class EmbeddingRuntime:
             mask[row, : len(seq)] = 1
         input_ids = input_ids.to(self.device, non_blocking=True)
         mask = mask.to(self.device, non_blocking=True)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        hidden = self.model(input_ids, mask)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
         pooled = pooled.float()

@@ -142,3 +142,22 @@ def test_cuda_fp16_agrees_with_sentence_transformers(reference):
     out = runtime.embed(TEXTS)
     ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
     assert ((out.vectors * ref).sum(axis=1)).min() >= 0.999
+
+
+def test_other_architectures_are_refused(tmp_path):
+    import json
+    import shutil
+
+    from serve_app.embeddings.bert import BertEncoder
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(default_model_dir() / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+    with pytest.raises(ValueError, match="model_type 'roberta' is not 'bert'"):
+        BertEncoder(tmp_path, "cpu", torch.float32)
+
+
+def test_max_tokens_beyond_the_models_positions_is_refused():
+    with pytest.raises(ValueError, match="max_tokens 1024 > the model's 512"):
+        EmbeddingRuntime(max_tokens=1024)

@@ -1,0 +1,139 @@
+"""serve_app.prestart: which workers run through it, which are prestarted, and the worker
+entry point itself (a real Python process running a stand-in for Ray's default_worker.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ray.serve._private.utils import override_runtime_envs_except_env_vars
+
+from serve_app import prestart
+from serve_app.cli.serve_config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(name: str = "local"):
+    return load_config(ROOT / "deployments" / f"{name}.yaml", "127.0.0.1", 8000)
+
+
+def role(env: dict) -> str:
+    command = env["py_executable"].split()
+    assert command[:3] == [sys.executable, "-m", "serve_app.prestart"], command
+    return command[3]
+
+
+@pytest.mark.parametrize("name", ["local", "fly", "gpu", "local-scale-to-zero"])
+def test_every_worker_of_the_app_runs_through_prestart(name: str):
+    cfg = config(name)
+    envs = prestart.mark(cfg)
+    app = cfg.applications[0]
+    assert role(app.runtime_env) == prestart.BUILD  # the build task's worker
+    roles = {d.name: role(d.ray_actor_options.runtime_env) for d in app.deployments}
+    assert roles == {
+        "ingress": "ingress",
+        "embeddings": "embeddings",
+        "ocr": "replica",
+        "solver": "replica",
+    }
+    # prestarted: the model first, then the build and the ingress; OCR and the solver start
+    # at zero replicas in every shipped config, so no worker waits for them
+    assert [role(env) for env in envs] == ["embeddings", prestart.BUILD, "ingress"]
+
+
+def test_prestarted_runtime_env_is_the_one_serve_gives_the_replica():
+    """Ray leases an idle worker only to a request with the same runtime env (its hash):
+    the env prestarted must be Serve's merge of the app's and the deployment's."""
+    cfg = config()
+    envs = prestart.mark(cfg)
+    app = cfg.applications[0]
+    embeddings = next(d for d in app.deployments if d.name == "embeddings")
+    merged = override_runtime_envs_except_env_vars(
+        app.runtime_env, embeddings.ray_actor_options.runtime_env
+    )
+    assert envs[0] == merged
+
+
+def test_config_with_its_own_runtime_env_is_left_alone():
+    cfg = config()
+    app = cfg.applications[0]
+    app.runtime_env = {"pip": ["rich"]}
+    assert prestart.mark(cfg) == []
+    assert app.runtime_env == {"pip": ["rich"]}
+    assert all(
+        "py_executable" not in (d.ray_actor_options.runtime_env or {}) for d in app.deployments
+    )
+
+
+def test_deployment_with_packages_keeps_its_runtime_env():
+    cfg = config()
+    app = cfg.applications[0]
+    embeddings = next(d for d in app.deployments if d.name == "embeddings")
+    embeddings.ray_actor_options.runtime_env = {"pip": ["rich"]}
+    envs = prestart.mark(cfg)
+    assert embeddings.ray_actor_options.runtime_env == {"pip": ["rich"]}
+    assert [role(env) for env in envs] == [prestart.BUILD, "ingress"]
+
+
+def test_environment_variables_are_kept():
+    cfg = config()
+    app = cfg.applications[0]
+    ingress = next(d for d in app.deployments if d.name == "ingress")
+    ingress.ray_actor_options.runtime_env = {"env_vars": {"X": "1"}}
+    envs = prestart.mark(cfg)
+    assert ingress.ray_actor_options.runtime_env["env_vars"] == {"X": "1"}
+    assert envs[-1]["env_vars"] == {"X": "1"} and role(envs[-1]) == "ingress"
+
+
+def test_replica_starts():
+    from ray.serve.schema import DeploymentSchema
+
+    def starts(**fields) -> bool:
+        return prestart.replica_starts(DeploymentSchema(name="d", **fields))
+
+    assert starts()  # Serve's default: one replica
+    assert starts(num_replicas=2)
+    assert starts(num_replicas="auto")
+    assert not starts(autoscaling_config={"min_replicas": 0, "max_replicas": 2})
+    assert starts(autoscaling_config={"min_replicas": 0, "initial_replicas": 1, "max_replicas": 2})
+    assert starts(autoscaling_config={"min_replicas": 1, "max_replicas": 2})
+
+
+def test_worker_entry_preloads_then_runs_rays_worker_with_its_arguments(tmp_path: Path):
+    """`python -m serve_app.prestart build default_worker.py ARGS` runs the worker script as
+    __main__ with its own argv, the app's modules loading on a thread meanwhile."""
+    worker = tmp_path / "default_worker.py"
+    worker.write_text(
+        "import sys, threading, time\n"
+        "assert __name__ == '__main__'\n"
+        "print('argv', sys.argv)\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name == 'preload-build':\n"
+        "        t.join(120)\n"
+        "print('app imported', 'serve_app.app' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "serve_app.prestart", "build", str(worker), "--flag=1", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    assert f"argv ['{worker}', '--flag=1', 'x']" in out
+    assert "app imported True" in out
+
+
+def test_worker_entry_without_a_worker_script_says_how_to_call_it():
+    done = subprocess.run(
+        [sys.executable, "-m", "serve_app.prestart", "ingress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "usage: python -m serve_app.prestart ROLE DEFAULT_WORKER.py" in done.stderr
