@@ -7,7 +7,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,7 +231,9 @@ def prestart_workers(
     ``runtime_env`` (Ray's ``PrestartWorkers``), of no job yet (any job's lease can take
     them), each kept alive ``keep_alive_s`` while idle (Ray otherwise kills idle workers
     above one per CPU after 1 s). Meant for while ``ray start`` is still starting the head:
-    tries again until the raylet answers, at most ``wait_s``. Whether the raylet took it."""
+    waits until the raylet answers, at most ``wait_s``, and asks once (a request that timed
+    out may still have been carried out: asked again, the raylet would start more). Whether
+    the raylet said yes."""
     import grpc
     from ray._private.grpc_utils import init_grpc_channel
     from ray._private.utils import get_runtime_env_info
@@ -245,18 +246,17 @@ def prestart_workers(
         keep_alive_duration_secs=keep_alive_s,
         num_workers=count,
     )
-    deadline = time.monotonic() + wait_s
-    channel = init_grpc_channel(raylet_address)
+    # while the raylet is not up yet, try to connect every 0.1 s (gRPC's default backoff
+    # grows past a second)
+    backoff = [(f"grpc.{key}_reconnect_backoff_ms", 100) for key in ("initial", "min", "max")]
+    channel = init_grpc_channel(raylet_address, options=backoff)
     try:
         stub = node_manager_pb2_grpc.NodeManagerServiceStub(channel)
-        while True:
-            try:
-                stub.PrestartWorkers(request, timeout=5, wait_for_ready=True)
-                return True
-            except grpc.RpcError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.1)
+        # wait_for_ready: the call waits (up to the timeout) for the raylet to listen
+        stub.PrestartWorkers(request, timeout=wait_s, wait_for_ready=True)
+        return True
+    except grpc.RpcError:
+        return False
     finally:
         channel.close()
 

@@ -89,8 +89,8 @@ PRESTART_KEEP_ALIVE_S = 120
 
 
 def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) -> None:
-    """While ``ray start`` runs: a worker for each first replica that preloads (the
-    ingress, embeddings), started as soon as the raylet is up (serve_app/prestart.py)."""
+    """While ``ray start`` runs: a worker each for the embeddings replica, the app's build
+    and the ingress (``prestart.mark``), started as soon as the raylet is up."""
     for runtime_env in runtime_envs:
         if not prestart_workers(head.raylet_address, runtime_env, 1, PRESTART_KEEP_ALIVE_S):
             print("serve-app: could not prestart a replica's worker (it starts on demand)")

@@ -18,7 +18,7 @@ from serve_app.logs import get_logger
 log = get_logger(__name__)
 
 # A preloaded model that no replica took by then is given back (its worker process exits).
-UNCLAIMED_EXIT_S = 300.0
+UNCLAIMED_EXIT_S = 120.0
 
 
 class _Preload:
