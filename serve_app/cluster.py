@@ -226,14 +226,14 @@ def prestart_workers(
     count: int,
     keep_alive_s: int,
     wait_s: float = 120.0,
-) -> bool:
+) -> None:
     """Ask the raylet at ``raylet_address`` to start ``count`` idle Python workers with
     ``runtime_env`` (Ray's ``PrestartWorkers``), of no job yet (any job's lease can take
     them), each kept alive ``keep_alive_s`` while idle (Ray otherwise kills idle workers
     above one per CPU after 1 s). Meant for while ``ray start`` is still starting the head:
     waits until the raylet answers, at most ``wait_s``, and asks once (a request that timed
-    out may still have been carried out: asked again, the raylet would start more). Whether
-    the raylet said yes."""
+    out may still have been carried out: asked again, the raylet would start more). Raises
+    RuntimeError, naming the raylet and gRPC's status, when it did not say yes."""
     import grpc
     from ray._private.grpc_utils import init_grpc_channel
     from ray._private.utils import get_runtime_env_info
@@ -254,9 +254,11 @@ def prestart_workers(
         stub = node_manager_pb2_grpc.NodeManagerServiceStub(channel)
         # wait_for_ready: the call waits (up to the timeout) for the raylet to listen
         stub.PrestartWorkers(request, timeout=wait_s, wait_for_ready=True)
-        return True
-    except grpc.RpcError:
-        return False
+    except grpc.RpcError as exc:
+        raise RuntimeError(
+            f"the raylet at {raylet_address} did not prestart workers: "
+            f"{exc.code().name}: {exc.details()}"
+        ) from None
     finally:
         channel.close()
 

@@ -26,7 +26,6 @@ deployments a runtime environment beyond environment variables are left as they 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import runpy
 import sys
@@ -101,9 +100,10 @@ def background(target: Any, name: str) -> threading.Thread:
 
 def _import(module: str) -> Any:
     def run() -> None:
-        # on failure the replica (or the build) imports it again and reports what fails
-        with contextlib.suppress(Exception):
+        try:
             importlib.import_module(module)
+        except Exception as exc:  # the replica (or the build) imports it again and fails
+            print(f"serve_app.prestart: preloading {module} failed: {exc!r}", file=sys.stderr)
 
     return run
 

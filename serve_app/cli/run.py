@@ -92,8 +92,10 @@ def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) ->
     """While ``ray start`` runs: a worker each for the embeddings replica, the app's build
     and the ingress (``prestart.mark``), started as soon as the raylet is up."""
     for runtime_env in runtime_envs:
-        if not prestart_workers(head.raylet_address, runtime_env, 1, PRESTART_KEEP_ALIVE_S):
-            print("serve-app: could not prestart a replica's worker (it starts on demand)")
+        try:
+            prestart_workers(head.raylet_address, runtime_env, 1, PRESTART_KEEP_ALIVE_S)
+        except RuntimeError as exc:
+            print(f"serve-app: {exc}; the replicas' workers start on demand", flush=True)
             return
 
 

@@ -59,12 +59,10 @@ _preload: _Preload | None = None
 
 
 def _is_actor() -> bool:
+    """Whether this process hosts a Ray actor (a replica) by now."""
     import ray
 
-    try:
-        return ray.get_runtime_context().get_actor_id() is not None
-    except Exception:
-        return False
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
 
 
 def settings_kwargs() -> dict[str, Any]:

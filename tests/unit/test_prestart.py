@@ -137,3 +137,11 @@ def test_worker_entry_without_a_worker_script_says_how_to_call_it():
     )
     assert done.returncode != 0
     assert "usage: python -m serve_app.prestart ROLE DEFAULT_WORKER.py" in done.stderr
+
+
+def test_prestart_without_a_raylet_names_it_and_grpcs_status():
+    from serve_app.cluster import free_port, prestart_workers
+
+    address = f"127.0.0.1:{free_port()}"  # nobody listens
+    with pytest.raises(RuntimeError, match=rf"the raylet at {address} did not prestart workers: "):
+        prestart_workers(address, {}, 1, keep_alive_s=1, wait_s=0.5)
