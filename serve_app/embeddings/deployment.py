@@ -32,6 +32,7 @@ class EmbeddingDeployment:
         # loading since this process started, when `serve-app run` started it (preload.py)
         self.runtime = preload.take(kwargs)
         self.preloaded = self.runtime is not None
+        self.preload = preload.outcome()
         if self.runtime is None:
             self.runtime = EmbeddingRuntime(**kwargs)
             self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
@@ -78,4 +79,5 @@ class EmbeddingDeployment:
             "dimensions": self.runtime.dimensions,
             "load_seconds": round(self.runtime.load_seconds, 3),
             "preloaded": self.preloaded,
+            "preload": self.preload,
         }

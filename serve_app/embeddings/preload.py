@@ -56,6 +56,7 @@ class _Preload:
 
 _lock = threading.Lock()
 _preload: _Preload | None = None
+_outcome = "not asked"  # what the last take() found (/health reports it)
 
 
 def _is_actor() -> bool:
@@ -91,17 +92,26 @@ def start(kwargs: dict[str, Any], exit_unclaimed_after_s: float | None = None) -
 
 def take(kwargs: dict[str, Any]) -> Any:
     """The runtime this process preloaded with the same ``kwargs`` (waiting for it to finish
-    loading), or None: then the caller loads its own."""
-    global _preload
+    loading), or None: then the caller loads its own (:func:`outcome` says why)."""
+    global _preload, _outcome
     with _lock:
         preload, _preload = _preload, None
     if preload is None:
+        _outcome = "this process preloaded no model"
         return None
     preload.taken.set()  # a replica lives in this process now: it never exits as unclaimed
     if preload.kwargs != kwargs:
+        _outcome = "the preloaded model has other settings"
         return None
     preload.loaded.wait()
     if preload.error is not None:
         log.warning("the preloaded embedding model failed (%r); loading again", preload.error)
+        _outcome = f"the preload failed: {preload.error!r}"
         return None
+    _outcome = "taken"
     return preload.runtime
+
+
+def outcome() -> str:
+    """What the last :func:`take` of this process found: "taken", or why it returned None."""
+    return _outcome

@@ -73,7 +73,10 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
         assert health["components"]["store"]["status"] == "ready", health
         # The embeddings replica took the model its prestarted worker loaded while Ray and
         # Serve started (serve_app/prestart.py): Ray leased that worker to the replica.
-        assert health["components"]["embeddings"]["preloaded"] is True, health
+        assert health["components"]["embeddings"]["preloaded"] is True, (
+            health,
+            "".join(lines[-40:]),
+        )
 
         # A slow request is in flight when SIGTERM arrives; it must still complete.
         result: dict[str, object] = {}

@@ -33,10 +33,14 @@ def texts(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=12)) for _ in range(n)]
 
 
-async def capacity(url: str, headers: dict, seconds: float = 8.0, concurrency: int = 4) -> float:
+async def capacity(
+    url: str, headers: dict, seconds: float = 8.0, concurrency: int = 4
+) -> tuple[float, float]:
     """Requests per second the server answers 200 in a closed loop of ``concurrency`` clients
-    (bounded load, what an importer does): none of them may be shed, on a slow day either."""
+    (bounded load, what an importer does), and their mean latency: none of them may be shed,
+    on a slow day either."""
     statuses: list[int] = []
+    latencies: list[float] = []
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=60) as client:
 
@@ -44,7 +48,9 @@ async def capacity(url: str, headers: dict, seconds: float = 8.0, concurrency: i
             i = 0
             while time.monotonic() < deadline:
                 body = {"input": texts(32, seed=w * 10_000 + i)}
+                sent = time.monotonic()
                 r = await client.post(f"{url}/v1/embeddings", json=body, headers=headers)
+                latencies.append(time.monotonic() - sent)
                 statuses.append(r.status_code)
                 i += 1
 
@@ -53,7 +59,7 @@ async def capacity(url: str, headers: dict, seconds: float = 8.0, concurrency: i
         elapsed = time.monotonic() - started
     refused = len(statuses) - statuses.count(200)
     assert refused == 0, f"{refused} of {len(statuses)} closed-loop requests were not 200"
-    return statuses.count(200) / elapsed
+    return statuses.count(200) / elapsed, sum(latencies) / len(latencies)
 
 
 async def burst(url: str, headers: dict, rate: float, seconds: float) -> list[tuple]:
@@ -88,7 +94,7 @@ async def burst(url: str, headers: dict, rate: float, seconds: float) -> list[tu
 
 def test_burst_at_five_times_capacity_is_shed_fast_and_cleanly(serve_server):
     url, headers = serve_server.url, serve_server.headers
-    measured = asyncio.run(capacity(url, headers))
+    measured, bounded_latency = asyncio.run(capacity(url, headers))
     rate = 5 * measured
     results = asyncio.run(burst(url, headers, rate, seconds=30))
     statuses = [r[0] for r in results]
@@ -98,12 +104,21 @@ def test_burst_at_five_times_capacity_is_shed_fast_and_cleanly(serve_server):
     print(
         f"\ncapacity {measured:.1f} req/s (32 texts each); burst {rate:.1f} req/s for 30 s: "
         f"{len(results)} requests, {ok} answered 200, {shed} shed (503/429), "
-        f"latency p50 {latencies[len(latencies) // 2]:.2f} s, max {latencies[-1]:.2f} s"
+        f"latency p50 {latencies[len(latencies) // 2]:.2f} s, max {latencies[-1]:.2f} s "
+        f"(closed loop: {bounded_latency:.2f} s)"
     )
     assert set(statuses) <= {200, 503, 429}, sorted(set(statuses))  # no 500, no dropped conns
     assert shed > 0, "5x capacity was all served: the burst did not overload"
     assert ok >= 0.5 * measured * 30, "the server stopped doing useful work under overload"
-    assert latencies[-1] <= 2.0, f"slowest request took {latencies[-1]:.2f} s"
+    # Shed fast: an admitted request waits at most a budget or two of queued calls, so the
+    # slowest answer stays within a few closed-loop latencies of this run (a machine's speed
+    # moves 3-5x between days). A queue without shedding grows at 5x for 30 s: its requests
+    # would wait about 24 s.
+    limit = max(2.0, 4 * bounded_latency)
+    assert latencies[-1] <= limit, (
+        f"slowest request took {latencies[-1]:.2f} s (limit {limit:.2f} s: 4x the closed "
+        f"loop's {bounded_latency:.2f} s)"
+    )
     for status, _, retry_after, body in results:
         if status in (503, 429):
             assert retry_after and int(retry_after) >= 1

@@ -239,6 +239,8 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
     monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
     monkeypatch.setattr(cli, "connect_ray", lambda address: None)
+    prestarted: list[tuple] = []  # no raylet here: what would be asked of it
+    monkeypatch.setattr(cli, "prestart_replicas", lambda *args: prestarted.append(args))
 
     def deploy(config):
         raise RuntimeError("deploy failed")
@@ -253,6 +255,9 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
         main(["run", "--port", "18999"])
     assert (head.stops, database.stops) == (1, 1)
     assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
+    # the first replicas' workers were asked of this head, the embeddings replica's first
+    [(asked_head, envs)] = prestarted
+    assert asked_head is head and "embeddings" in envs[0]["py_executable"]
 
 
 def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):

@@ -24,13 +24,16 @@ def test_take_returns_the_preloaded_runtime_once():
     runtime = preload.take(kwargs)
     assert isinstance(runtime, EmbeddingRuntime)
     assert runtime.embed(["oat milk"]).vectors.shape == (1, 384)
+    assert preload.outcome() == "taken"
     assert preload.take(kwargs) is None  # taken: a second replica loads its own
+    assert preload.outcome() == "this process preloaded no model"
 
 
 def test_take_with_other_settings_loads_its_own():
     kwargs = preload.settings_kwargs()
     preload.start(kwargs)
     assert preload.take({**kwargs, "max_tokens": 128}) is None
+    assert preload.outcome() == "the preloaded model has other settings"
 
 
 def test_take_without_preload_is_none():
@@ -41,6 +44,7 @@ def test_a_failed_preload_is_reported_and_loads_again(tmp_path):
     kwargs = {**preload.settings_kwargs(), "model_dir": tmp_path}  # no model here
     preload.start(kwargs)
     assert preload.take(kwargs) is None
+    assert preload.outcome().startswith("the preload failed: ")
 
 
 def test_preloaded_and_fresh_runtimes_agree(embedding_runtime: EmbeddingRuntime):
