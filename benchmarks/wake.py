@@ -14,7 +14,7 @@ uvicorn process), which is started the same way:
             where the config starts them so); SIGTERM -> exit with nothing in flight
   zero      deployments/local-scale-to-zero.yaml (embeddings at zero replicas when idle,
             here after 5 s): the first request's answer time, against plain's start -> first
-            answer
+            answer; the memory at zero replicas, the standby worker's apart
   container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
             and a search answered, then OCR and a plan woken on demand within the limit (the
             container's memory peak from its cgroup, and whether it was OOM-killed); then
@@ -54,6 +54,7 @@ from benchmarks.harness.flyproxy import FlyProxyStandIn, podman
 from benchmarks.harness.loadgen import print_table, write_json
 from benchmarks.harness.servers import spawn
 from serve_app.cluster import free_port
+from serve_app.prestart import is_standby
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "wake-token-0123456789"
@@ -264,13 +265,37 @@ def bench_zero(data_dir: Path, logs: Path) -> dict[str, Any]:
         if poll_until(lambda: component(url, "embeddings") == "scaled_to_zero", 180, 1) is None:
             raise RuntimeError("embeddings did not scale to zero")
         time.sleep(2)
+        at_zero = server.memory()  # with the standby worker that waits for the next replica
+        standby = standby_pss_mb(server)
         began = time.monotonic()
         ok = embeds(url)
         cold = time.monotonic() - began
+        preload = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
     finally:
         server.stop()
-    print(f"  zero: first answer from zero replicas {cold:.1f} s ({'200' if ok else 'error'})")
-    return {"first_answer_s": cold, "ok": ok}
+    print(
+        f"  zero: first answer from zero replicas {cold:.1f} s ({'200' if ok else 'error'}; "
+        f"replica in: {preload.get('preload')}); at zero: PSS {at_zero['pss_mb']} MB, "
+        f"RSS {at_zero['rss_mb']} MB, the standby worker PSS {standby} MB"
+    )
+    return {
+        "first_answer_s": cold,
+        "ok": ok,
+        "preload": preload.get("preload"),
+        "memory_at_zero": at_zero,
+        "standby_pss_mb": standby,
+    }
+
+
+def standby_pss_mb(server: Started) -> float | None:
+    """PSS of the standby worker (serve_app/prestart.py) that waits for the next replica."""
+    for proc in server.new_processes():
+        try:
+            if is_standby(proc.pid, "embeddings"):
+                return round(proc.memory_full_info().pss / 2**20, 1)
+        except (psutil.Error, OSError):
+            continue
+    return None
 
 
 # -- the container -----------------------------------------------------------------------
@@ -492,6 +517,16 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     zero = report.get("zero")
     if zero:
         ratio("zero replicas -> first answer", zero["first_answer_s"], 1.0)
+        mem = zero["memory_at_zero"]
+        rows.append(
+            [
+                "zero: memory at zero replicas, all processes",
+                f"PSS {mem['pss_mb']} MB, RSS {mem['rss_mb']} MB (standby worker PSS "
+                f"{zero['standby_pss_mb']} MB)",
+                "-",
+                "-",
+            ]
+        )
     container = report.get("container")
     if container:
         rows.append(

@@ -18,6 +18,13 @@ process would. Two things overlap them:
   Serve's controller asks for the replica's worker, Ray leases the idle one with the same
   runtime environment instead of starting a process, and what it needs is loaded or nearly.
 
+A deployment of these that scales to zero replicas keeps a *standby* worker (``--standby``):
+a prestarted process that has imported Ray Serve and the deployment's code (with
+SERVE_APP_STANDBY=libraries also torch and the tokenizer), but holds no model, so that idle
+memory stays small. A replica woken from zero is leased it instead of starting a Python; every
+replica of such a deployment then asks its raylet for the next standby (:func:`replenish`),
+so one waits whenever the deployment goes back to zero.
+
 Nothing depends on it: every replica of these deployments preloads from its process start
 (a worker node, a restart, a second replica, a scale-up from zero), and one that no
 prestarted worker was leased to starts as before. Configs that give an application or these
@@ -27,6 +34,7 @@ deployments a runtime environment beyond environment variables are left as they 
 from __future__ import annotations
 
 import importlib
+import os
 import runpy
 import sys
 import threading
@@ -40,11 +48,39 @@ PRELOADS = ("ingress", "embeddings")
 # with the application's runtime environment): its worker is prestarted, importing the app.
 BUILD = "build"
 MODULE = "serve_app.prestart"  # this module, also when run as __main__
+# Workers of a deployment that scales to zero: a prestarted one waits as a standby.
+STANDBY = "--standby"
+# How long the raylet keeps a prestarted worker while it is idle: at start, longer than
+# Serve takes to ask for it; a standby, until the deployment next wakes.
+KEEP_ALIVE_S = 120
+STANDBY_KEEP_ALIVE_S = 30 * 24 * 3600
+# What a standby of a role imports while it waits, by SERVE_APP_STANDBY (no model: it may
+# wait for hours): Ray Serve and the deployment's code, or its libraries too (torch, ~450 MB).
+STANDBY_MODULES = {
+    "embeddings": {
+        "serve": "serve_app.embeddings.deployment",
+        "libraries": "serve_app.embeddings.runtime",
+    }
+}
+
+STANDBY_MARK = "serve-app-standby-"  # the name of a standby's memfd, then its role
+_mark: int | None = None
+
+# Set by main(): this worker runs with --standby / was prestarted as a standby.
+standby_role = False
+standby_worker = False
 
 
-def worker_command(role: str) -> str:
+def worker_command(role: str, standby: bool = False) -> str:
     """The ``py_executable`` of the workers of ``role`` (this Python, this module)."""
-    return f"{sys.executable} -m {MODULE} {role}"
+    flag = f" {STANDBY}" if standby else ""
+    return f"{sys.executable} -m {MODULE}{flag} {role}"
+
+
+def keep_alive_s(runtime_env: dict[str, Any]) -> int:
+    """How long the raylet keeps a prestarted worker of ``runtime_env`` while it is idle."""
+    command = str(runtime_env.get("py_executable", "")).split()
+    return STANDBY_KEEP_ALIVE_S if STANDBY in command else KEEP_ALIVE_S
 
 
 def replica_starts(deployment: Any) -> bool:
@@ -58,16 +94,29 @@ def replica_starts(deployment: Any) -> bool:
     return not isinstance(replicas, int) or replicas > 0  # unset (one) or "auto"
 
 
+def scales_to_zero(deployment: Any) -> bool:
+    """Whether ``deployment`` (a config entry) may be left with no replica."""
+    auto = deployment.autoscaling_config
+    if isinstance(auto, dict):
+        return auto.get("min_replicas", 1) == 0
+    return auto is not None and getattr(auto, "min_replicas", 1) == 0
+
+
 def mark(config: Any) -> list[dict[str, Any]]:
     """Run the build task and the replicas of ``config``'s applications (a
     ``ServeDeploySchema``, changed in place) through this module; the runtime environments
     to prestart one worker each for, in the order they are needed longest: the embeddings
-    replica (the model), the build, the ingress. Applications with a runtime environment of
-    their own, and deployments with more than environment variables in theirs, are left as
-    they are (they run as Ray would run them)."""
+    replica (the model), the build, the ingress. A deployment of :data:`PRELOADS` that scales
+    to zero runs with :data:`STANDBY` (unless SERVE_APP_STANDBY is off), and one worker is
+    prestarted for it also when it starts at zero (the standby of its first wake).
+    Applications with a runtime environment of their own, and deployments with more than
+    environment variables in theirs, are left as they are (they run as Ray would run them)."""
     from ray.serve._private.utils import override_runtime_envs_except_env_vars
     from ray.serve.schema import RayActorOptionsSchema
 
+    from serve_app.settings import get_settings
+
+    use_standby = get_settings().standby != "off"
     first: list[dict[str, Any]] = []
     then: list[dict[str, Any]] = []
     for app in config.applications:
@@ -81,10 +130,11 @@ def mark(config: Any) -> list[dict[str, Any]]:
             if set(runtime_env) - {"env_vars"}:
                 continue
             role = deployment.name if deployment.name in PRELOADS else "replica"
-            runtime_env["py_executable"] = worker_command(role)
+            standby = use_standby and role in STANDBY_MODULES and scales_to_zero(deployment)
+            runtime_env["py_executable"] = worker_command(role, standby)
             options.runtime_env = runtime_env
             deployment.ray_actor_options = options
-            if role in PRELOADS and replica_starts(deployment):
+            if role in PRELOADS and (standby or replica_starts(deployment)):
                 # what Serve gives the replica: the app's runtime env merged with its own
                 merged = override_runtime_envs_except_env_vars(app.runtime_env, runtime_env)
                 (first if role == "embeddings" else then).append(merged)
@@ -98,40 +148,107 @@ def background(target: Any, name: str) -> threading.Thread:
     return thread
 
 
-def _import(module: str) -> Any:
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # the replica (or the build) imports it again and fails
-            print(f"serve_app.prestart: preloading {module} failed: {exc!r}", file=sys.stderr)
+def _import(module: str) -> None:
+    """Import ``module``; a failure is printed (the replica, or the build, imports it again
+    and fails with its own error)."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        print(f"serve_app.prestart: preloading {module} failed: {exc!r}", file=sys.stderr)
 
-    return run
 
+def preload(role: str, standby: bool = False) -> None:
+    """Load what a worker of ``role`` needs before (the embedding model: while) Ray's worker
+    starts. The model loads on a thread (:func:`background`); modules that Ray's worker
+    imports too are imported here, on this thread, first: two threads importing the same
+    module race (Ray's worker failed with "KeyError: 'pydantic.v1'" while the ingress's
+    modules loaded on a thread, and with "module 'ray' has no attribute 'serve'" while Ray
+    Serve did). The ingress and the build import their modules (the whole app, for the build)
+    here; a ``standby`` worker loads no model, it may wait for hours: it imports what
+    SERVE_APP_STANDBY says (:data:`STANDBY_MODULES`) and holds a memfd that names it
+    (:func:`is_standby`)."""
+    global _mark
+    if standby and role in STANDBY_MODULES:
+        from serve_app.settings import get_settings
 
-def preload(role: str) -> None:
-    """Start loading what a worker of ``role`` needs, on a thread (:func:`background`)
-    while Ray's worker starts: the embedding model, or the modules of the ingress or of the
-    whole app (for the build), after Ray itself, which Ray's worker imports first (one
-    thread imports Ray, not two at once)."""
-    if role == "embeddings":
+        imports = get_settings().standby
+        import ray.serve
+
+        if imports in STANDBY_MODULES[role]:
+            _import(STANDBY_MODULES[role][imports])
+        _mark = os.memfd_create(f"{STANDBY_MARK}{role}")  # for is_standby, kept open
+    elif role == "embeddings":
         from serve_app.embeddings import preload as embeddings
 
+        # its settings (pydantic) on this thread; torch and the model on the loading one
         embeddings.start(embeddings.settings_kwargs(), embeddings.UNCLAIMED_EXIT_S)
     elif role in ("ingress", BUILD):
-        import ray  # noqa: F401
+        import ray.serve  # noqa: F401
 
-        module = "serve_app.ingress" if role == "ingress" else "serve_app.app"
-        background(_import(module), f"preload-{role}")
+        _import("serve_app.ingress" if role == "ingress" else "serve_app.app")
+
+
+def is_standby(pid: int, role: str) -> bool:
+    """Whether process ``pid`` is an idle standby worker of ``role``: Ray names idle workers
+    ``ray::IDLE`` (the title replaces the command line), and a standby holds a memfd named
+    for its role (:func:`preload`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if cmdline.read().split(b"\0")[0] != b"ray::IDLE":
+                return False
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:  # it ended, or it is not ours to look at
+        return False
+    return any(link.startswith(f"/memfd:{STANDBY_MARK}{role} ") for link in links)
+
+
+def prestarted() -> bool:
+    """Whether the raylet started this worker ahead of any lease (of no job: Ray passes the
+    nil job ID, all ``f``), not for a replica that is waiting for it."""
+    job = os.environ.get("RAY_JOB_ID", "")
+    return bool(job) and set(job) == {"f"}
+
+
+def replenish(wait_s: float = 60.0) -> threading.Thread | None:
+    """In a replica whose worker runs with :data:`STANDBY`: ask this node's raylet, on a
+    thread, for a standby worker like this one (this replica's runtime environment), which
+    the next replica of the deployment is leased (after a scale to zero, or a second one).
+    A failure is logged: the next replica then starts a process of its own."""
+    if not standby_role:
+        return None
+    import ray
+
+    from serve_app.cluster import prestart_workers
+    from serve_app.logs import get_logger
+
+    node = ray._private.worker._global_node
+    address = f"{node.node_ip_address}:{node.node_manager_port}"
+    runtime_env = dict(ray.get_runtime_context().runtime_env)
+
+    def run() -> None:
+        try:
+            prestart_workers(address, runtime_env, 1, STANDBY_KEEP_ALIVE_S, wait_s)
+        except RuntimeError as exc:
+            get_logger(__name__).warning("no standby worker for the next replica: %s", exc)
+
+    return background(run, "prestart-standby")
 
 
 def main() -> None:
-    """``python -m serve_app.prestart ROLE DEFAULT_WORKER.py ARGS...``: preload, then run
-    Ray's worker (``default_worker.py``, as Ray would have) in this process."""
-    if len(sys.argv) < 3:
-        raise SystemExit(f"usage: python -m {MODULE} ROLE DEFAULT_WORKER.py ARGS...")
-    role, worker_path = sys.argv[1], sys.argv[2]
-    preload(role)
-    sys.argv = sys.argv[2:]
+    """``python -m serve_app.prestart [--standby] ROLE DEFAULT_WORKER.py ARGS...``: preload,
+    then run Ray's worker (``default_worker.py``, as Ray would have) in this process."""
+    args = sys.argv[1:]
+    standby = bool(args) and args[0] == STANDBY
+    args = args[1:] if standby else args
+    if len(args) < 2:
+        raise SystemExit(f"usage: python -m {MODULE} [{STANDBY}] ROLE DEFAULT_WORKER.py ARGS...")
+    role, worker_path = args[0], args[1]
+    # on the module the replica imports (run with -m, this one is __main__)
+    this = importlib.import_module(MODULE)
+    this.standby_role = standby
+    this.standby_worker = standby and prestarted()
+    preload(role, this.standby_worker)
+    sys.argv = args[1:]
     runpy.run_path(worker_path, run_name="__main__")
 
 

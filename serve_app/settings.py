@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         "node has an IPv4 address (Ray cannot dial a replica at an IPv6 address this way, "
         "as on Fly's network).",
     )
+    standby: Literal["serve", "libraries", "off"] = Field(
+        "serve",
+        description="What the idle worker kept for the next replica of a model deployment "
+        "that scales to zero (embeddings in local-scale-to-zero.yaml) has imported: `serve` "
+        "(Ray Serve and the deployment's code, about 110 MB), `libraries` (torch and the "
+        "tokenizer too: a faster wake, for about 450 MB more), or `off` (no such worker: the "
+        "woken replica starts a process of its own). See docs/architecture.md.",
+    )
 
     # Request limits enforced by the ingress before any model sees the request.
     max_body_bytes: int = Field(

@@ -83,17 +83,13 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
     return LocalRayHead()
 
 
-# How long the raylet keeps a prestarted worker while it is idle: longer than Serve takes
-# to ask for it.
-PRESTART_KEEP_ALIVE_S = 120
-
-
 def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) -> None:
     """While ``ray start`` runs: a worker each for the embeddings replica, the app's build
     and the ingress (``prestart.mark``), started as soon as the raylet is up."""
     for runtime_env in runtime_envs:
         try:
-            prestart_workers(head.raylet_address, runtime_env, 1, PRESTART_KEEP_ALIVE_S)
+            keep_alive_s = prestart.keep_alive_s(runtime_env)
+            prestart_workers(head.raylet_address, runtime_env, 1, keep_alive_s)
         except RuntimeError as exc:
             print(f"serve-app: {exc}; the replicas' workers start on demand", flush=True)
             return

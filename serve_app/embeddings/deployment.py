@@ -24,7 +24,8 @@ class EmbeddingDeployment:
     :mod:`serve_app.batching`."""
 
     def __init__(self) -> None:
-        # torch and transformers load here, in the replica: the app's build step imports this
+        # torch loads here, in the replica: the app's build step imports this
+        from serve_app import prestart
         from serve_app.embeddings import preload
         from serve_app.embeddings.runtime import EmbeddingRuntime
 
@@ -32,10 +33,12 @@ class EmbeddingDeployment:
         # loading since this process started, when `serve-app run` started it (preload.py)
         self.runtime = preload.take(kwargs)
         self.preloaded = self.runtime is not None
-        self.preload = preload.outcome()
+        # a standby worker (serve_app/prestart.py) imported the libraries, not the model
+        self.preload = "standby worker" if prestart.standby_worker else preload.outcome()
         if self.runtime is None:
             self.runtime = EmbeddingRuntime(**kwargs)
             self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
+        prestart.replenish()  # scales to zero: a standby for the next wake
         self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

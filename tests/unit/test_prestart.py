@@ -3,6 +3,7 @@ entry point itself (a real Python process running a stand-in for Ray's default_w
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,11 @@ def config(name: str = "local"):
 def role(env: dict) -> str:
     command = env["py_executable"].split()
     assert command[:3] == [sys.executable, "-m", "serve_app.prestart"], command
-    return command[3]
+    return command[-1]
+
+
+def standby(env: dict) -> bool:
+    return prestart.STANDBY in env["py_executable"].split()
 
 
 @pytest.mark.parametrize("name", ["local", "fly", "gpu", "local-scale-to-zero"])
@@ -42,6 +47,14 @@ def test_every_worker_of_the_app_runs_through_prestart(name: str):
     # prestarted: the model first, then the build and the ingress; OCR and the solver start
     # at zero replicas in every shipped config, so no worker waits for them
     assert [role(env) for env in envs] == ["embeddings", prestart.BUILD, "ingress"]
+    # embeddings that scale to zero keep a standby worker (a long keep-alive); none else
+    zero = name == "local-scale-to-zero"
+    assert [standby(env) for env in envs] == [zero, False, False]
+    assert [prestart.keep_alive_s(env) for env in envs] == [
+        prestart.STANDBY_KEEP_ALIVE_S if zero else prestart.KEEP_ALIVE_S,
+        prestart.KEEP_ALIVE_S,
+        prestart.KEEP_ALIVE_S,
+    ]
 
 
 def test_prestarted_runtime_env_is_the_one_serve_gives_the_replica():
@@ -102,17 +115,131 @@ def test_replica_starts():
     assert starts(autoscaling_config={"min_replicas": 1, "max_replicas": 2})
 
 
+def test_scales_to_zero():
+    from ray.serve.schema import DeploymentSchema
+
+    def zero(**fields) -> bool:
+        return prestart.scales_to_zero(DeploymentSchema(name="d", **fields))
+
+    assert not zero()
+    assert not zero(num_replicas=1)
+    assert zero(autoscaling_config={"min_replicas": 0, "initial_replicas": 1, "max_replicas": 2})
+    assert not zero(autoscaling_config={"min_replicas": 1, "max_replicas": 2})
+
+
+def test_a_deployment_at_zero_gets_a_standby_worker_even_without_initial_replicas():
+    cfg = config("local-scale-to-zero")
+    embeddings = next(d for d in cfg.applications[0].deployments if d.name == "embeddings")
+    embeddings.autoscaling_config["initial_replicas"] = 0
+    envs = prestart.mark(cfg)
+    assert standby(envs[0]) and role(envs[0]) == "embeddings"
+
+
+STANDBY_PROBE = (  # a stand-in for Ray's worker: what did prestart start loading?
+    "import sys, threading\n"
+    "import serve_app.prestart as p\n"
+    "from serve_app.embeddings import preload\n"
+    "if preload._preload is not None:\n"
+    "    preload._preload.loaded.wait(180)\n"
+    "for t in threading.enumerate():\n"
+    "    if t.name == 'preload-embeddings' and preload._preload is None:\n"
+    "        t.join(180)\n"
+    "print('standby', p.standby_role, p.standby_worker)\n"
+    "print('deployment', 'serve_app.embeddings.deployment' in sys.modules)\n"
+    "print('torch', 'torch' in sys.modules)\n"
+    "print('model preloaded', preload._preload is not None)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("job", "imports", "expected"),
+    [
+        # prestarted (Ray passes the nil job): Ray Serve and the deployment's code, no torch
+        (
+            "ffffffff",
+            "serve",
+            ("standby True True", "deployment True", "torch False", "model preloaded False"),
+        ),
+        # ... or the libraries too (SERVE_APP_STANDBY=libraries), still no model
+        ("ffffffff", "libraries", ("standby True True", "torch True", "model preloaded False")),
+        # started for a waiting replica: the model, as any embeddings worker
+        ("01000000", "serve", ("standby True False", "model preloaded True")),
+    ],
+)
+def test_standby_worker_loads_no_model(tmp_path: Path, job, imports, expected):
+    worker = tmp_path / "default_worker.py"
+    worker.write_text(STANDBY_PROBE)
+    out = subprocess.run(
+        [sys.executable, "-m", "serve_app.prestart", prestart.STANDBY, "embeddings", str(worker)],
+        cwd=ROOT,
+        env={**os.environ, "RAY_JOB_ID": job, "SERVE_APP_STANDBY": imports},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout
+    for line in expected:
+        assert line in out, out
+
+
+def test_standby_off_keeps_no_worker_for_a_deployment_at_zero(monkeypatch):
+    from serve_app.settings import get_settings
+
+    monkeypatch.setenv("SERVE_APP_STANDBY", "off")
+    get_settings.cache_clear()
+    try:
+        envs = prestart.mark(config("local-scale-to-zero"))
+    finally:
+        get_settings.cache_clear()
+    # the initial replica's worker is prestarted, for the start only (no standby)
+    assert [role(env) for env in envs] == ["embeddings", prestart.BUILD, "ingress"]
+    assert not any(standby(env) for env in envs)
+    assert prestart.keep_alive_s(envs[0]) == prestart.KEEP_ALIVE_S
+
+
+def test_is_standby_finds_an_idle_worker_by_its_title_and_mark():
+    """A stand-in standby: Ray's idle title (set as Ray's worker sets it) and the
+    memfd that prestart opens for a standby of its role."""
+    probe = (
+        "import os, sys\n"
+        "from ray._raylet import setproctitle\n"
+        "from serve_app import prestart\n"
+        "fd = os.memfd_create(prestart.STANDBY_MARK + 'embeddings')\n"
+        "setproctitle(sys.argv[1])\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    for title, expected in (("ray::IDLE", True), ("ray::ServeReplica", False)):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", probe, title],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            assert prestart.is_standby(proc.pid, "embeddings") is expected
+            assert prestart.is_standby(proc.pid, "ocr") is False
+        finally:
+            proc.kill()
+            proc.wait()
+    assert prestart.is_standby(os.getpid(), "embeddings") is False
+
+
+def test_replenish_is_for_standby_roles_only():
+    assert not prestart.standby_role  # this process is no Ray worker
+    assert prestart.replenish() is None
+
+
 def test_worker_entry_preloads_then_runs_rays_worker_with_its_arguments(tmp_path: Path):
     """`python -m serve_app.prestart build default_worker.py ARGS` runs the worker script as
-    __main__ with its own argv, the app's modules loading on a thread meanwhile."""
+    __main__ with its own argv, the app's modules imported first."""
     worker = tmp_path / "default_worker.py"
     worker.write_text(
-        "import sys, threading, time\n"
+        "import sys\n"
         "assert __name__ == '__main__'\n"
         "print('argv', sys.argv)\n"
-        "for t in threading.enumerate():\n"
-        "    if t.name == 'preload-build':\n"
-        "        t.join(120)\n"
         "print('app imported', 'serve_app.app' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -136,7 +263,7 @@ def test_worker_entry_without_a_worker_script_says_how_to_call_it():
         timeout=60,
     )
     assert done.returncode != 0
-    assert "usage: python -m serve_app.prestart ROLE DEFAULT_WORKER.py" in done.stderr
+    assert "usage: python -m serve_app.prestart [--standby] ROLE DEFAULT_WORKER.py" in done.stderr
 
 
 def test_prestart_without_a_raylet_names_it_and_grpcs_status():

@@ -1,15 +1,19 @@
-"""Embeddings scaled to zero replicas: health stays ready, the next request cold-starts."""
+"""Embeddings scaled to zero replicas: health stays ready, the next request cold-starts, in
+the standby worker the replica before it asked for (serve_app/prestart.py)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import yaml
 
+from serve_app import prestart
 from serve_app.app import only_models
 from tests.helpers.waiting import wait_for
 
@@ -34,6 +38,11 @@ def zero_app_config(port: int) -> dict:
     return app
 
 
+def standby_workers() -> list[int]:
+    """The idle standby workers of an embeddings deployment that scales to zero."""
+    return [pid for pid in psutil.pids() if prestart.is_standby(pid, "embeddings")]
+
+
 def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
     from ray.serve.schema import ServeDeploySchema
 
@@ -43,6 +52,8 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
     combined = ServeDeploySchema.model_validate(
         {**base, "applications": [*base["applications"], zero_app_config(serve_server.port)]}
     )
+    # its workers run as `serve-app run` runs them (the session's app is left as deployed)
+    prestart.mark(SimpleNamespace(applications=combined.applications[-1:]))
     url = f"{serve_server.url}/zero"
     deploy(combined)
     try:
@@ -52,7 +63,9 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
                 response = httpx.get(f"{url}/health", timeout=10)
             except httpx.HTTPError:
                 return None
-            body = response.json() if response.status_code in (200, 503) else {}
+            json_body = response.headers.get("content-type", "").startswith("application/json")
+            # (before the app's route exists the proxy answers 503 in its own words)
+            body = response.json() if json_body and response.status_code in (200, 503) else {}
             status = body.get("components", {}).get("embeddings", {}).get("status")
             if status == "scaled_to_zero":
                 assert response.status_code == 200, "scaled_to_zero must not fail readiness"
@@ -60,6 +73,8 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
 
         wait_for(lambda: embeddings_status() == "ready", 180, "the zero app to be ready")
         wait_for(lambda: embeddings_status() == "scaled_to_zero", 120, "scale down to zero")
+        # the first replica asked its raylet for a standby: a process waits, with no model
+        wait_for(lambda: len(standby_workers()) == 1, 60, "a standby worker")
 
         started = time.perf_counter()
         response = httpx.post(
@@ -75,5 +90,13 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
         assert float(vector @ expected) > 0.9999
         print(f"cold start (0 -> 1 replica, first request): {cold_s:.2f} s")
         assert embeddings_status() == "ready"
+        # Ray leased the woken replica the standby (same runtime env), which had started and
+        # imported Ray Serve and the deployment's code
+        info = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
+        assert info["preload"] == "standby worker", info
+        # and it asked for the next one
+        wait_for(lambda: len(standby_workers()) == 1, 60, "the next standby worker")
     finally:
         deploy(serve_server.config)  # removes the zero app again
+        for pid in standby_workers():  # its standby would wait for a deployment now gone
+            psutil.Process(pid).kill()
