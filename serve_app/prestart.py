@@ -55,7 +55,7 @@ STANDBY = "--standby"
 KEEP_ALIVE_S = 120
 STANDBY_KEEP_ALIVE_S = 30 * 24 * 3600
 # What a standby of a role imports while it waits, by SERVE_APP_STANDBY (no model: it may
-# wait for hours): Ray Serve and the deployment's code, or its libraries too (torch, ~450 MB).
+# wait for hours): Ray Serve and the deployment's code, or its libraries too (torch, ~480 MB).
 STANDBY_MODULES = {
     "embeddings": {
         "serve": "serve_app.embeddings.deployment",
@@ -158,8 +158,8 @@ def _import(module: str) -> None:
 
 
 def preload(role: str, standby: bool = False) -> None:
-    """Load what a worker of ``role`` needs before (the embedding model: while) Ray's worker
-    starts. The model loads on a thread (:func:`background`); modules that Ray's worker
+    """Load what a worker of ``role`` needs before Ray's worker starts (the embedding model:
+    while it starts). The model loads on a thread (:func:`background`); modules that Ray's worker
     imports too are imported here, on this thread, first: two threads importing the same
     module race (Ray's worker failed with "KeyError: 'pydantic.v1'" while the ingress's
     modules loaded on a thread, and with "module 'ray' has no attribute 'serve'" while Ray

@@ -79,8 +79,8 @@ class Settings(BaseSettings):
         "serve",
         description="What the idle worker kept for the next replica of a model deployment "
         "that scales to zero (embeddings in local-scale-to-zero.yaml) has imported: `serve` "
-        "(Ray Serve and the deployment's code, about 110 MB), `libraries` (torch and the "
-        "tokenizer too: a faster wake, for about 450 MB more), or `off` (no such worker: the "
+        "(Ray Serve and the deployment's code, about 80 MB PSS), `libraries` (torch and the "
+        "tokenizer too: a faster wake, for about 480 MB more), or `off` (no such worker: the "
         "woken replica starts a process of its own). See docs/architecture.md.",
     )
 
