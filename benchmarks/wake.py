@@ -9,9 +9,11 @@ uvicorn process), which is started the same way:
   plain-st  the same plain server on sentence-transformers (what a user would likely write
             instead; not a target, for scale)
   serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
-            embeddings answer and -> ``/health`` 200; memory of every process the server
+            embeddings answer (and who gave it: the bridge, serve_app/bridge.py, or Serve),
+            -> Serve's own first answer, and -> ``/health`` 200; memory of every process the server
             started (PSS and RSS, embeddings and the store warm, OCR and the solver at zero
             where the config starts them so); SIGTERM -> exit with nothing in flight
+  serve-direct  the same with SERVE_APP_BRIDGE=false (before/after for the bridge)
   zero      deployments/local-scale-to-zero.yaml (embeddings at zero replicas when idle,
             here after 5 s): the first request's answer time, against plain's start -> first
             answer; the memory at zero replicas, the standby worker's apart
@@ -76,8 +78,14 @@ def poll_until(check, timeout_s: float, every_s: float = 0.05) -> float | None:
 
 
 def embeds(url: str, headers: dict[str, str] | None = None) -> bool:
+    return answered_by(url, headers) is not None
+
+
+def answered_by(url: str, headers: dict[str, str] | None = None) -> str | None:
+    """Who answered an embeddings request with 200: "bridge" (serve_app/bridge.py, while
+    Serve starts) or "serve"; None for no 200."""
     r = httpx.post(f"{url}/v1/embeddings", json=EMBED, headers=headers or HEADERS, timeout=60)
-    return r.status_code == 200
+    return r.headers.get("x-served-by", "serve") if r.status_code == 200 else None
 
 
 def healthy(url: str) -> bool:
@@ -197,20 +205,35 @@ def prepare_data_dir(data_dir: Path, logs: Path) -> None:
         )
 
 
-def bench_serve(config: Path, data_dir: Path, logs: Path, label: str) -> dict[str, Any]:
+def bench_serve(
+    config: Path, data_dir: Path, logs: Path, label: str, bridge: bool = True
+) -> dict[str, Any]:
+    """``serve-app run``; with ``bridge`` false, SERVE_APP_BRIDGE=false (the port answers once
+    Serve is ready: the same run's before/after for the bridge)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(config)]
-    server = Started([*cmd, "--port", str(port)], serve_env(data_dir), logs / f"{label}.log")
+    env = {**serve_env(data_dir), "SERVE_APP_BRIDGE": str(bridge).lower()}
+    server = Started([*cmd, "--port", str(port)], env, logs / f"{label}.log")
     health: dict[str, float | None] = {}
+    by: list[str | None] = []
 
     def watch_health() -> None:
         health["s"] = poll_until(lambda: healthy(url), 600, every_s=0.25)
 
+    def first_by(wanted: str | None = None) -> bool:
+        by.append(answered_by(url))
+        return by[-1] is not None and (wanted is None or by[-1] == wanted)
+
     watcher = threading.Thread(target=watch_health, daemon=True)
     watcher.start()
     try:
-        first = poll_until(lambda: embeds(url), 600)
+        first = poll_until(first_by, 600)
+        first_served_by = by[-1] if by else None
+        # when Serve itself answers (at once without the bridge), from the process start
+        serve_s = first
+        if first_served_by != "serve" and poll_until(lambda: first_by("serve"), 600) is not None:
+            serve_s = time.monotonic() - server.t0
         watcher.join(600)
         if first is None or health.get("s") is None:
             raise RuntimeError(f"{label} did not become ready; see {logs / (label + '.log')}")
@@ -222,12 +245,15 @@ def bench_serve(config: Path, data_dir: Path, logs: Path, label: str) -> dict[st
     finally:
         stop_s = server.stop()
     print(
-        f"  {label}: first answer {first:.1f} s, /health 200 {health['s']:.1f} s, "
-        f"PSS {memory['pss_mb']} MB (RSS {memory['rss_mb']} MB), stop {stop_s:.1f} s",
+        f"  {label}: first answer {first:.1f} s (by {first_served_by}), Serve answers "
+        f"{serve_s:.1f} s, /health 200 {health['s']:.1f} s, PSS {memory['pss_mb']} MB "
+        f"(RSS {memory['rss_mb']} MB), stop {stop_s:.1f} s",
         flush=True,
     )
     return {
         "first_answer_s": first,
+        "first_answered_by": first_served_by,
+        "serve_answers_s": serve_s,
         "health_s": health["s"],
         "ready_line": ready_line,
         "memory": memory,
@@ -422,7 +448,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=ROOT / "deployments" / "local.yaml")
-    parser.add_argument("--targets", default="plain,plain-st,serve,zero,container")
+    parser.add_argument("--targets", default="plain,plain-st,serve,serve-direct,zero,container")
     parser.add_argument("--image", help="the image for the container target (make image)")
     parser.add_argument("--memory", default="2g", help="the container's memory limit")
     parser.add_argument("--cycles", type=int, default=5, help="idle/wake cycles per mode")
@@ -442,11 +468,14 @@ def main() -> int:
     if "plain-st" in targets:
         print("plain FastAPI + uvicorn, sentence-transformers", flush=True)
         report["plain_st"] = bench_plain(logs, "sentence-transformers", "plain-st")
-    if "serve" in targets or "zero" in targets:
+    if {"serve", "serve-direct", "zero"} & set(targets):
         prepare_data_dir(data_dir, logs)
     if "serve" in targets:
         print(f"serve-app run --config {args.config.name}", flush=True)
         report["serve"] = bench_serve(args.config, data_dir, logs, "serve")
+    if "serve-direct" in targets:
+        print(f"serve-app run --config {args.config.name}, SERVE_APP_BRIDGE=false", flush=True)
+        report["serve_direct"] = bench_serve(args.config, data_dir, logs, "serve-direct", False)
     if "zero" in targets:
         print("embeddings at zero replicas", flush=True)
         report["zero"] = bench_zero(data_dir, logs)
@@ -498,8 +527,20 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         )
     serve = report.get("serve")
     if serve:
-        ratio("serve: start -> first answer", serve["first_answer_s"], 1.5)
+        ratio(
+            f"serve: start -> first answer (by {serve['first_answered_by']})",
+            serve["first_answer_s"],
+            1.5,
+        )
         ratio("serve: start -> /health 200", serve["health_s"], 2.0)
+        rows.append(
+            [
+                "serve: start -> Serve's own first answer",
+                f"{serve['serve_answers_s']:.1f} s",
+                "-",
+                "-",
+            ]
+        )
         if st:
             r = serve["first_answer_s"] / st["first_answer_s"]
             rows.append(["serve: first answer / sentence-transformers'", f"{r:.2f}x", "-", "-"])
@@ -514,6 +555,10 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                 str(mem["pss_mb"] <= 1536),
             ]
         )
+    direct = report.get("serve_direct")
+    if direct:
+        ratio("SERVE_APP_BRIDGE=false: start -> first answer", direct["first_answer_s"], 1.5)
+        ratio("SERVE_APP_BRIDGE=false: start -> /health 200", direct["health_s"], 2.0)
     zero = report.get("zero")
     if zero:
         ratio("zero replicas -> first answer", zero["first_answer_s"], 1.0)

@@ -1,13 +1,16 @@
 """`make image-test`: the image, run as a container, behaves as Fly will run it.
 
-1. It starts (``--memory 4g``, host network, a token) and reaches ``/health`` 200; an
+1. It starts (``--memory 4g``, host network, a token) and reaches ``/health`` 200 from Serve; an
    embeddings request answers 200 with 384 numbers, one without the token 401; the server runs
    as a non-root user.
 2. ``podman stop`` (SIGTERM) ends it cleanly (exit status 0) within fly.toml's kill_timeout.
 3. Started again with ``--network none`` and the image's own command (``deployments/fly.yaml``,
    which asks for more cores than this machine has), it reaches ``/health`` 200 too, probed from
    inside (``podman exec``): nothing is downloaded at run time, and the CPU shares are fitted to
-   the cores there are, saying so.
+   the cores there are, saying so. ``/health`` is 200 from the bridge (serve_app/bridge.py)
+   first, then from Serve.
+4. Stopped while the bridge still holds the port, it answered embeddings from the bridge and
+   exits 0 within kill_timeout.
 Prints each step with its time and the image's size; exits non-zero on the first failure.
 """
 
@@ -29,11 +32,11 @@ PROBE = """
 import json, sys, urllib.request, urllib.error
 try:
     with urllib.request.urlopen("http://127.0.0.1:%s/health", timeout=5) as r:
-        print(r.status, r.read().decode())
+        print(r.status, r.headers.get("x-served-by", "serve"), r.read().decode())
 except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode())
+    print(e.code, e.headers.get("x-served-by", "serve"), e.read().decode())
 except OSError as e:
-    print(0, json.dumps({"error": str(e)}))
+    print(0, "-", json.dumps({"error": str(e)}))
 """
 
 
@@ -66,17 +69,22 @@ def kill_timeout_s() -> float:
     return float(str(fly["kill_timeout"]).rstrip("s"))
 
 
-def health_inside(name: str, port: int) -> tuple[int, dict]:
-    """/health as seen from inside the container (works with --network none)."""
+def health_inside(name: str, port: int) -> tuple[int, str, dict]:
+    """/health as seen from inside the container (works with --network none): status, who
+    answered ("bridge" while Serve starts, serve_app/bridge.py, else "serve"), body."""
     out = podman("exec", name, "/opt/venv/bin/python", "-c", PROBE % port, check=False)
-    status, _, body = out.partition(" ")
+    status, _, rest = out.partition(" ")
+    by, _, body = rest.partition(" ")
     try:
-        return int(status), json.loads(body or "{}")
+        return int(status), by, json.loads(body or "{}")
     except ValueError:
-        return 0, {"error": out[-300:]}
+        return 0, "-", {"error": out[-300:]}
 
 
-def wait_healthy(name: str, port: int, timeout_s: float, started: float) -> dict:
+def wait_healthy(
+    name: str, port: int, timeout_s: float, started: float, by: str | None = "serve"
+) -> dict:
+    """Poll until /health is 200 from ``by`` (None: from either); its body."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -84,14 +92,14 @@ def wait_healthy(name: str, port: int, timeout_s: float, started: float) -> dict
         if state not in ("running", "created", "configured", ""):
             logs = podman("logs", "--tail", "40", name, check=False)
             raise CheckFailed(f"container {name} is {state} before it was ready:\n{logs}")
-        status, body = health_inside(name, port)
-        summary = body.get("status") or body.get("error", "")[:80]
+        status, answered_by, body = health_inside(name, port)
+        summary = f"{body.get('status') or body.get('error', '')[:80]} ({answered_by})"
         if summary != last:
             step(f"/health {status}: {summary}", started)
             last = summary
-        if status == 200:
+        if status == 200 and by in (None, answered_by):
             return body
-        time.sleep(2)
+        time.sleep(1)
     logs = podman("logs", "--tail", "40", name, check=False)
     raise CheckFailed(f"{name}: /health not 200 after {timeout_s:.0f} s:\n{logs}")
 
@@ -174,6 +182,8 @@ def offline_fly_start(image: str, memory: str, ready_timeout_s: float) -> dict:
     print(f"2. {image}: the image's own command (fly.yaml), --network none", flush=True)
     run_container(name, image, port, "none", memory)
     try:
+        wait_healthy(name, port, ready_timeout_s, started, by=None)
+        bridge_s = time.monotonic() - started
         health = wait_healthy(name, port, ready_timeout_s, started)
         ready_s = time.monotonic() - started
         logs = podman("logs", name, check=False)
@@ -183,9 +193,45 @@ def offline_fly_start(image: str, memory: str, ready_timeout_s: float) -> dict:
         for line in fitted:
             step(line.strip(), started)
         step(f"ready offline: {health['status']} in {ready_s:.1f} s", started)
-        return {"ready_s": round(ready_s, 1), "status": health["status"]}
+        return {"ready_s": round(ready_s, 1), "first_200_s": round(bridge_s, 1),
+                "status": health["status"]}  # fmt: skip
     finally:
         podman("stop", "-t", "30", name, check=False, timeout=120)
+        podman("rm", "-f", name, check=False)
+
+
+def stop_while_starting(image: str, memory: str, ready_timeout_s: float) -> dict:
+    """SIGTERM while the bridge still holds the port (Fly stops a machine whenever it
+    likes): the embeddings answer came from the bridge, and the stop is clean and quick."""
+    name, port = "gpai-image-test-early-stop", free_port()
+    started = time.monotonic()
+    print(f"3. {image}: podman stop while Serve starts", flush=True)
+    run_container(name, image, port, "host", memory, "serve-app", "run", "--config",
+                  "deployments/local.yaml")  # fmt: skip
+    try:
+        wait_healthy(name, port, ready_timeout_s, started, by="bridge")
+        embed = subprocess.run(
+            ["curl", "-s", "-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{port}/v1/embeddings",
+             "-H", f"Authorization: Bearer {TOKEN}", "-H", "Content-Type: application/json",
+             "-d", '{"input": ["oat milk"]}'],
+            capture_output=True, text=True, timeout=120,
+        ).stdout.lower()  # fmt: skip
+        if " 200" not in embed.splitlines()[0] or "x-served-by: bridge" not in embed:
+            raise CheckFailed(f"embeddings from the bridge: {embed[:300]}")
+        step("POST /v1/embeddings: 200 from the bridge", started)
+        limit = kill_timeout_s()
+        stop_started = time.monotonic()
+        podman("stop", "-t", str(int(limit)), name, timeout=limit + 60)
+        stop_s = time.monotonic() - stop_started
+        code = podman("inspect", name, "--format", "{{.State.ExitCode}}")
+        logs = podman("logs", name, check=False)
+        if code != "0" or "stopping while starting" not in logs:
+            raise CheckFailed(
+                f"exit status {code} after podman stop while starting:\n{logs[-3000:]}"
+            )
+        step(f"podman stop while starting: exit 0 in {stop_s:.1f} s", started)
+        return {"stop_s": round(stop_s, 1)}
+    finally:
         podman("rm", "-f", name, check=False)
 
 
@@ -207,13 +253,15 @@ def main() -> int:
     try:
         first = first_start(args.image, args.memory, args.ready_timeout)
         offline = offline_fly_start(args.image, args.memory, args.ready_timeout)
+        early = stop_while_starting(args.image, args.memory, args.ready_timeout)
     except CheckFailed as exc:
         print(f"image-test FAILED: {exc}", file=sys.stderr)
         return 1
     print(
         f"image-test passed: {size_mb} MB; ready in {first['ready_s']} s (local.yaml, host "
-        f"network), stopped in {first['stop_s']} s; offline with fly.yaml ready in "
-        f"{offline['ready_s']} s ({offline['status']})",
+        f"network), stopped in {first['stop_s']} s; offline with fly.yaml /health 200 from "
+        f"the bridge in {offline['first_200_s']} s, from Serve in {offline['ready_s']} s "
+        f"({offline['status']}); stopped while starting in {early['stop_s']} s",
         flush=True,
     )
     return 0

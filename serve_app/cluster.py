@@ -174,15 +174,19 @@ def use_token_auth(token_file: Path, token: str | None = None) -> None:
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file.resolve())
 
 
-def configure_proxy(kind: str) -> None:
+def configure_proxy(kind: str, share_port: bool = False) -> None:
     """Choose Ray Serve's HTTP proxy for the Ray processes this process starts.
 
     Ray reads these variables when its Serve controller starts, so this must run before the
     Ray head starts. HAProxy's stats and metrics listeners and the proxy behind it get free
-    ports so that several servers can run on one machine.
+    ports so that several servers can run on one machine. ``share_port``: HAProxy binds the
+    public port with SO_REUSEPORT, beside the bridge that holds it while Serve starts
+    (serve_app/bridge.py).
     """
     if kind == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        if share_port:
+            os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "1"
         os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
         os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
         # HAProxy forwards to Serve's Python proxy on a fixed port (8500) by default: a second

@@ -14,7 +14,7 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.errors import ApiError, overloaded
+from serve_app.errors import ApiError, overloaded, retry_later
 from serve_app.metrics import QUEUE_DEPTH
 
 _REPLICA_GONE = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
@@ -116,11 +116,10 @@ class DeploymentClient:
                 except BackPressureError:
                     raise overloaded(self.name, self.retry_after_s) from None
                 except DeploymentUnavailableError:
-                    raise ApiError(
-                        503,
+                    raise retry_later(
                         "unavailable",
                         f"The {self.name} deployment is not running.",
-                        {"Retry-After": str(self.retry_after_s)},
+                        self.retry_after_s,
                     ) from None
                 except _REPLICA_GONE:
                     if attempt + 1 < attempts:

@@ -46,11 +46,15 @@ def error_response(
     )
 
 
+def retry_later(code: str, message: str, retry_after_s: int) -> ApiError:
+    """503 with Retry-After: nothing wrong with the request, ask again shortly."""
+    return ApiError(503, code, message, {"Retry-After": str(retry_after_s)})
+
+
 def overloaded(what: str, retry_after_s: int) -> ApiError:
     """503 with Retry-After, for queues that are full or replicas that are gone."""
-    return ApiError(
-        503,
+    return retry_later(
         "overloaded",
         f"The {what} service is overloaded; retry after {retry_after_s} s.",
-        {"Retry-After": str(retry_after_s)},
+        retry_after_s,
     )

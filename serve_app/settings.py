@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         "tokenizer too: a faster wake, for about 480 MB more), or `off` (no such worker: the "
         "woken replica starts a process of its own). See docs/architecture.md.",
     )
+    bridge: bool = Field(
+        True,
+        description="While Ray and Serve start, `serve-app run` answers embeddings, documents "
+        "and search on the public port from a plain process of its own (the bridge, "
+        "serve_app/bridge.py) and holds every other request for Serve; it hands the port to "
+        "Serve's HAProxy once Serve answers, and exits. Needs SERVE_APP_PROXY=haproxy and a "
+        "head of its own; false: the port answers once Serve is ready.",
+    )
 
     # Request limits enforced by the ingress before any model sees the request.
     max_body_bytes: int = Field(

@@ -24,15 +24,17 @@ def wait_healthy(
     failed: Callable[[], str | None] = lambda: None,
     hint: str = "",
 ) -> None:
-    """Poll ``url``/health every 0.25 s until it answers 200; ``failed()`` returning a reason
-    (the server process exited) stops the wait at once."""
+    """Poll ``url``/health every 0.25 s until Serve answers it 200 (not the bridge that holds
+    the port while Serve starts, serve_app/bridge.py: a benchmark measures Serve);
+    ``failed()`` returning a reason (the server process exited) stops the wait at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reason = failed()
         if reason:
             raise RuntimeError(reason)
         try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+            health = httpx.get(f"{url}/health", timeout=5)
+            if health.status_code == 200 and "x-served-by" not in health.headers:
                 return
         except httpx.HTTPError:
             pass

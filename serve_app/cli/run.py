@@ -20,9 +20,16 @@ from typing import Any
 import httpx
 
 from serve_app import prestart
+from serve_app.bridge import BridgeProcess, PortInUse, connect_host
 from serve_app.cli.database import prepare_database
 from serve_app.cli.errors import CliError
-from serve_app.cli.serve_config import fit_cpus, load_config, uses_store
+from serve_app.cli.serve_config import (
+    bridge_components,
+    bridge_unsuitable,
+    fit_cpus,
+    load_config,
+    uses_store,
+)
 from serve_app.cli.weights import prepare_ocr
 from serve_app.cluster import (
     SERVE_NAMESPACE,
@@ -95,6 +102,30 @@ def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) ->
             return
 
 
+def start_bridge(settings: Settings, host: str, port: int) -> BridgeProcess | None:
+    """The bridge on the public port while Ray and Serve start (serve_app/bridge.py), when
+    SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it)."""
+    if not settings.bridge or settings.proxy != "haproxy":
+        return None
+    bridge = BridgeProcess(host, port)
+    try:
+        bridge.start()
+    except PortInUse as exc:
+        raise CliError(str(exc)) from None
+    except RuntimeError as exc:  # this kernel cannot steer the port: start without it
+        print(f"serve-app: no bridge ({exc}); the port answers once Serve is ready", flush=True)
+        return None
+    return bridge
+
+
+def fallback_url(host: str) -> str:
+    """Serve's own Python proxy behind HAProxy: it answers for Serve while the bridge holds
+    the public port."""
+    target = connect_host(host)
+    port = os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]
+    return f"http://[{target}]:{port}" if ":" in target else f"http://{target}:{port}"
+
+
 def connect_ray(address: str) -> None:
     import ray
 
@@ -143,14 +174,15 @@ def wait_ready(
     quiet: bool = False,
     stop: threading.Event | None = None,
     app_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Poll /health until 200; print component states as they change. Gives up when ``stop``
-    is set (Ctrl-C while starting) or Serve reports a failed deployment."""
+) -> dict[str, Any] | None:
+    """Poll /health until 200 and return its body; print component states as they change.
+    Returns None when ``stop`` is set (SIGTERM or Ctrl-C while starting: a stop like any
+    other); raises when Serve reports a failed deployment."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
         if stop is not None and stop.is_set():
-            raise CliError("interrupted while starting")
+            return None
         failure = deploy_failure(app_names) if app_names else None
         if failure:
             raise CliError(failure)
@@ -267,17 +299,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Replicas run in other working directories: give them the data directory's full path
     # (before Ray starts: its workers inherit this environment).
     os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
-    head = None
+    head = bridge = None
+    for pid in stop_orphaned_haproxy(port):
+        print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
     if not os.environ.get("RAY_ADDRESS"):
+        # First: the port answers embeddings while everything below starts.
+        bridge = start_bridge(settings, bind_host(host, settings), port)
         # Before Ray is imported: Ray reads its auth mode once per process.
         use_cluster_token(settings)
-        configure_proxy(settings.proxy)
+        configure_proxy(settings.proxy, share_port=bridge is not None)
         head = new_head(settings, args.head)
         head.launch()  # `ray start` runs while the config is read and the database starts
     embedded = None
     try:
         name = args.config or settings.config
         config = load_config(Path(name), bind_host(host, settings), port)
+        if bridge is not None:
+            why = bridge_unsuitable(config)
+            if why:
+                print(f"serve-app: the bridge stops: {why}", flush=True)
+                bridge.stop()
+                bridge = None
+            else:
+                bridge.configure(bridge_components(config), uses_store(config))
         if head is not None:  # a node of our own: its CPUs are known
             from ray._private.utils import get_num_cpus
 
@@ -292,8 +336,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             threading.Thread(
                 target=prestart_replicas, args=(head, prestart_envs), daemon=True
             ).start()
-        for pid in stop_orphaned_haproxy(port):
-            print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
         embedded = prepare_database(settings) if uses_store(config) else None
         if embedded is not None:
             embedded.supervise()  # restarted if it dies; stopped after Serve below
@@ -309,21 +351,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         # ray.init installs handlers of its own (SIGTERM would abort this process): ours again
         handle_signals()
     except BaseException:
+        if bridge is not None:
+            bridge.stop()
         if head is not None:
             head.stop()
         if embedded is not None:
             embedded.stop()
         raise
     try:
-        deploy(config)
+        if not stop.is_set():  # (a signal while Ray started: nothing to deploy)
+            deploy(config)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "0::0") else host
         url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
         names = [app.name for app in config.applications]
+        if bridge is not None:  # Serve answers behind the bridge: the port goes to it
+            behind = fallback_url(bind_host(host, settings))
+            if wait_ready(behind, args.ready_timeout, stop=stop, app_names=names) is not None:
+                bridge.handover(timeout_s=settings.request_timeout_s + 60)
+                bridge = None
         health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
-        print(f"ready in {elapsed}: {url}  (status: {health['status']})", flush=True)
-        stop.wait()
+        if health is None:
+            print(f"stopping while starting ({elapsed})", flush=True)
+        else:
+            print(f"ready in {elapsed}: {url}  (status: {health['status']})", flush=True)
+            stop.wait()
     finally:
         stopping = Elapsed()
+        if bridge is not None:  # stopped while Serve was starting
+            bridge.stop()
         try:
             drain(config, args.drain_timeout)
             if head is None:

@@ -72,3 +72,36 @@ def uses_store(config: Any) -> bool:
         and (app.args or {}).get("store", True)
         for app in config.applications
     )
+
+
+def bridge_unsuitable(config: Any) -> str | None:
+    """Why the bridge (serve_app/bridge.py) cannot stand in for this config while Serve
+    starts, or None: it serves one application at ``/`` whose models include embeddings."""
+    if len(config.applications) != 1:
+        return f"the config has {len(config.applications)} applications"
+    app = config.applications[0]
+    if (app.route_prefix or "/") != "/":
+        return f"the application is served at {app.route_prefix}, not /"
+    if "embeddings" not in (app.args or {}).get("models", ["embeddings"]):
+        return "the application serves no embeddings"
+    return None
+
+
+def bridge_components(config: Any) -> dict[str, str]:
+    """What /health says, while the bridge answers, of the models besides embeddings:
+    ``scaled_to_zero`` for a deployment that starts at zero replicas (autoscaling with
+    ``min_replicas: 0`` and no ``initial_replicas``: its first request waits for a replica
+    anyway), else ``starting``."""
+    app = config.applications[0]
+    models = [m for m in (app.args or {}).get("models", ["embeddings"]) if m != "embeddings"]
+    deployments = {d.name: d for d in app.deployments}
+    components = {}
+    for name in models:
+        autoscaling = getattr(deployments.get(name), "autoscaling_config", None)
+        at_zero = (
+            isinstance(autoscaling, dict)
+            and autoscaling.get("min_replicas", 1) == 0
+            and not autoscaling.get("initial_replicas")
+        )
+        components[name] = "scaled_to_zero" if at_zero else "starting"
+    return components

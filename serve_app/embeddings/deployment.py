@@ -75,12 +75,7 @@ class EmbeddingDeployment:
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for this model."""
         return {
-            "status": "ready",
-            "device": self.runtime.device,
-            "weights": "pretrained",
-            "model": get_settings().embeddings_model_name,
-            "dimensions": self.runtime.dimensions,
-            "load_seconds": round(self.runtime.load_seconds, 3),
+            **self.runtime.info(get_settings().embeddings_model_name),
             "preloaded": self.preloaded,
             "preload": self.preload,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,17 @@ class EmbeddingRuntime:
             self.dtype,
             self.load_seconds,
         )
+
+    def info(self, model_name: str) -> dict[str, Any]:
+        """What ``/health`` reports for this model (the replica and the bridge add theirs)."""
+        return {
+            "status": "ready",
+            "device": self.device,
+            "weights": "pretrained",
+            "model": model_name,
+            "dimensions": self.dimensions,
+            "load_seconds": round(self.load_seconds, 3),
+        }
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serve_app.coalescer import QueueTimeout, RequestCoalescer
-from serve_app.deployment_client import DeploymentClient
 from serve_app.embeddings.jobs import (
     JOB_MAX_TOKENS,
     EmbedJob,
@@ -22,6 +22,9 @@ from serve_app.logs import Every, get_logger
 from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS, SHED
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
+
+if TYPE_CHECKING:  # the bridge (serve_app/bridge.py) serves this without Ray
+    from serve_app.deployment_client import DeploymentClient
 
 DIMENSIONS = 384
 log = get_logger(__name__)

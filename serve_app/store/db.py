@@ -344,3 +344,24 @@ class Store:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def create_store(settings: Any) -> Store:
+    """The document store: DATABASE_URL, else the embedded PostgreSQL in the data directory."""
+    from serve_app.store.embedded import pgdata_dir, socket_uri
+
+    if settings.database_url:
+        url = settings.database_url
+        dsn, kind = (lambda: url), "external"
+    else:
+        pgdata = pgdata_dir(settings.data_dir)
+        dsn, kind = (lambda: socket_uri(pgdata)), "embedded"
+    return Store(
+        dsn,
+        kind=kind,
+        index=IndexParams(settings.store_hnsw_m, settings.store_hnsw_ef_construction),
+        ef_search=settings.store_hnsw_ef_search,
+        pool_size=settings.store_pool_size,
+        connect_timeout_s=settings.store_connect_timeout_s,
+        query_timeout_s=settings.store_query_timeout_s,
+    )

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -21,6 +22,7 @@ from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
@@ -67,10 +69,16 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    url = f"http://127.0.0.1:{port}"
+    early: dict[str, object] = {}
+    prober = threading.Thread(target=probe_while_starting, args=(url, ready, early), daemon=True)
+    prober.start()
     try:
         assert ready.wait(240), "".join(lines[-30:])
+        prober.join(60)
+        bridged(url, early, "".join(lines), proc.pid)
         ready_line = next(x for x in lines if x.startswith("ready in"))
-        assert f"http://127.0.0.1:{port}" in ready_line
+        assert url in ready_line
         # The embedded PostgreSQL was started, migrated and is the store's database.
         assert any(x.startswith("database ready: embedded PostgreSQL") for x in lines)
         health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()
@@ -129,6 +137,63 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def probe_while_starting(url: str, ready: threading.Event, early: dict[str, object]) -> None:
+    """From the start: embeddings until the first 200, then a document stored and a receipt
+    parse sent while the bridge holds the port (serve_app/bridge.py)."""
+
+    def post(path: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{url}{path}", json=body, headers=AUTH, timeout=120)
+
+    while not ready.is_set():
+        try:
+            first = post("/v1/embeddings", {"input": "oat milk"})
+            if first.status_code == 200:
+                early["embeddings"] = first
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    else:
+        return
+    # the bridge serves the store too, once the embedded PostgreSQL answers (503 until then)
+    document = {"namespace": "bridge-test", "documents": [{"id": "1", "text": "oat milk"}]}
+    while not ready.is_set():
+        stored = post("/v1/documents", document)
+        if stored.status_code == 200:
+            early["documents"] = stored
+            break
+        time.sleep(0.2)
+    # held by the bridge until Serve answers, then answered by Serve
+    early["held"] = post("/v1/receipts/parse", {"lines": ["MILK 1.99", "TOTAL 1.99"]})
+
+
+def bridged(url: str, early: dict[str, object], output: str, pid: int) -> None:
+    """What the bridge did while Serve started, and that Serve has the port now."""
+    first = early.get("embeddings")
+    assert isinstance(first, httpx.Response), f"no embeddings answer before ready: {early}"
+    assert first.headers.get("x-served-by") == "bridge", dict(first.headers)
+    stored = early.get("documents")
+    assert isinstance(stored, httpx.Response), f"no document stored by the bridge: {early}"
+    assert stored.headers.get("x-served-by") == "bridge" and stored.json() == {"upserted": 1}
+    held = early["held"]
+    assert isinstance(held, httpx.Response)
+    assert held.status_code == 200 and "x-served-by" not in held.headers, held.text
+    assert held.json()["receipt"]["total"] == 1.99
+    assert "bridge: handed over" in output
+    # Serve answers now, with the same model, and finds what the bridge stored
+    now = httpx.post(f"{url}/v1/embeddings", json={"input": "oat milk"}, headers=AUTH, timeout=60)
+    assert now.status_code == 200 and "x-served-by" not in now.headers
+    a = first.json()["data"][0]["embedding"]
+    b = now.json()["data"][0]["embedding"]
+    assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.9999
+    query = {"namespace": "bridge-test", "query": "oat milk", "k": 1}
+    found = httpx.post(f"{url}/v1/search", json=query, headers=AUTH, timeout=60).json()
+    assert [r["id"] for r in found["results"]] == ["1"], found
+    # and the bridge's process is gone, with the memory of its model
+    children = psutil.Process(pid).children(recursive=True)
+    assert not [c for c in children if "serve_app.bridge" in " ".join(c.cmdline())]
 
 
 def serve_run_after(config: Path, env: dict[str, str]) -> None:

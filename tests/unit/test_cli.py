@@ -217,22 +217,26 @@ class _Process:
     def stop(self) -> None:
         self.stops += 1
 
+    def configure(self, components: dict[str, str], store: bool) -> None:
+        self.configured = (components, store)
+
 
 def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
     """Ray's daemons and the embedded PostgreSQL run in process sessions of their own: a
-    failure while draining or stopping Serve must not leave them running."""
+    failure while draining or stopping Serve must not leave them running, nor the bridge."""
     import signal
 
     from serve_app.cli import run as cli
 
-    head, database = _Process(), _Process()
+    head, database, bridge = _Process(), _Process(), _Process()
     # What `run` writes to the environment stays in this test (no token, no proxy setup).
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
     monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
-    monkeypatch.setattr(cli, "configure_proxy", lambda kind: None)
+    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
+    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
     monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
     monkeypatch.setattr(cli, "uses_store", lambda config: True)
     monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
@@ -253,7 +257,9 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     monkeypatch.setattr(cli, "disconnect_ray", disconnect_ray)
     with pytest.raises(RuntimeError, match="leaving the cluster failed"):
         main(["run", "--port", "18999"])
-    assert (head.stops, database.stops) == (1, 1)
+    assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
+    # the bridge was told what the config starts at zero replicas, and that it has a store
+    assert bridge.configured == ({"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}, True)
     assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
     # the first replicas' workers were asked of this head, the embeddings replica's first
     [(asked_head, envs)] = prestarted
@@ -279,3 +285,18 @@ def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
     cli.drain(config, timeout_s=1)
     out = capsys.readouterr().out
     assert "drain failed for grocery: RuntimeError: No event loop running" in out
+
+
+def test_no_bridge_without_haproxy_or_when_turned_off(monkeypatch):
+    """The bridge shares the port with HAProxy only: SERVE_APP_PROXY=python and
+    SERVE_APP_BRIDGE=false start none (and no process)."""
+    from serve_app.cli import run as cli
+    from serve_app.settings import Settings
+
+    started = []
+    monkeypatch.setattr(cli.BridgeProcess, "start", lambda self: started.append(self))
+    assert cli.start_bridge(Settings(proxy="python"), "127.0.0.1", 8000) is None
+    assert cli.start_bridge(Settings(bridge=False), "127.0.0.1", 8000) is None
+    assert started == []
+    assert cli.start_bridge(Settings(), "127.0.0.1", 8000) is not None
+    assert len(started) == 1

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from serve_app.ingress import install_error_handlers
+from serve_app.http_errors import install_error_handlers
 from serve_app.middleware import InflightCounter, IngressMiddleware
 from serve_app.settings import Settings
 

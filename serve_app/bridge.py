@@ -1,0 +1,493 @@
+"""The bridge: the public port answers embeddings and search while Ray and Serve start.
+
+``serve-app run`` starts it first (``python -m serve_app.bridge HOST PORT``), before ``ray
+start``. It binds the public port at once, loads the embedding model as a plain process
+would, and answers ``/v1/embeddings``, ``/v1/documents`` and ``/v1/search`` with the same
+code as the ingress (:class:`EmbeddingService`, :class:`StoreService`, the same middleware and
+error shapes), the model running in this process. Every other request is held until Serve
+answers and then forwarded to it, so none is refused or lost. When Serve's ``/health`` is 200
+(serve-app asks Serve's fallback proxy, which the bridge does not stand in front of),
+serve-app writes ``handover`` to the bridge's stdin: the bridge steers new connections to
+Serve's HAProxy, finishes what it holds, and exits, and its memory (the model, torch) goes
+with it.
+
+Both listen on the same address with ``SO_REUSEPORT`` (HAProxy with
+``SERVE_SOCKET_REUSE_PORT_ENABLED=1``). A socket group that shares a port would spread
+connections over its sockets by a hash; a classic BPF program on the group
+(``SO_ATTACH_REUSEPORT_CBPF``) picks the socket instead: the bridge's own (index 0: it binds
+first) until the handover, HAProxy's (index 1) after it. Linux only; classic BPF needs no
+privileges.
+
+Answers from the bridge carry ``X-Served-By: bridge``. Its ``/health`` is API.md's: 200 when
+the model is loaded, the store answers and every other component of the config starts at
+zero replicas (a request to one waits for Serve and a cold start, as a scaled-to-zero
+component's request always does), else 503 ``starting``.
+
+Commands on stdin, one JSON object or word a line: ``{"components": {...}, "store": bool}``
+(what serve-app read from the config; until then ``/health`` is 503), ``handover``. At the
+end of stdin (serve-app is gone) the bridge exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import socket
+import struct
+import sys
+from typing import Any
+
+SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant
+SERVED_BY = "bridge"
+
+
+def steer(sock: socket.socket, index: int) -> None:
+    """Send every new connection of ``sock``'s reuseport group to the group's socket number
+    ``index`` (a one-instruction classic BPF program: ``ret #index``); an index the group
+    does not have falls back to the kernel's hash."""
+    program = ctypes.create_string_buffer(struct.pack("HBBI", BPF_RET_K, 0, 0, index))
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether something already accepts connections at host:port."""
+    target = connect_host(host)
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def connect_host(host: str) -> str:
+    """Where this machine reaches a server listening on ``host``."""
+    if host in ("0.0.0.0", "", "*"):
+        return "127.0.0.1"
+    if host in ("::", "[::]", "0::0"):
+        return "::1"
+    return host.strip("[]")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The public port's first socket, steered to itself. Check :func:`listening` first:
+    a socket already in the group would be the one steered to."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:  # "0::0": IPv4 and IPv6, as HAProxy's listener (cli/run.py)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host.strip("[]"), port))
+    steer(sock, 0)
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class PortInUse(RuntimeError):
+    """Something else listens on the public port already."""
+
+
+class LocalEmbeddings:
+    """What :class:`EmbeddingService` calls instead of the embeddings deployment: the model in
+    this process, one call at a time on one thread (a call uses every core already)."""
+
+    name = "embeddings"
+    transport = "in-process"
+
+    def __init__(self) -> None:
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.runtime: Any = None
+        self.error: BaseException | None = None
+        self.loaded = threading.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridge-embed")
+        self._pool.submit(self._load)
+
+    def _load(self) -> None:
+        from serve_app.embeddings import preload
+        from serve_app.embeddings.runtime import EmbeddingRuntime
+
+        try:
+            runtime = EmbeddingRuntime(**preload.settings_kwargs())
+            runtime.embed(["warm up"])  # the first forward pass is slow
+            self.runtime = runtime
+        except BaseException as exc:  # reported by /health and every embeddings call
+            self.error = exc
+        finally:
+            self.loaded.set()
+
+    def _embed(self, texts: list[str]) -> Any:
+        import time
+
+        from serve_app.embeddings.jobs import EmbedResult
+
+        if self.runtime is None:
+            raise RuntimeError(f"the embedding model did not load: {self.error!r}")
+        started = time.perf_counter()
+        output = self.runtime.embed(texts)
+        return EmbedResult(
+            vectors=output.vectors,
+            token_counts=output.token_counts,
+            batch_jobs=1,
+            batch_texts=len(texts),
+            batch_leader=True,
+            batch_seconds=time.perf_counter() - started,
+        )
+
+    async def call(self, method: str, job: Any, payload_bytes: int = 0) -> Any:
+        import asyncio
+
+        assert method == "embed", method
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, job.texts)
+
+    def info(self) -> dict[str, Any]:
+        if not self.loaded.is_set():
+            return {"status": "starting", "reason": "loading the model", "served_by": SERVED_BY}
+        if self.runtime is None:
+            return {"status": "starting", "reason": repr(self.error)[:200], "served_by": SERVED_BY}
+        from serve_app.settings import get_settings
+
+        return {**self.runtime.info(get_settings().embeddings_model_name), "served_by": SERVED_BY}
+
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "x-request-id",  # the bridge's middleware sets and echoes it
+    "upgrade",
+}
+
+
+class Bridge:
+    """The bridge's state: the config serve-app sent, the upstream once Serve answers."""
+
+    def __init__(self, host: str, port: int, sock: socket.socket):
+        import asyncio
+
+        self.host, self.port, self.sock = host, port, sock
+        self.embeddings = LocalEmbeddings()
+        self.components: dict[str, str] | None = None  # name -> status while Serve starts
+        self.store: Any = None
+        self.upstream = asyncio.Event()  # set at the handover: forward to Serve from then
+        self.gone = asyncio.Event()  # serve-app went away: Serve never comes
+        self.answered = 0
+        self.forwarded = 0
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        components: dict[str, Any] = {"embeddings": self.embeddings.info()}
+        if self.components is None:
+            components["serve"] = {"status": "starting", "reason": "reading the config"}
+        else:
+            for name, status in self.components.items():
+                components[name] = {
+                    "status": status,
+                    "reason": "Ray Serve is starting; a request waits for it",
+                }
+        if self.store is not None:
+            components["store"] = await self.store.status()
+        states = {c["status"] for c in components.values()}
+        overall = "ok" if states <= {"ready", "scaled_to_zero"} else "starting"
+        from serve_app import __version__
+
+        body = {"status": overall, "version": __version__, "components": components}
+        return (200 if overall == "ok" else 503), body
+
+    async def forward(self, request: Any) -> Any:
+        """Hold a request until Serve answers, then pass it on (HAProxy on the same port)."""
+        import asyncio
+
+        import httpx
+        from starlette.responses import Response
+
+        from serve_app.errors import retry_later
+        from serve_app.settings import get_settings
+
+        settings = get_settings()
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.upstream, self.gone)]
+        await asyncio.wait(waits, timeout=settings.request_timeout_s, return_when="FIRST_COMPLETED")
+        for wait in waits:
+            wait.cancel()
+        if not self.upstream.is_set():
+            raise retry_later(
+                "starting", "The server is still starting; retry shortly.", settings.retry_after_s
+            )
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers.append(("x-request-id", request.state.request_id))
+        host = connect_host(self.host)
+        base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        body = await request.body()  # within the middleware's size limit
+        try:
+            async with httpx.AsyncClient(
+                base_url=base, timeout=settings.request_timeout_s + 30
+            ) as client:
+                upstream = await client.request(
+                    request.method,
+                    request.url.path,
+                    params=request.url.query or None,
+                    headers=headers,
+                    content=body,
+                )
+        except httpx.HTTPError as exc:  # Serve answered serve-app, then went away
+            raise retry_later(
+                "unavailable",
+                f"Serve did not answer ({type(exc).__name__}); retry shortly.",
+                settings.retry_after_s,
+            ) from None
+        self.forwarded += 1
+        kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+
+
+class Dispatch:
+    """ASGI middleware: what the bridge answers itself goes on to its routes (marked
+    ``X-Served-By: bridge``); the rest is held and forwarded (:meth:`Bridge.forward`)."""
+
+    LOCAL = ("/health", "/health/live", "/v1/embeddings")
+    STORE = ("/v1/search", "/v1/documents")
+
+    def __init__(self, app: Any, bridge: Bridge):
+        self.app, self.bridge = app, bridge
+
+    def local(self, path: str) -> bool:
+        if path in self.LOCAL:
+            return True
+        store = self.bridge.store is not None
+        return store and (path in self.STORE or path.startswith("/v1/documents/"))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.local(scope["path"]):
+            from starlette.exceptions import HTTPException
+            from starlette.requests import Request
+
+            from serve_app.errors import ApiError, error_response
+
+            request = Request(scope, receive)
+            request_id = request.state.request_id
+            try:
+                response = await self.bridge.forward(request)
+            except ApiError as exc:
+                response = error_response(
+                    exc.status, exc.code, exc.message, request_id, exc.headers
+                )
+            except HTTPException as exc:  # the body over the size limit (IngressMiddleware)
+                code = "payload_too_large" if exc.status_code == 413 else "bad_request"
+                response = error_response(exc.status_code, code, str(exc.detail), request_id)
+            await response(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-served-by", b"bridge")]
+            await send(message)
+
+        self.bridge.answered += 1
+        await self.app(scope, receive, marked)
+
+
+def create_app(bridge: Bridge) -> Any:
+    """The bridge's FastAPI app: the ingress's embeddings and store routes, its middleware and
+    error handlers, and a /health of its own; everything else is forwarded (:class:`Dispatch`)."""
+    from fastapi import FastAPI
+    from starlette.responses import Response
+
+    from serve_app.embeddings.routes import router as embeddings_router
+    from serve_app.embeddings.serving import EmbeddingService
+    from serve_app.http_errors import install_error_handlers
+    from serve_app.middleware import InflightCounter, IngressMiddleware
+    from serve_app.responses import FastJSONResponse
+    from serve_app.settings import get_settings
+    from serve_app.store.routes import router as store_router
+
+    settings = get_settings()
+    app = FastAPI(title="grocery-planner-ai (bridge)", default_response_class=FastJSONResponse)
+    install_error_handlers(app)
+    app.add_middleware(Dispatch, bridge=bridge)  # inside the ingress's checks (added last)
+    app.add_middleware(
+        IngressMiddleware,
+        settings=settings,
+        inflight=InflightCounter(),
+        raw_body_paths=("/v1/ocr",),
+        echo_request_id=True,
+    )
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health")
+    async def health() -> Response:
+        code, body = await bridge.health()
+        return FastJSONResponse(body, status_code=code)
+
+    app.state.embeddings = EmbeddingService(bridge.embeddings, settings)  # type: ignore[arg-type]
+    app.include_router(embeddings_router)
+    app.include_router(store_router)  # reached once serve-app says the config has a store
+    return app
+
+
+def use_store(bridge: Bridge, app: Any) -> None:
+    """Serve /v1/documents and /v1/search here too (the config has the store)."""
+    from serve_app.settings import get_settings
+    from serve_app.store.db import create_store
+    from serve_app.store.serving import StoreService
+
+    settings = get_settings()
+    app.state.store = StoreService(create_store(settings), app.state.embeddings, settings)
+    bridge.store = app.state.store.store
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import asyncio
+    import json
+    import threading
+
+    parser = argparse.ArgumentParser(prog="python -m serve_app.bridge")
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    args = parser.parse_args(argv)
+    if listening(args.host, args.port):
+        print(f"bridge: port {args.port} on {args.host} is in use", flush=True)
+        return 2
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"bridge: cannot listen on {args.host}:{args.port}: {exc}", flush=True)
+        return 3
+    print(f"bridge: listening on {args.host}:{args.port}", flush=True)
+
+    import uvicorn
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    bridge = Bridge(args.host, args.port, sock)
+    app = create_app(bridge)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=150)
+    server = uvicorn.Server(config)
+
+    async def handover() -> None:
+        steer(sock, 1)  # new connections: HAProxy, the group's second socket
+        bridge.upstream.set()
+        await asyncio.sleep(0.5)  # connections already queued here are accepted and served
+        server.should_exit = True  # then uvicorn closes the socket and finishes what it holds
+
+    def commands() -> None:
+        for line in sys.stdin:
+            line = line.strip()
+            if line == "handover":
+                asyncio.run_coroutine_threadsafe(handover(), loop)
+            elif line.startswith("{"):
+                message = json.loads(line)
+                loop.call_soon_threadsafe(configure, message)
+        loop.call_soon_threadsafe(bridge.gone.set)  # serve-app is gone: so is Serve
+        loop.call_soon_threadsafe(setattr, server, "should_exit", True)
+
+    def configure(message: dict[str, Any]) -> None:
+        bridge.components = dict(message.get("components", {}))
+        if message.get("store"):
+            use_store(bridge, app)
+
+    threading.Thread(target=commands, daemon=True, name="bridge-commands").start()
+    loop.run_until_complete(server.serve(sockets=[sock]))
+    if bridge.store is not None:
+        loop.run_until_complete(bridge.store.close())
+    what = "handed over" if bridge.upstream.is_set() else "stopped"
+    print(
+        f"bridge: {what} ({bridge.answered} requests answered here, "
+        f"{bridge.forwarded} forwarded to Serve)",
+        flush=True,
+    )
+    return 0
+
+
+class BridgeProcess:
+    """serve-app's side of the bridge: start it, tell it the config, hand over, stop. Its
+    output goes to serve-app's own."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.proc: Any = None
+        self._relay: Any = None
+
+    def start(self) -> None:
+        """Start the bridge and wait until it listens; RuntimeError with its words if not."""
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serve_app.bridge", self.host, str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        first = self.proc.stdout.readline()
+        if not first.startswith("bridge: listening"):
+            rest = self.proc.stdout.read()
+            self.proc.wait()
+            words = (first + rest).strip() or f"exit {self.proc.returncode}"
+            self.proc = None
+            raise (PortInUse if "in use" in first else RuntimeError)(words)
+        print(first, end="", flush=True)
+        self._relay = threading.Thread(target=self._print, daemon=True, name="bridge-output")
+        self._relay.start()
+
+    def _print(self) -> None:
+        for line in self.proc.stdout:
+            print(line, end="", flush=True)
+
+    def _send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the bridge is gone already
+            pass
+
+    def configure(self, components: dict[str, str], store: bool) -> None:
+        """What the config starts besides embeddings: ``{name: "scaled_to_zero" |
+        "starting"}``, and whether the bridge serves the store."""
+        import json
+
+        self._send(json.dumps({"components": components, "store": store}))
+
+    def handover(self, timeout_s: float = 180) -> None:
+        """Serve answers: new connections go to it; returns when the bridge has finished
+        what it held and exited (stopped after ``timeout_s``)."""
+        import subprocess
+
+        self._send("handover")
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout_s)
+        self.stop()
+
+    def stop(self, timeout_s: float = 10) -> None:
+        import subprocess
+
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # the bridge exits at the end of its stdin
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._relay is not None:
+            self._relay.join(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

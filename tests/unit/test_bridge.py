@@ -1,0 +1,235 @@
+"""The bridge (serve_app/bridge.py): the port steered between two sockets by the kernel, and
+the bridge's own app with the real embedding model, its /health, and the requests it holds
+for Serve and forwards over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from serve_app import bridge as bridge_module
+from serve_app.bridge import Bridge, connect_host, create_app, listening, steer
+from serve_app.cli.serve_config import bridge_components, bridge_unsuitable, load_config
+from serve_app.cluster import free_port
+from tests.conftest import TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def reuseport_listener(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    sock.settimeout(0.5)
+    return sock
+
+
+def who_accepts(port: int, first: socket.socket, second: socket.socket, n: int = 12) -> dict:
+    """Which of the two listeners accepted each of ``n`` new connections."""
+    counts = {"first": 0, "second": 0}
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)):
+            ready, _, _ = select.select([first, second], [], [], 5)
+            assert len(ready) == 1, ready
+            ready[0].accept()[0].close()
+            counts["first" if ready[0] is first else "second"] += 1
+    return counts
+
+
+def test_steer_sends_every_connection_to_the_chosen_socket_then_to_the_other():
+    port = free_port()
+    bridge_sock = bridge_module.bind("127.0.0.1", port)  # first in the group, steered to itself
+    haproxy = reuseport_listener(port)  # what HAProxy does with SERVE_SOCKET_REUSE_PORT_ENABLED
+    try:
+        assert who_accepts(port, bridge_sock, haproxy) == {"first": 12, "second": 0}
+        steer(bridge_sock, 1)  # the handover
+        assert who_accepts(port, bridge_sock, haproxy) == {"first": 0, "second": 12}
+    finally:
+        bridge_sock.close()
+        haproxy.close()
+
+
+def test_a_port_in_use_is_refused_before_binding():
+    port = free_port()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        assert listening("127.0.0.1", port)
+        # the command says so and exits 2: serve-app stops with that message
+        assert bridge_module.main(["127.0.0.1", str(port)]) == 2
+    assert not listening("127.0.0.1", port)
+
+
+def test_connect_host_for_wildcards():
+    assert connect_host("0.0.0.0") == "127.0.0.1"
+    assert connect_host("0::0") == "::1"
+    assert connect_host("10.0.0.5") == "10.0.0.5"
+
+
+def test_components_from_the_configs():
+    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    assert bridge_unsuitable(local) is None
+    # OCR and the solver start at zero replicas in local.yaml: /health may be 200 meanwhile
+    assert bridge_components(local) == {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
+    fly = load_config(ROOT / "deployments" / "fly.yaml", "::", 8000)
+    assert bridge_unsuitable(fly) is None
+    assert set(bridge_components(fly)) == {"ocr", "solver"}
+    local.applications[0].route_prefix = "/api"
+    assert "not /" in bridge_unsuitable(local)
+    local.applications[0].route_prefix = "/"
+    local.applications[0].args = {"models": ["ocr"]}
+    assert bridge_unsuitable(local) == "the application serves no embeddings"
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """Stands in for Serve behind the port: answers any POST with what it was sent."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        reply = b'{"upstream": true, "path": "%s", "got": %s}' % (self.path.encode(), body)
+        self.send_response(201)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def loaded_bridge():
+    port = free_port()
+    upstream = ThreadingHTTPServer(("127.0.0.1", port), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    b = Bridge("127.0.0.1", port, socket.socket())
+    app = create_app(b)
+    assert b.embeddings.loaded.wait(120)
+    yield b, app, loop
+    upstream.shutdown()
+    loop.close()
+
+
+def run(loop, coro):
+    return loop.run_until_complete(coro)
+
+
+async def call(app, method: str, path: str, **kwargs) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        return await client.request(method, path, **kwargs)
+
+
+def test_bridge_answers_embeddings_with_the_real_model(loaded_bridge):
+    _, app, loop = loaded_bridge
+    r = run(
+        loop,
+        call(app, "POST", "/v1/embeddings", json={"input": ["oat milk", "milk"]}, headers=AUTH),
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-served-by"] == "bridge"
+    assert r.headers["x-request-id"]
+    vectors = np.array([d["embedding"] for d in r.json()["data"]])
+    assert vectors.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert 0.5 < float(vectors[0] @ vectors[1]) < 0.999  # related texts, not the same vector
+    # the ingress's own checks and error shape
+    r = run(loop, call(app, "POST", "/v1/embeddings", json={"input": "x"}))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = run(
+        loop, call(app, "POST", "/v1/embeddings", json={"input": "x", "model": "gpt"}, headers=AUTH)
+    )
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_bridge_health_follows_the_config(loaded_bridge):
+    b, app, loop = loaded_bridge
+    b.components = None
+    r = run(loop, call(app, "GET", "/health"))
+    assert r.status_code == 503 and r.json()["components"]["serve"]["status"] == "starting"
+    b.components = {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
+    r = run(loop, call(app, "GET", "/health"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["components"]["embeddings"]["served_by"] == "bridge"
+    assert body["components"]["embeddings"]["dimensions"] == 384
+    b.components = {"ocr": "starting"}  # a config whose OCR starts with a replica
+    assert run(loop, call(app, "GET", "/health")).status_code == 503
+
+
+def test_bridge_holds_other_requests_until_the_handover_then_forwards(loaded_bridge):
+    b, app, loop = loaded_bridge
+
+    async def held_then_forwarded() -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        request = asyncio.ensure_future(
+            call(app, "POST", "/v1/plans", json={"days": 3}, headers=AUTH, params={"q": "1"})
+        )
+        await asyncio.sleep(0.3)
+        assert not request.done()  # held: Serve has not answered yet
+        b.upstream.set()
+        response = await request
+        return response, time.monotonic() - started
+
+    response, waited = run(loop, held_then_forwarded())
+    assert waited >= 0.3
+    assert response.status_code == 201  # the upstream's own answer, passed on
+    assert response.json() == {"upstream": True, "path": "/v1/plans?q=1", "got": {"days": 3}}
+    assert "x-served-by" not in response.headers
+    assert b.forwarded >= 1
+
+
+def test_held_requests_get_503_when_serve_app_is_gone(loaded_bridge):
+    b, app, loop = loaded_bridge
+    b.upstream.clear()
+    b.gone.set()
+    try:
+        r = run(
+            loop,
+            call(
+                app, "POST", "/v1/ocr", content=b"x", headers={**AUTH, "content-type": "image/png"}
+            ),
+        )
+    finally:
+        b.gone.clear()
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "starting"
+    assert r.headers["retry-after"]
+
+
+def test_forwarding_failures_are_clear_errors(loaded_bridge):
+    b, app, loop = loaded_bridge
+    b.upstream.set()
+    real_port, b.port = b.port, free_port()  # nothing listens there
+    try:
+        r = run(loop, call(app, "POST", "/v1/plans", json={"days": 3}, headers=AUTH))
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+        assert r.headers["retry-after"] and r.json()["error"]["request_id"]
+    finally:
+        b.port = real_port
+
+    async def chunks():
+        for _ in range(20):
+            yield b"x" * 1024 * 1024  # 20 MiB without a Content-Length, over the 16 MiB limit
+
+    r = run(
+        loop,
+        call(
+            app, "POST", "/v1/ocr", content=chunks(), headers={**AUTH, "content-type": "image/png"}
+        ),
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
