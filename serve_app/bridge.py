@@ -40,6 +40,8 @@ from typing import Any
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant
 SERVED_BY = "bridge"
+# the lines serve-app waits for (BridgeProcess.wait_loaded)
+LOADED, FAILED = "bridge: embedding model loaded", "bridge: embedding model failed"
 
 
 def steer(sock: socket.socket, index: int) -> None:
@@ -97,28 +99,36 @@ class LocalEmbeddings:
     name = "embeddings"
     transport = "in-process"
 
-    def __init__(self) -> None:
+    def __init__(self, on_loaded: Any = None) -> None:
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime: Any = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
+        self._on_loaded = on_loaded  # called on the loading thread, loaded or failed
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridge-embed")
         self._pool.submit(self._load)
 
     def _load(self) -> None:
-        from serve_app.embeddings import preload
-        from serve_app.embeddings.runtime import EmbeddingRuntime
+        import time
 
+        started = time.perf_counter()
         try:
+            from serve_app.embeddings import preload
+            from serve_app.embeddings.runtime import EmbeddingRuntime
+
             runtime = EmbeddingRuntime(**preload.settings_kwargs())
             runtime.embed(["warm up"])  # the first forward pass is slow
             self.runtime = runtime
+            print(f"{LOADED} in {time.perf_counter() - started:.1f} s", flush=True)
         except BaseException as exc:  # reported by /health and every embeddings call
             self.error = exc
+            print(f"{FAILED}: {exc!r}; Serve answers embeddings when it is up", flush=True)
         finally:
             self.loaded.set()
+            if self._on_loaded is not None:
+                self._on_loaded()
 
     def _embed(self, texts: list[str]) -> Any:
         import time
@@ -168,11 +178,12 @@ HOP_BY_HOP = {
 class Bridge:
     """The bridge's state: the config serve-app sent, the upstream once Serve answers."""
 
-    def __init__(self, host: str, port: int, sock: socket.socket):
+    def __init__(self, host: str, port: int, sock: socket.socket, loop: Any):
         import asyncio
 
         self.host, self.port, self.sock = host, port, sock
-        self.embeddings = LocalEmbeddings()
+        self.model_ready = asyncio.Event()  # loaded or failed: requests for it wait until then
+        self.embeddings = LocalEmbeddings(lambda: loop.call_soon_threadsafe(self.model_ready.set))
         self.components: dict[str, str] | None = None  # name -> status while Serve starts
         self.store: Any = None
         self.upstream = asyncio.Event()  # set at the handover: forward to Serve from then
@@ -249,22 +260,31 @@ class Dispatch:
     """ASGI middleware: what the bridge answers itself goes on to its routes (marked
     ``X-Served-By: bridge``); the rest is held and forwarded (:meth:`Bridge.forward`)."""
 
-    LOCAL = ("/health", "/health/live", "/v1/embeddings")
-    STORE = ("/v1/search", "/v1/documents")
+    HEALTH = ("/health", "/health/live")
 
     def __init__(self, app: Any, bridge: Bridge):
         self.app, self.bridge = app, bridge
 
+    @staticmethod
+    def store_path(path: str) -> bool:
+        return path in ("/v1/search", "/v1/documents") or path.startswith("/v1/documents/")
+
     def local(self, path: str) -> bool:
-        if path in self.LOCAL:
+        """Whether the bridge answers ``path`` itself: health, and what needs the model
+        once it has loaded (a model that failed to load leaves those to Serve)."""
+        if path in self.HEALTH:
             return True
-        store = self.bridge.store is not None
-        return store and (path in self.STORE or path.startswith("/v1/documents/"))
+        if self.bridge.embeddings.runtime is None:
+            return False
+        return path == "/v1/embeddings" or (self.bridge.store is not None and self.store_path(path))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] == "/v1/embeddings" or self.store_path(scope["path"]):
+            # waits for the model here, not in the batching queue (which would shed it)
+            await self.bridge.model_ready.wait()
         if not self.local(scope["path"]):
             from starlette.exceptions import HTTPException
             from starlette.requests import Request
@@ -370,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    bridge = Bridge(args.host, args.port, sock)
+    bridge = Bridge(args.host, args.port, sock, loop)
     app = create_app(bridge)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=150)
     server = uvicorn.Server(config)
@@ -418,6 +438,7 @@ class BridgeProcess:
         self.host, self.port = host, port
         self.proc: Any = None
         self._relay: Any = None
+        self._loaded: Any = None
 
     def start(self) -> None:
         """Start the bridge and wait until it listens; RuntimeError with its words if not."""
@@ -440,12 +461,24 @@ class BridgeProcess:
             self.proc = None
             raise (PortInUse if "in use" in first else RuntimeError)(words)
         print(first, end="", flush=True)
+        self._loaded = threading.Event()
         self._relay = threading.Thread(target=self._print, daemon=True, name="bridge-output")
         self._relay.start()
 
     def _print(self) -> None:
         for line in self.proc.stdout:
             print(line, end="", flush=True)
+            if line.startswith(
+                ("bridge: embedding model loaded", "bridge: embedding model failed")
+            ):
+                self._loaded.set()
+        self._loaded.set()  # the bridge exited
+
+    def wait_loaded(self, timeout_s: float) -> bool:
+        """Wait until the bridge has loaded its model (or failed, or exited), at most
+        ``timeout_s``: serve-app starts Ray after it, so that the first answer does not share
+        the cores with Ray's start."""
+        return self._loaded is not None and self._loaded.wait(timeout_s)
 
     def _send(self, line: str) -> None:
         try:

@@ -9,28 +9,38 @@ the functions that need them, so building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from pydantic import ValidationError
 
-from serve_app.cli import database, run, status, weights
 from serve_app.cli.errors import CliError
-from serve_app.fly import cli as fly
 from serve_app.settings import Settings
 
-COMMANDS = (run, status, weights, fly, database)
+COMMANDS = {
+    "run": "serve_app.cli.run",
+    "status": "serve_app.cli.status",
+    "weights": "serve_app.cli.weights",
+    "fly": "serve_app.fly.cli",
+    "db": "serve_app.cli.database",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with ``only``, that command's alone (its module alone is
+    imported: ``serve-app run`` opens its port sooner)."""
     parser = argparse.ArgumentParser(prog="serve-app", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.add_parser(sub)
+    for name, module in COMMANDS.items():
+        if only in (None, name):
+            importlib.import_module(module).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    only = argv[0] if argv and argv[0] == "run" else None
+    args = build_parser(only).parse_args(argv)
     try:
         return args.func(args)
     except CliError as exc:

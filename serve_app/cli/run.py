@@ -17,20 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from serve_app import prestart
 from serve_app.bridge import BridgeProcess, PortInUse, connect_host
-from serve_app.cli.database import prepare_database
 from serve_app.cli.errors import CliError
 from serve_app.cli.serve_config import (
     bridge_components,
     bridge_unsuitable,
     fit_cpus,
     load_config,
+    read_config,
     uses_store,
 )
-from serve_app.cli.weights import prepare_ocr
 from serve_app.cluster import (
     SERVE_NAMESPACE,
     LocalRayHead,
@@ -178,6 +175,8 @@ def wait_ready(
     """Poll /health until 200 and return its body; print component states as they change.
     Returns None when ``stop`` is set (SIGTERM or Ctrl-C while starting: a stop like any
     other); raises when Serve reports a failed deployment."""
+    import httpx  # here: the bridge starts before this module's slower imports
+
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -260,6 +259,43 @@ def disconnect_ray() -> None:
     ray.shutdown()
 
 
+class InThread:
+    """``fn(*args)`` on a thread of its own; :meth:`result` waits for it and returns what it
+    returned or raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any, args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self, raise_error: bool = True) -> Any:
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
+        return self._value
+
+
+def prepare_database(settings: Settings) -> Any:
+    """serve_app.cli.database's, imported when needed (its module is slow to import)."""
+    from serve_app.cli.database import prepare_database as prepare
+
+    return prepare(settings)
+
+
+def prepare_ocr(config: Any, settings: Settings) -> None:
+    """serve_app.cli.weights's, imported when needed."""
+    from serve_app.cli.weights import prepare_ocr as prepare
+
+    prepare(config, settings)
+
+
 class Elapsed:
     """Seconds since it was made, for the progress lines."""
 
@@ -302,26 +338,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     head = bridge = None
     for pid in stop_orphaned_haproxy(port):
         print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
+    name = args.config or settings.config
+    _, raw = read_config(Path(name))  # YAML only: Ray's schema checks it below
     if not os.environ.get("RAY_ADDRESS"):
         # First: the port answers embeddings while everything below starts.
         bridge = start_bridge(settings, bind_host(host, settings), port)
-        # Before Ray is imported: Ray reads its auth mode once per process.
-        use_cluster_token(settings)
-        configure_proxy(settings.proxy, share_port=bridge is not None)
-        head = new_head(settings, args.head)
-        head.launch()  # `ray start` runs while the config is read and the database starts
+    if bridge is not None:
+        why = bridge_unsuitable(raw)
+        if why:
+            print(f"serve-app: the bridge stops: {why}", flush=True)
+            bridge.stop()
+            bridge = None
+        else:
+            bridge.configure(bridge_components(raw), uses_store(raw))
+    # The database starts while the bridge loads its model (its /health needs the store)
+    database = InThread(prepare_database, settings) if uses_store(raw) else None
     embedded = None
     try:
-        name = args.config or settings.config
-        config = load_config(Path(name), bind_host(host, settings), port)
         if bridge is not None:
-            why = bridge_unsuitable(config)
-            if why:
-                print(f"serve-app: the bridge stops: {why}", flush=True)
-                bridge.stop()
-                bridge = None
-            else:
-                bridge.configure(bridge_components(config), uses_store(config))
+            # Ray starts once the bridge has its model: started together, they shared the
+            # two cores and the first answer took 1.7x a plain process's (docs/benchmarks.md).
+            bridge.wait_loaded(timeout_s=60)
+        if not os.environ.get("RAY_ADDRESS"):
+            # Before Ray is imported: Ray reads its auth mode once per process.
+            use_cluster_token(settings)
+            configure_proxy(settings.proxy, share_port=bridge is not None)
+            head = new_head(settings, args.head)
+            head.launch()  # `ray start` runs while the config is read
+        config = load_config(Path(name), bind_host(host, settings), port)
         if head is not None:  # a node of our own: its CPUs are known
             from ray._private.utils import get_num_cpus
 
@@ -336,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             threading.Thread(
                 target=prestart_replicas, args=(head, prestart_envs), daemon=True
             ).start()
-        embedded = prepare_database(settings) if uses_store(config) else None
+        embedded = database.result() if database is not None else None
         if embedded is not None:
             embedded.supervise()  # restarted if it dies; stopped after Serve below
         if head is not None:
@@ -355,6 +399,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             bridge.stop()
         if head is not None:
             head.stop()
+        if embedded is None and database is not None:  # its start may still be under way
+            embedded = database.result(raise_error=False)
         if embedded is not None:
             embedded.stop()
         raise

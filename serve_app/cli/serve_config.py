@@ -13,17 +13,29 @@ from serve_app.cli.errors import CliError
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def load_config(path: Path, host: str, port: int) -> Any:
-    """Read a `serve deploy` config file and point its HTTP options at host:port."""
-    from ray.serve.schema import ServeDeploySchema
-
+def read_config(path: Path) -> tuple[Path, dict[str, Any]]:
+    """A `serve deploy` config file as YAML gives it, without Ray (cheap: ``serve-app run``
+    reads it before Ray starts), and where it was found."""
     if not path.is_file() and not path.is_absolute():
         # Fall back to the project's own deployments/ folder when run from elsewhere.
         bundled = ROOT / path
         path = bundled if bundled.is_file() else path
     if not path.is_file():
         raise CliError(f"config file {path} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CliError(f"{path} is not a Serve config (a mapping with applications)")
+    return path, raw
+
+
+def load_config(path: Path, host: str, port: int) -> Any:
+    """Read a `serve deploy` config file and point its HTTP options at host:port."""
+    from ray.serve.schema import ServeDeploySchema
+
+    path, raw = read_config(path)
     raw.setdefault("http_options", {})
     raw["http_options"]["host"] = host
     raw["http_options"]["port"] = port
@@ -65,39 +77,48 @@ def fit_cpus(config: Any, cpus: float) -> str | None:
     )
 
 
-def uses_store(config: Any) -> bool:
-    """Whether any application of the config serves the document store."""
+def _apps(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    apps = raw.get("applications") or []
+    return [app for app in apps if isinstance(app, dict)]
+
+
+def _models(app: dict[str, Any]) -> list[str]:
+    return list((app.get("args") or {}).get("models", ["embeddings"]))
+
+
+def uses_store(raw: dict[str, Any]) -> bool:
+    """Whether any application of the config (as :func:`read_config` gives it) serves the
+    document store."""
     return any(
-        "embeddings" in (app.args or {}).get("models", ["embeddings"])
-        and (app.args or {}).get("store", True)
-        for app in config.applications
+        "embeddings" in _models(app) and (app.get("args") or {}).get("store", True)
+        for app in _apps(raw)
     )
 
 
-def bridge_unsuitable(config: Any) -> str | None:
+def bridge_unsuitable(raw: dict[str, Any]) -> str | None:
     """Why the bridge (serve_app/bridge.py) cannot stand in for this config while Serve
     starts, or None: it serves one application at ``/`` whose models include embeddings."""
-    if len(config.applications) != 1:
-        return f"the config has {len(config.applications)} applications"
-    app = config.applications[0]
-    if (app.route_prefix or "/") != "/":
-        return f"the application is served at {app.route_prefix}, not /"
-    if "embeddings" not in (app.args or {}).get("models", ["embeddings"]):
+    apps = _apps(raw)
+    if len(apps) != 1:
+        return f"the config has {len(apps)} applications"
+    prefix = apps[0].get("route_prefix") or "/"
+    if prefix != "/":
+        return f"the application is served at {prefix}, not /"
+    if "embeddings" not in _models(apps[0]):
         return "the application serves no embeddings"
     return None
 
 
-def bridge_components(config: Any) -> dict[str, str]:
+def bridge_components(raw: dict[str, Any]) -> dict[str, str]:
     """What /health says, while the bridge answers, of the models besides embeddings:
     ``scaled_to_zero`` for a deployment that starts at zero replicas (autoscaling with
     ``min_replicas: 0`` and no ``initial_replicas``: its first request waits for a replica
     anyway), else ``starting``."""
-    app = config.applications[0]
-    models = [m for m in (app.args or {}).get("models", ["embeddings"]) if m != "embeddings"]
-    deployments = {d.name: d for d in app.deployments}
+    app = _apps(raw)[0]
+    deployments = {d.get("name"): d for d in app.get("deployments") or [] if isinstance(d, dict)}
     components = {}
-    for name in models:
-        autoscaling = getattr(deployments.get(name), "autoscaling_config", None)
+    for name in [m for m in _models(app) if m != "embeddings"]:
+        autoscaling = (deployments.get(name) or {}).get("autoscaling_config")
         at_zero = (
             isinstance(autoscaling, dict)
             and autoscaling.get("min_replicas", 1) == 0

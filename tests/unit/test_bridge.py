@@ -18,7 +18,12 @@ import pytest
 
 from serve_app import bridge as bridge_module
 from serve_app.bridge import Bridge, connect_host, create_app, listening, steer
-from serve_app.cli.serve_config import bridge_components, bridge_unsuitable, load_config
+from serve_app.cli.serve_config import (
+    bridge_components,
+    bridge_unsuitable,
+    read_config,
+    uses_store,
+)
 from serve_app.cluster import free_port
 from tests.conftest import TOKEN
 
@@ -78,18 +83,25 @@ def test_connect_host_for_wildcards():
 
 
 def test_components_from_the_configs():
-    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
-    assert bridge_unsuitable(local) is None
+    _, local = read_config(ROOT / "deployments" / "local.yaml")
+    assert bridge_unsuitable(local) is None and uses_store(local)
     # OCR and the solver start at zero replicas in local.yaml: /health may be 200 meanwhile
     assert bridge_components(local) == {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
-    fly = load_config(ROOT / "deployments" / "fly.yaml", "::", 8000)
+    _, fly = read_config(ROOT / "deployments" / "fly.yaml")
     assert bridge_unsuitable(fly) is None
-    assert set(bridge_components(fly)) == {"ocr", "solver"}
-    local.applications[0].route_prefix = "/api"
+    assert bridge_components(fly) == {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
+    # a config whose OCR keeps a replica: /health waits for Serve's
+    fly["applications"][0]["deployments"] = [
+        {"name": "ocr", "autoscaling_config": {"min_replicas": 0, "initial_replicas": 1}}
+    ]
+    assert bridge_components(fly) == {"ocr": "starting", "solver": "starting"}
+    local["applications"][0]["route_prefix"] = "/api"
     assert "not /" in bridge_unsuitable(local)
-    local.applications[0].route_prefix = "/"
-    local.applications[0].args = {"models": ["ocr"]}
+    local["applications"][0]["route_prefix"] = "/"
+    local["applications"][0]["args"] = {"models": ["ocr"]}
     assert bridge_unsuitable(local) == "the application serves no embeddings"
+    assert not uses_store(local)
+    assert bridge_unsuitable({"applications": []}) == "the config has 0 applications"
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -115,7 +127,7 @@ def loaded_bridge():
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    b = Bridge("127.0.0.1", port, socket.socket())
+    b = Bridge("127.0.0.1", port, socket.socket(), loop)
     app = create_app(b)
     assert b.embeddings.loaded.wait(120)
     yield b, app, loop
@@ -233,3 +245,51 @@ def test_forwarding_failures_are_clear_errors(loaded_bridge):
         ),
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def fresh_bridge(loop, port: int) -> tuple[Bridge, object]:
+    b = Bridge("127.0.0.1", port, socket.socket(), loop)
+    return b, create_app(b)
+
+
+def test_requests_sent_while_the_model_loads_wait_for_it_none_shed():
+    loop = asyncio.new_event_loop()
+    try:
+        b, app = fresh_bridge(loop, free_port())
+        assert not b.embeddings.loaded.is_set()
+
+        async def burst() -> list[httpx.Response]:
+            body = {"input": [f"item {i}" for i in range(4)]}
+            calls = [
+                call(app, "POST", "/v1/embeddings", json=body, headers=AUTH) for _ in range(12)
+            ]
+            return await asyncio.gather(*calls)
+
+        responses = run(loop, burst())
+        assert [r.status_code for r in responses] == [200] * 12, [r.text for r in responses]
+        assert all(r.headers["x-served-by"] == "bridge" for r in responses)
+    finally:
+        loop.close()
+
+
+def test_a_model_that_does_not_load_leaves_embeddings_to_serve(
+    tmp_path, monkeypatch, loaded_bridge
+):
+    from serve_app.settings import get_settings
+
+    upstream_port = loaded_bridge[0].port  # the stand-in for Serve from the fixture
+    monkeypatch.setenv("SERVE_APP_EMBEDDINGS_MODEL_DIR", str(tmp_path))  # no model there
+    get_settings.cache_clear()
+    loop = asyncio.new_event_loop()
+    try:
+        b, app = fresh_bridge(loop, upstream_port)
+        assert b.embeddings.loaded.wait(60) and b.embeddings.runtime is None
+        health = run(loop, call(app, "GET", "/health"))
+        assert health.status_code == 503
+        assert health.json()["components"]["embeddings"]["status"] == "starting"
+        b.upstream.set()  # Serve answers: the request goes there
+        r = run(loop, call(app, "POST", "/v1/embeddings", json={"input": "milk"}, headers=AUTH))
+        assert r.status_code == 201 and r.json()["path"] == "/v1/embeddings", r.text
+    finally:
+        loop.close()
+        get_settings.cache_clear()

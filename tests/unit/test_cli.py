@@ -209,7 +209,7 @@ class _Process:
         pass
 
     def launch(self) -> None:
-        pass
+        self.launched = True
 
     def wait(self) -> str:
         return "127.0.0.1:1"
@@ -220,6 +220,13 @@ class _Process:
     def configure(self, components: dict[str, str], store: bool) -> None:
         self.configured = (components, store)
 
+    def wait_loaded(self, timeout_s: float) -> bool:  # the bridge's: the head not launched yet
+        self.loaded_before_ray = not self.head.launched
+        return True
+
+    launched = False
+    head: _Process
+
 
 def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
     """Ray's daemons and the embedded PostgreSQL run in process sessions of their own: a
@@ -229,6 +236,7 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     from serve_app.cli import run as cli
 
     head, database, bridge = _Process(), _Process(), _Process()
+    bridge.head = head
     # What `run` writes to the environment stays in this test (no token, no proxy setup).
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
@@ -258,8 +266,10 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     with pytest.raises(RuntimeError, match="leaving the cluster failed"):
         main(["run", "--port", "18999"])
     assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
-    # the bridge was told what the config starts at zero replicas, and that it has a store
+    # the bridge was told what the config starts at zero replicas, and that it has a store,
+    # and Ray was launched only once the bridge had its model
     assert bridge.configured == ({"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}, True)
+    assert bridge.loaded_before_ray is True and head.launched is True
     assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
     # the first replicas' workers were asked of this head, the embeddings replica's first
     [(asked_head, envs)] = prestarted
