@@ -168,9 +168,11 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
                 body = response.json()  # before the app deploys, Serve answers in plain text
             except (httpx.HTTPError, ValueError):
                 return False
-            # this head's own app (embeddings only), not another server on the machine
+            # this head's own app (embeddings only), not another server on the machine, and
+            # Serve's answer: the bridge (serve_app/bridge.py) answers /health while Serve starts
             components = set(body.get("components", {}))
-            return response.status_code == 200 and components == {"embeddings"}
+            serve = "x-served-by" not in response.headers
+            return response.status_code == 200 and components == {"embeddings"} and serve
 
         wait_for(ready, 300, "the head to serve")
         # Ray 2.60 cannot dial replicas over gRPC at IPv6 addresses: "auto" keeps Ray's calls.
