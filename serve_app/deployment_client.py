@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -44,6 +45,18 @@ def _is_ipv4(address: str) -> bool:
         return False
 
 
+def routable_replicas(handle: DeploymentHandle) -> int | None:
+    """How many replicas ``handle``'s router can send a call to now; None while it does not
+    know (no call made yet, the replica list not yet received from the controller) or where
+    Ray's internals differ from 2.60's (the router's replica list is not public API)."""
+    try:
+        if not handle.running_replicas_populated():
+            return None
+        return len(handle._router._asyncio_router.request_router.curr_replicas)
+    except AttributeError:
+        return None
+
+
 class DeploymentClient:
     """One model deployment as the ingress sees it: timeouts, backpressure, retries.
 
@@ -52,6 +65,9 @@ class DeploymentClient:
     value, instead of as Ray actor calls with results in the object store: less CPU per call
     in the ingress and the replica. Everything else, and every call without ``grpc``, goes
     by reference. Both share one router (one queue view, one set of autoscaling metrics).
+
+    ``wake`` is called (on a thread, without waiting) when a call finds no replica to go to:
+    the deployment is at zero replicas and the call waits for Serve to start one.
     """
 
     def __init__(
@@ -61,12 +77,14 @@ class DeploymentClient:
         timeout_s: float,
         retry_after_s: int,
         grpc: bool = False,
+        wake: Callable[[], Any] | None = None,
     ):
         self.name = name
         self.handle = handle
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self.grpc = grpc
+        self.wake = wake
         self._methods: dict[tuple[str, bool], Any] = {}
 
     @property
@@ -100,6 +118,8 @@ class DeploymentClient:
                 response = None
                 try:
                     response = self._method(method, by_value).remote(arg)
+                    if self.wake is not None and routable_replicas(self.handle) == 0:
+                        asyncio.get_running_loop().run_in_executor(None, self.wake)
                     return await asyncio.wait_for(response, self.timeout_s)
                 except (TimeoutError, asyncio.CancelledError) as exc:
                     # Nobody waits for the answer any more (timed out, or the client went

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,7 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serve_app import __version__
+from serve_app import __version__, prestart
 from serve_app.deployment_client import DeploymentClient, grpc_model_calls
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
@@ -246,6 +247,10 @@ class Ingress:
                 # Only embeddings calls are many and small enough for the cost of a call
                 # to count; OCR pages and plans stay on Ray's object store.
                 grpc=grpc and name == "embeddings",
+                # at zero replicas: a standby worker starts loading (serve_app/prestart.py)
+                wake=functools.partial(prestart.wake, name)
+                if name in prestart.WAKE_LOADERS
+                else None,
             )
             for name, handle in handles.items()
             if handle is not None

@@ -23,7 +23,11 @@ a prestarted process that has imported Ray Serve and the deployment's code (with
 SERVE_APP_STANDBY=libraries also torch and the tokenizer), but holds no model, so that idle
 memory stays small. A replica woken from zero is leased it instead of starting a Python; every
 replica of such a deployment then asks its raylet for the next standby (:func:`replenish`),
-so one waits whenever the deployment goes back to zero.
+so one waits whenever the deployment goes back to zero. The ingress *wakes* the standby when a
+request for the deployment finds no replica (:func:`wake`, a datagram to the standby's
+abstract socket on the same node): the standby starts loading the model at once, while Serve's
+controller decides to add the replica and Ray leases the standby to it (about half a second
+here), and the replica's constructor takes what has loaded by then.
 
 Nothing depends on it: every replica of these deployments preloads from its process start
 (a worker node, a restart, a second replica, a scale-up from zero), and one that no
@@ -65,6 +69,14 @@ STANDBY_MODULES = {
 
 STANDBY_MARK = "serve-app-standby-"  # the name of a standby's memfd, then its role
 _mark: int | None = None
+# What a standby of a role starts loading when woken (:func:`wake`): ``module:function``.
+WAKE_LOADERS = {"embeddings": "serve_app.embeddings.preload:start_default"}
+WAKE_MESSAGE = b"wake"
+# A caller wakes the standbys of a role at most this often (a /proc scan each time).
+WAKE_EVERY_S = 1.0
+_last_wake: dict[str, float] = {}
+# A replica woken from zero asks for the next standby this long after its start.
+REPLENISH_DELAY_S = 5.0
 
 # Set by main(): this worker runs with --standby / was prestarted as a standby.
 standby_role = False
@@ -177,6 +189,8 @@ def preload(role: str, standby: bool = False) -> None:
         if imports in STANDBY_MODULES[role]:
             _import(STANDBY_MODULES[role][imports])
         _mark = os.memfd_create(f"{STANDBY_MARK}{role}")  # for is_standby, kept open
+        if role in WAKE_LOADERS:
+            listen_for_wake(role)
     elif role == "embeddings":
         from serve_app.embeddings import preload as embeddings
 
@@ -202,6 +216,61 @@ def is_standby(pid: int, role: str) -> bool:
     return any(link.startswith(f"/memfd:{STANDBY_MARK}{role} ") for link in links)
 
 
+def wake_address(role: str, pid: int) -> bytes:
+    """The abstract socket a standby of ``role`` in process ``pid`` listens on for a wake."""
+    return f"\0{STANDBY_MARK}{role}-{pid}".encode()
+
+
+def listen_for_wake(role: str) -> threading.Thread:
+    """In a standby: wait on a thread for one wake (:func:`wake`), then start loading what a
+    replica of ``role`` needs (:data:`WAKE_LOADERS`), which its constructor then takes."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(wake_address(role, os.getpid()))
+
+    def run() -> None:
+        with sock:
+            while sock.recv(16) != WAKE_MESSAGE:
+                continue
+        module, function = WAKE_LOADERS[role].split(":")
+        print(
+            f"serve_app.prestart: woken by a request; loading the {role} model",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception as exc:  # the replica loads its own
+            print(f"serve_app.prestart: waking the {role} standby failed: {exc!r}", file=sys.stderr)
+
+    return background(run, f"wake-{role}")
+
+
+def wake(role: str) -> int:
+    """Wake the idle standby workers of ``role`` on this node (:func:`listen_for_wake`): a
+    request found no replica of it. At most once per :data:`WAKE_EVERY_S`; how many were
+    woken. A standby of another node is not reached: its replica then loads from its
+    constructor, as without a wake."""
+    import socket
+    import time
+
+    now = time.monotonic()
+    if now - _last_wake.get(role, -WAKE_EVERY_S) < WAKE_EVERY_S:
+        return 0
+    _last_wake[role] = now
+    woken = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and is_standby(int(entry), role):
+                try:
+                    sock.sendto(WAKE_MESSAGE, wake_address(role, int(entry)))
+                    woken += 1
+                except OSError:  # it stopped listening (woken already, or gone)
+                    continue
+    return woken
+
+
 def prestarted() -> bool:
     """Whether the raylet started this worker ahead of any lease (of no job: Ray passes the
     nil job ID, all ``f``), not for a replica that is waiting for it."""
@@ -209,23 +278,28 @@ def prestarted() -> bool:
     return bool(job) and set(job) == {"f"}
 
 
-def replenish(wait_s: float = 60.0) -> threading.Thread | None:
+def replenish(wait_s: float = 60.0, delay_s: float = REPLENISH_DELAY_S) -> threading.Thread | None:
     """In a replica whose worker runs with :data:`STANDBY`: ask this node's raylet, on a
     thread, for a standby worker like this one (this replica's runtime environment), which
     the next replica of the deployment is leased (after a scale to zero, or a second one).
-    A failure is logged: the next replica then starts a process of its own."""
+    It asks ``delay_s`` after the replica's start: the new worker's Python would share the
+    cores with the replica's first answers. A failure is logged: the next replica then
+    starts a process of its own."""
     if not standby_role:
         return None
     import ray
-
-    from serve_app.cluster import prestart_workers
-    from serve_app.logs import get_logger
 
     node = ray._private.worker._global_node
     address = f"{node.node_ip_address}:{node.node_manager_port}"
     runtime_env = dict(ray.get_runtime_context().runtime_env)
 
     def run() -> None:
+        import time
+
+        from serve_app.cluster import prestart_workers
+        from serve_app.logs import get_logger
+
+        time.sleep(delay_s)
         try:
             prestart_workers(address, runtime_env, 1, STANDBY_KEEP_ALIVE_S, wait_s)
         except RuntimeError as exc:

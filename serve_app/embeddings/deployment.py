@@ -27,15 +27,20 @@ class EmbeddingDeployment:
         # torch loads here, in the replica: the app's build step imports this
         from serve_app import prestart
         from serve_app.embeddings import preload
-        from serve_app.embeddings.runtime import EmbeddingRuntime
 
         kwargs = preload.settings_kwargs()
-        # loading since this process started, when `serve-app run` started it (preload.py)
+        # loading since this process started, when `serve-app run` started it, or since the
+        # request that woke this standby worker (preload.py, serve_app/prestart.py)
         self.runtime = preload.take(kwargs)
         self.preloaded = self.runtime is not None
-        # a standby worker (serve_app/prestart.py) imported the libraries, not the model
-        self.preload = "standby worker" if prestart.standby_worker else preload.outcome()
+        self.preload = preload.outcome()
+        if prestart.standby_worker:  # it imported the libraries, and the model once woken
+            woken = "woken by the first request" if self.preloaded else "not woken"
+            self.preload = f"standby worker ({woken})"
         if self.runtime is None:
+            # imported here, not above: a woken standby imports it on its loading thread
+            from serve_app.embeddings.runtime import EmbeddingRuntime
+
             self.runtime = EmbeddingRuntime(**kwargs)
             self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
         prestart.replenish()  # scales to zero: a standby for the next wake

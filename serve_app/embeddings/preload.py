@@ -90,6 +90,12 @@ def start(kwargs: dict[str, Any], exit_unclaimed_after_s: float | None = None) -
             background(_preload.run, "preload-embeddings")
 
 
+def start_default() -> None:
+    """:func:`start` with this process's settings (a standby worker woken by a request,
+    serve_app/prestart.py); exits when no replica takes the model in time."""
+    start(settings_kwargs(), UNCLAIMED_EXIT_S)
+
+
 def take(kwargs: dict[str, Any]) -> Any:
     """The runtime this process preloaded with the same ``kwargs`` (waiting for it to finish
     loading), or None: then the caller loads its own (:func:`outcome` says why)."""

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from serve_app.deployment_client import GRPC_MAX_PAYLOAD_BYTES, DeploymentClient, grpc_model_calls
+from serve_app.deployment_client import (
+    GRPC_MAX_PAYLOAD_BYTES,
+    DeploymentClient,
+    grpc_model_calls,
+    routable_replicas,
+)
 from serve_app.embeddings.jobs import JOB_MAX_TOKENS, EmbedJob
 from serve_app.embeddings.serving import payload_bytes
 from serve_app.errors import ApiError
@@ -174,3 +180,43 @@ def test_payload_bytes_bounds_texts_and_vectors():
     assert payload_bytes(biggest_answer) <= GRPC_MAX_PAYLOAD_BYTES
     longest_texts = EmbedJob(["a" * 20_000] * (JOB_MAX_TOKENS // 256), JOB_MAX_TOKENS)
     assert payload_bytes(longest_texts) <= GRPC_MAX_PAYLOAD_BYTES
+
+
+class RoutedHandle(FakeHandle):
+    """A fake handle that says how many replicas its router knows, the way Ray 2.60's
+    handles keep it (``routable_replicas`` reads it)."""
+
+    def __init__(self, outcomes: list, replicas: int | None):
+        super().__init__(outcomes)
+        self.populated = replicas is not None
+        request_router = SimpleNamespace(curr_replicas=dict.fromkeys(range(replicas or 0)))
+        self._router = SimpleNamespace(
+            _asyncio_router=SimpleNamespace(request_router=request_router)
+        )
+
+    def running_replicas_populated(self) -> bool:
+        return self.populated
+
+
+@pytest.mark.parametrize(("replicas", "woken"), [(0, 1), (1, 0), (None, 0)])
+def test_a_call_that_finds_no_replica_wakes_the_standby(replicas, woken):
+    """At zero replicas (known from the router's replica list) a call wakes the
+    deployment's standby worker; with a replica, or before the list is known, it does not."""
+    wakes: list[int] = []
+    handle = RoutedHandle(["ok"], replicas)
+    client = DeploymentClient(
+        "embeddings", handle, timeout_s=1, retry_after_s=3, wake=lambda: wakes.append(1)
+    )  # type: ignore[arg-type]
+
+    async def run():
+        answer = await client.call("embed", ["x"])
+        await asyncio.sleep(0.05)  # the wake runs on a thread, not awaited
+        return answer
+
+    assert asyncio.run(run()) == "ok"
+    assert len(wakes) == woken
+    assert routable_replicas(handle) == replicas  # type: ignore[arg-type]
+
+
+def test_routable_replicas_is_none_where_rays_internals_differ():
+    assert routable_replicas(FakeHandle(["ok"])) is None  # type: ignore[arg-type]

@@ -227,6 +227,74 @@ def test_is_standby_finds_an_idle_worker_by_its_title_and_mark():
     assert prestart.is_standby(os.getpid(), "embeddings") is False
 
 
+WAKE_PROBE = (
+    "import sys, time\n"
+    "from ray._raylet import setproctitle\n"
+    "from serve_app.embeddings import preload\n"
+    "setproctitle('ray::IDLE')\n"  # as Ray's worker titles an idle worker
+    "print('ready', flush=True)\n"
+    "deadline = time.monotonic() + 180\n"
+    "while preload._preload is None and time.monotonic() < deadline:\n"
+    "    time.sleep(0.02)\n"
+    "print('woken', preload._preload is not None, flush=True)\n"
+    "runtime = preload.take(preload.settings_kwargs())\n"
+    "print('taken', preload.outcome(), runtime is not None, flush=True)\n"
+)
+
+
+def test_a_woken_standby_loads_the_model_for_its_replica(tmp_path: Path, monkeypatch):
+    """A real standby worker process (prestarted: the nil job) waits with no model; a wake
+    (what the ingress sends when a request finds no replica) starts the load, and the
+    replica's constructor (``preload.take``) gets that model."""
+    worker = tmp_path / "default_worker.py"
+    worker.write_text(WAKE_PROBE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve_app.prestart", prestart.STANDBY, "embeddings", str(worker)],
+        cwd=ROOT,
+        env={**os.environ, "RAY_JOB_ID": "ffffffff", "SERVE_APP_STANDBY": "serve"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        assert prestart.is_standby(proc.pid, "embeddings")
+        monkeypatch.setattr(prestart, "_last_wake", {})
+        assert prestart.wake("ocr") == 0  # a role it is no standby of
+        assert prestart.wake("embeddings") >= 1
+        assert prestart.wake("embeddings") == 0  # at most once a second: a /proc scan each
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "woken True" in out and "taken taken True" in out, (out, err)
+    assert "woken by a request; loading the embeddings model" in err
+
+
+def test_a_standby_ignores_other_datagrams(tmp_path: Path):
+    """Only the wake message starts a load (anything else on the socket is skipped)."""
+    import socket
+
+    worker = tmp_path / "default_worker.py"
+    worker.write_text(WAKE_PROBE.replace("+ 180", "+ 3"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve_app.prestart", prestart.STANDBY, "embeddings", str(worker)],
+        cwd=ROOT,
+        env={**os.environ, "RAY_JOB_ID": "ffffffff", "SERVE_APP_STANDBY": "serve"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"hello", prestart.wake_address("embeddings", proc.pid))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "woken False" in out, out
+
+
 def test_replenish_is_for_standby_roles_only():
     assert not prestart.standby_role  # this process is no Ray worker
     assert prestart.replenish() is None

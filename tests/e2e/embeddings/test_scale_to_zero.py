@@ -91,9 +91,10 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
         print(f"cold start (0 -> 1 replica, first request): {cold_s:.2f} s")
         assert embeddings_status() == "ready"
         # Ray leased the woken replica the standby (same runtime env), which had started and
-        # imported Ray Serve and the deployment's code
+        # imported Ray Serve and the deployment's code, and which the request woke: it was
+        # loading the model while Serve's controller added the replica
         info = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
-        assert info["preload"] == "standby worker", info
+        assert info["preload"] == "standby worker (woken by the first request)", info
         # and it asked for the next one
         wait_for(lambda: len(standby_workers()) == 1, 60, "the next standby worker")
     finally:
