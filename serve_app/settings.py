@@ -81,7 +81,8 @@ class Settings(BaseSettings):
         "that scales to zero (embeddings in local-scale-to-zero.yaml) has imported: `serve` "
         "(Ray Serve and the deployment's code, about 80 MB PSS), `libraries` (torch and the "
         "tokenizer too: a faster wake, for about 480 MB more), or `off` (no such worker: the "
-        "woken replica starts a process of its own). See docs/architecture.md.",
+        "woken replica starts a process of its own). The request that finds no replica wakes "
+        "it: it loads the model while Serve adds the replica. See docs/architecture.md.",
     )
     bridge: bool = Field(
         True,
