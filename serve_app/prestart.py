@@ -75,8 +75,11 @@ WAKE_MESSAGE = b"wake"
 # A caller wakes the standbys of a role at most this often (a /proc scan each time).
 WAKE_EVERY_S = 1.0
 _last_wake: dict[str, float] = {}
-# A replica woken from zero asks for the next standby this long after its start.
-REPLENISH_DELAY_S = 5.0
+# A replica of a deployment with a standby asks for the next one this long after its start
+# (or when it stops, if sooner).
+REPLENISH_DELAY_S = 1.0
+_replenish_now = threading.Event()
+_replenishing: threading.Thread | None = None
 
 # Set by main(): this worker runs with --standby / was prestarted as a standby.
 standby_role = False
@@ -282,7 +285,8 @@ def replenish(wait_s: float = 60.0, delay_s: float = REPLENISH_DELAY_S) -> threa
     """In a replica whose worker runs with :data:`STANDBY`: ask this node's raylet, on a
     thread, for a standby worker like this one (this replica's runtime environment), which
     the next replica of the deployment is leased (after a scale to zero, or a second one).
-    It asks ``delay_s`` after the replica's start: the new worker's Python would share the
+    It asks ``delay_s`` after the replica's start, or when the replica stops
+    (:func:`replenish_now`), whichever comes first: the new worker's Python would share the
     cores with the replica's first answers. A failure is logged: the next replica then
     starts a process of its own."""
     if not standby_role:
@@ -294,18 +298,29 @@ def replenish(wait_s: float = 60.0, delay_s: float = REPLENISH_DELAY_S) -> threa
     runtime_env = dict(ray.get_runtime_context().runtime_env)
 
     def run() -> None:
-        import time
-
         from serve_app.cluster import prestart_workers
         from serve_app.logs import get_logger
 
-        time.sleep(delay_s)
+        _replenish_now.wait(delay_s)
         try:
             prestart_workers(address, runtime_env, 1, STANDBY_KEEP_ALIVE_S, wait_s)
         except RuntimeError as exc:
             get_logger(__name__).warning("no standby worker for the next replica: %s", exc)
 
-    return background(run, "prestart-standby")
+    global _replenishing
+    _replenishing = background(run, "prestart-standby")
+    return _replenishing
+
+
+def replenish_now(timeout_s: float = 10.0) -> bool:
+    """In a replica that is stopping (its deployment may be going to zero): ask for the next
+    standby now if :func:`replenish` is still waiting, and wait until it has asked, at most
+    ``timeout_s``. Whether nothing is left to ask."""
+    _replenish_now.set()
+    if _replenishing is None:
+        return True
+    _replenishing.join(timeout_s)
+    return not _replenishing.is_alive()
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ class EmbeddingDeployment:
         prestart.replenish()  # scales to zero: a standby for the next wake
         self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
 
+    def __del__(self) -> None:
+        """Serve stops this replica (a scale-down, maybe to zero): the next replica's standby
+        worker is asked for now, if it was not yet (serve_app/prestart.py)."""
+        from serve_app import prestart
+
+        prestart.replenish_now()
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply batch settings from ``user_config`` without a restart; an unknown or invalid
         key fails the deploy, naming it."""
