@@ -42,6 +42,9 @@ BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant
 SERVED_BY = "bridge"
 # the lines serve-app waits for (BridgeProcess.wait_loaded)
 LOADED, FAILED = "bridge: embedding model loaded", "bridge: embedding model failed"
+# Printed once the requests that waited for the model are answered (at most CATCH_UP_S after
+# the load): serve-app starts Ray then, so that those answers do not share the cores with it.
+CAUGHT_UP, CATCH_UP_S = "bridge: answered what waited for the model", 1.0
 
 
 def steer(sock: socket.socket, index: int) -> None:
@@ -183,13 +186,47 @@ class Bridge:
 
         self.host, self.port, self.sock = host, port, sock
         self.model_ready = asyncio.Event()  # loaded or failed: requests for it wait until then
-        self.embeddings = LocalEmbeddings(lambda: loop.call_soon_threadsafe(self.model_ready.set))
+        self.waiting = 0  # requests that came before the model, not yet answered
+        self.none_waiting = asyncio.Event()
+        self.none_waiting.set()
+        self._catching_up: Any = None  # the task that prints CAUGHT_UP
+        self.embeddings = LocalEmbeddings(lambda: loop.call_soon_threadsafe(self._model_done))
         self.components: dict[str, str] | None = None  # name -> status while Serve starts
         self.store: Any = None
         self.upstream = asyncio.Event()  # set at the handover: forward to Serve from then
         self.gone = asyncio.Event()  # serve-app went away: Serve never comes
         self.answered = 0
         self.forwarded = 0
+
+    def _model_done(self) -> None:
+        """On the loop: the model loaded (or failed). Requests held for it go on; once they
+        are answered (at most :data:`CATCH_UP_S`), :data:`CAUGHT_UP` tells serve-app."""
+        import asyncio
+
+        self.model_ready.set()
+
+        async def caught_up() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.none_waiting.wait(), CATCH_UP_S)
+            print(f"{CAUGHT_UP} ({self.answered} answered here)", flush=True)
+
+        self._catching_up = asyncio.ensure_future(caught_up())
+
+    @contextlib.contextmanager
+    def held_for_model(self) -> Any:
+        """Around a request that needs the model: counted while it waits for the load and
+        until it is answered, when it came before the load."""
+        if self.model_ready.is_set():
+            yield
+            return
+        self.waiting += 1
+        self.none_waiting.clear()
+        try:
+            yield
+        finally:
+            self.waiting -= 1
+            if self.waiting == 0:
+                self.none_waiting.set()
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         components: dict[str, Any] = {"embeddings": self.embeddings.info()}
@@ -283,8 +320,14 @@ class Dispatch:
             await self.app(scope, receive, send)
             return
         if scope["path"] == "/v1/embeddings" or self.store_path(scope["path"]):
-            # waits for the model here, not in the batching queue (which would shed it)
-            await self.bridge.model_ready.wait()
+            with self.bridge.held_for_model():
+                # waits for the model here, not in the batching queue (which would shed it)
+                await self.bridge.model_ready.wait()
+                await self.dispatch(scope, receive, send)
+            return
+        await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         if not self.local(scope["path"]):
             from starlette.exceptions import HTTPException
             from starlette.requests import Request
@@ -468,16 +511,14 @@ class BridgeProcess:
     def _print(self) -> None:
         for line in self.proc.stdout:
             print(line, end="", flush=True)
-            if line.startswith(
-                ("bridge: embedding model loaded", "bridge: embedding model failed")
-            ):
+            if line.startswith((CAUGHT_UP, FAILED)):
                 self._loaded.set()
         self._loaded.set()  # the bridge exited
 
     def wait_loaded(self, timeout_s: float) -> bool:
-        """Wait until the bridge has loaded its model (or failed, or exited), at most
-        ``timeout_s``: serve-app starts Ray after it, so that the first answer does not share
-        the cores with Ray's start."""
+        """Wait until the bridge has loaded its model and answered the requests that waited
+        for it (or failed, or exited), at most ``timeout_s``: serve-app starts Ray after it,
+        so that the first answers do not share the cores with Ray's start."""
         return self._loaded is not None and self._loaded.wait(timeout_s)
 
     def _send(self, line: str) -> None:

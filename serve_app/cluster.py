@@ -7,6 +7,8 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -324,11 +326,28 @@ class LocalRayHead:
             env={**_env(), "RAY_START_HOOK": f"{__name__}.slim_head"},
         )
         self.pgid = self._proc.pid  # the daemons stay in its session after `ray start` exits
+        # its output, read as it comes (a full pipe would block it while wait() polls)
+        self._output: list[bytes] = []
+        self._reader = threading.Thread(
+            target=lambda: self._output.append(self._proc.stdout.read()),  # type: ignore[union-attr]
+            daemon=True,
+            name="ray-start-output",
+        )
+        self._reader.start()
 
-    def wait(self, timeout_s: float = 120) -> str:
-        """Wait for :meth:`launch`'s ``ray start`` to finish; the head's address."""
+    def wait(self, timeout_s: float = 120, stop: threading.Event | None = None) -> str | None:
+        """Wait for :meth:`launch`'s ``ray start`` to finish; the head's address, or None as
+        soon as ``stop`` is set (a signal while Ray starts: the caller stops the head)."""
         assert self._proc is not None, "launch() first"
-        output, _ = self._proc.communicate(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self._proc.poll() is None:
+            if stop is not None and stop.is_set():
+                return None
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self._proc.args, timeout_s)
+            time.sleep(0.05)
+        self._reader.join(10)
+        output = b"".join(self._output)
         if self._proc.returncode != 0:
             self.stop()
             tail = output.decode(errors="replace")[-2000:]
@@ -338,7 +357,9 @@ class LocalRayHead:
     def start(self) -> str:
         """Start the head and wait for it; its address."""
         self.launch()
-        return self.wait()
+        address = self.wait()
+        assert address is not None  # (no stop event)
+        return address
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """SIGTERM Ray's daemons and workers, then SIGKILL what is left."""

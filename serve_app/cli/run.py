@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -113,6 +114,10 @@ def start_bridge(settings: Settings, host: str, port: int) -> BridgeProcess | No
         print(f"serve-app: no bridge ({exc}); the port answers once Serve is ready", flush=True)
         return None
     return bridge
+
+
+class StoppedWhileStarting(Exception):
+    """A signal came while Ray started: what was started stops, and serve-app exits 0."""
 
 
 def fallback_url(host: str) -> str:
@@ -359,6 +364,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             # Ray starts once the bridge has its model: started together, they shared the
             # two cores and the first answer took 1.7x a plain process's (docs/benchmarks.md).
             bridge.wait_loaded(timeout_s=60)
+        if stop.is_set():
+            raise StoppedWhileStarting
         if not os.environ.get("RAY_ADDRESS"):
             # Before Ray is imported: Ray reads its auth mode once per process.
             use_cluster_token(settings)
@@ -384,7 +391,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.supervise()  # restarted if it dies; stopped after Serve below
         if head is not None:
-            address = head.wait()
+            address = head.wait(stop=stop)  # None: a signal came, the head stops below
+            if address is None:
+                raise StoppedWhileStarting
             print(f"Ray head started ({elapsed}); deploying {name} ...", flush=True)
             if args.head:
                 print(f"Ray head at {address}: add nodes with `serve-app join {address}`")
@@ -403,6 +412,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             embedded = database.result(raise_error=False)
         if embedded is not None:
             embedded.stop()
+        if sys.exc_info()[0] is StoppedWhileStarting:
+            print(f"stopping while starting ({elapsed}): stopped what had started", flush=True)
+            return 0
         raise
     try:
         if not stop.is_set():  # (a signal while Ray started: nothing to deploy)

@@ -252,7 +252,10 @@ def fresh_bridge(loop, port: int) -> tuple[Bridge, object]:
     return b, create_app(b)
 
 
-def test_requests_sent_while_the_model_loads_wait_for_it_none_shed():
+def test_requests_sent_while_the_model_loads_wait_for_it_none_shed(capsys):
+    """And once they are answered, the bridge says so (serve-app starts Ray then)."""
+    from serve_app.bridge import CAUGHT_UP
+
     loop = asyncio.new_event_loop()
     try:
         b, app = fresh_bridge(loop, free_port())
@@ -268,6 +271,10 @@ def test_requests_sent_while_the_model_loads_wait_for_it_none_shed():
         responses = run(loop, burst())
         assert [r.status_code for r in responses] == [200] * 12, [r.text for r in responses]
         assert all(r.headers["x-served-by"] == "bridge" for r in responses)
+        run(loop, asyncio.sleep(0.2))  # the report runs on the loop
+        assert b.waiting == 0
+        said = [line for line in capsys.readouterr().out.splitlines() if CAUGHT_UP in line]
+        assert said == [f"{CAUGHT_UP} (12 answered here)"], said
     finally:
         loop.close()
 

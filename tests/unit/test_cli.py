@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,8 +212,10 @@ class _Process:
     def launch(self) -> None:
         self.launched = True
 
-    def wait(self) -> str:
-        return "127.0.0.1:1"
+    def wait(self, stop=None) -> str | None:
+        if self.signal_while_starting is not None:
+            self.signal_while_starting()  # SIGTERM while `ray start` runs
+        return None if stop is not None and stop.is_set() else "127.0.0.1:1"
 
     def stop(self) -> None:
         self.stops += 1
@@ -225,6 +228,7 @@ class _Process:
         return True
 
     launched = False
+    signal_while_starting = None
     head: _Process
 
 
@@ -274,6 +278,74 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     # the first replicas' workers were asked of this head, the embeddings replica's first
     [(asked_head, envs)] = prestarted
     assert asked_head is head and "embeddings" in envs[0]["py_executable"]
+
+
+def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, monkeypatch, capsys):
+    """SIGTERM while ``ray start`` runs (podman stop, Fly's stop of a machine still
+    waking): serve-app does not wait for Ray to finish starting, deploys nothing, stops the
+    head, the bridge and PostgreSQL, and exits 0."""
+    import signal
+
+    from serve_app.cli import run as cli
+
+    head, database, bridge = _Process(), _Process(), _Process()
+    bridge.head = head
+    handlers: dict[int, object] = {}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        signal, "signal", lambda signum, handler: handlers.update({signum: handler})
+    )
+    head.signal_while_starting = lambda: handlers[signal.SIGTERM](signal.SIGTERM, None)
+    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
+    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
+    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
+    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
+    monkeypatch.setattr(cli, "uses_store", lambda config: True)
+    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
+    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
+    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    monkeypatch.setattr(cli, "prestart_replicas", lambda *args: None)
+
+    def never(*args, **kwargs):
+        raise AssertionError("nothing connects or deploys after a signal while Ray starts")
+
+    monkeypatch.setattr(cli, "connect_ray", never)
+    monkeypatch.setattr(cli, "deploy", never)
+    assert main(["run", "--port", "18998"]) == 0
+    assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
+    assert "stopping while starting" in capsys.readouterr().out
+
+
+def test_head_wait_returns_when_stopped(monkeypatch):
+    """LocalRayHead.wait(stop=...) gives up on a ``ray start`` still running as soon as the
+    event is set (here a real process that would run for a minute), and the head's stop
+    ends it."""
+    import subprocess
+    import threading
+    import time
+
+    from serve_app import cluster
+
+    monkeypatch.setattr(
+        cluster, "_ray_start_command", lambda: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    head = cluster.LocalRayHead()
+    head.launch()
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    began = time.monotonic()
+    assert head.wait(timeout_s=30, stop=stop) is None
+    assert time.monotonic() - began < 5
+    proc = head._proc
+    head.stop()
+    assert proc.wait(timeout=10) is not None
+    head2 = cluster.LocalRayHead()
+    head2.launch()
+    with pytest.raises(subprocess.TimeoutExpired):
+        head2.wait(timeout_s=0.3)
+    head2.stop()
 
 
 def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
