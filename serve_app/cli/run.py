@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -403,7 +402,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         connect_ray(address)
         # ray.init installs handlers of its own (SIGTERM would abort this process): ours again
         handle_signals()
-    except BaseException:
+    except BaseException as exc:
         if bridge is not None:
             bridge.stop()
         if head is not None:
@@ -412,7 +411,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             embedded = database.result(raise_error=False)
         if embedded is not None:
             embedded.stop()
-        if sys.exc_info()[0] is StoppedWhileStarting:
+        if isinstance(exc, StoppedWhileStarting):
             print(f"stopping while starting ({elapsed}): stopped what had started", flush=True)
             return 0
         raise

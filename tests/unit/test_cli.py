@@ -232,6 +232,19 @@ class _Process:
     head: _Process
 
 
+def stand_in_start(monkeypatch, cli, head: _Process, database: _Process, bridge: _Process) -> None:
+    """`serve-app run`'s start with stand-ins for the head, the database and the bridge (no
+    token, no proxy setup, no OCR weights, no orphaned HAProxy scan)."""
+    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
+    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
+    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
+    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
+    monkeypatch.setattr(cli, "uses_store", lambda config: True)
+    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
+    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
+    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+
+
 def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
     """Ray's daemons and the embedded PostgreSQL run in process sessions of their own: a
     failure while draining or stopping Serve must not leave them running, nor the bridge."""
@@ -246,14 +259,7 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
-    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
-    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
-    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
-    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
-    monkeypatch.setattr(cli, "uses_store", lambda config: True)
-    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
-    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
-    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    stand_in_start(monkeypatch, cli, head, database, bridge)
     monkeypatch.setattr(cli, "connect_ray", lambda address: None)
     prestarted: list[tuple] = []  # no raylet here: what would be asked of it
     monkeypatch.setattr(cli, "prestart_replicas", lambda *args: prestarted.append(args))
@@ -298,14 +304,7 @@ def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, mon
         signal, "signal", lambda signum, handler: handlers.update({signum: handler})
     )
     head.signal_while_starting = lambda: handlers[signal.SIGTERM](signal.SIGTERM, None)
-    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
-    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
-    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
-    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
-    monkeypatch.setattr(cli, "uses_store", lambda config: True)
-    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
-    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
-    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    stand_in_start(monkeypatch, cli, head, database, bridge)
     monkeypatch.setattr(cli, "prestart_replicas", lambda *args: None)
 
     def never(*args, **kwargs):
