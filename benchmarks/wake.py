@@ -16,7 +16,11 @@ uvicorn process), which is started the same way:
   serve-direct  the same with SERVE_APP_BRIDGE=false (before/after for the bridge)
   zero      deployments/local-scale-to-zero.yaml (embeddings at zero replicas when idle,
             here after 5 s): the first request's answer time, against plain's start -> first
-            answer; the memory at zero replicas, the standby worker's apart
+            answer, and who gave it (the woken standby worker itself,
+            serve_app/standby_answer.py, or Serve's replica); the memory at zero replicas, the
+            standby worker's apart
+  zero-routed  the same with SERVE_APP_STANDBY_ANSWERS=false (Serve's replica answers: the
+            before/after for the standby's own answers)
   container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
             and a search answered, then OCR and a plan woken on demand within the limit (the
             container's memory peak from its cgroup, and whether it was OOM-killed); then
@@ -319,18 +323,22 @@ def component(url: str, name: str) -> str:
     return body["components"].get(name, {}).get("status", "")
 
 
-def bench_zero(data_dir: Path, logs: Path, wakes: int = 1) -> dict[str, Any]:
+def bench_zero(
+    data_dir: Path, logs: Path, wakes: int = 1, answers: bool = True, label: str = "zero"
+) -> dict[str, Any]:
     """``wakes`` times: wait until embeddings are at zero replicas, then time one request's
-    answer (the replica's start included). Memory at zero and the standby worker's size from
-    the first time."""
+    answer (the replica's start included) and who gave it (the woken standby itself, or
+    Serve's replica: ``answers`` is SERVE_APP_STANDBY_ANSWERS). Memory at zero and the standby
+    worker's size from the first time."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(zero_config())]
-    server = Started([*cmd, "--port", str(port)], serve_env(data_dir), logs / "zero.log")
+    env = {**serve_env(data_dir), "SERVE_APP_STANDBY_ANSWERS": str(answers).lower()}
+    server = Started([*cmd, "--port", str(port)], env, logs / f"{label}.log")
     runs: list[dict[str, Any]] = []
     try:
         if poll_until(lambda: embeds(url), 600) is None:
-            raise RuntimeError(f"zero-replica server not ready; see {logs / 'zero.log'}")
+            raise RuntimeError(f"zero-replica server not ready; see {logs / f'{label}.log'}")
         for n in range(wakes):
             if poll_until(lambda: component(url, "embeddings") == "scaled_to_zero", 180, 1) is None:
                 raise RuntimeError("embeddings did not scale to zero")
@@ -341,23 +349,39 @@ def bench_zero(data_dir: Path, logs: Path, wakes: int = 1) -> dict[str, Any]:
             began = time.monotonic()
             ok = embeds(url)
             cold = time.monotonic() - began
+            # the standby may answer before Serve has marked its replica running: wait for it
+            # (else the next round would find the deployment "at zero" with a replica coming)
+            ready = poll_until(lambda: component(url, "embeddings") == "ready", 120, 0.1)
+            ready_s = None if ready is None else time.monotonic() - began
             body = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
-            runs.append({"first_answer_s": cold, "ok": ok, "preload": body.get("preload")})
+            by = "standby" if body.get("standby_answers") else "serve"
+            runs.append(
+                {
+                    "first_answer_s": cold,
+                    "replica_ready_s": ready_s,
+                    "ok": ok,
+                    "preload": body.get("preload"),
+                    "by": by,
+                }
+            )
             print(
-                f"  zero: first answer from zero replicas {cold:.1f} s "
-                f"({'200' if ok else 'error'}; replica in: {body.get('preload')})",
+                f"  {label}: first answer from zero replicas {cold:.2f} s "
+                f"({'200' if ok else 'error'} by {by}; the replica ready in /health after "
+                f"{ready_s or 0:.2f} s, in: {body.get('preload')})",
                 flush=True,
             )
     finally:
         server.stop()
     print(
-        f"  zero: at zero PSS {at_zero['pss_mb']} MB, RSS {at_zero['rss_mb']} MB, the standby "
+        f"  {label}: at zero PSS {at_zero['pss_mb']} MB, RSS {at_zero['rss_mb']} MB, the standby "
         f"worker PSS {standby} MB"
     )
     return {
         "first_answer_s": median([run["first_answer_s"] for run in runs]),
+        "replica_ready_s": median([run["replica_ready_s"] or 0 for run in runs]),
         "ok": all(run["ok"] for run in runs),
         "preload": "/".join(sorted({str(run["preload"]) for run in runs})),
+        "answered_by": "/".join(sorted({run["by"] for run in runs})),
         "runs": runs,
         "memory_at_zero": at_zero,
         "standby_pss_mb": standby,
@@ -502,7 +526,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=ROOT / "deployments" / "local.yaml")
-    parser.add_argument("--targets", default="plain,plain-st,serve,serve-direct,zero,container")
+    parser.add_argument(
+        "--targets", default="plain,plain-st,serve,serve-direct,zero,zero-routed,container"
+    )
     parser.add_argument("--image", help="the image for the container target (make image)")
     parser.add_argument("--memory", default="2g", help="the container's memory limit")
     parser.add_argument("--cycles", type=int, default=5, help="idle/wake cycles per mode")
@@ -520,7 +546,7 @@ def main() -> int:
     report: dict[str, Any] = {"config": str(args.config), "cpus": os.cpu_count()}
     report["repeat"] = args.repeat
     print(f"page cache warmed in {warm_page_cache():.1f} s", flush=True)
-    if {"serve", "serve-direct", "zero"} & set(targets):
+    if {"serve", "serve-direct", "zero", "zero-routed"} & set(targets):
         prepare_data_dir(data_dir, logs)
     starts = {
         "plain": ("plain FastAPI + uvicorn", lambda: bench_plain(logs)),
@@ -549,6 +575,9 @@ def main() -> int:
     if "zero" in targets:
         print("embeddings at zero replicas", flush=True)
         report["zero"] = bench_zero(data_dir, logs, args.repeat)
+    if "zero-routed" in targets:
+        print("embeddings at zero replicas, SERVE_APP_STANDBY_ANSWERS=false", flush=True)
+        report["zero_routed"] = bench_zero(data_dir, logs, args.repeat, False, "zero-routed")
     if "container" in targets and args.image:
         print(f"container {args.image} (--memory {args.memory})", flush=True)
         report["container"] = bench_container(args.image, args.memory, args.cycles, args.idle)
@@ -632,7 +661,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         ratio("SERVE_APP_BRIDGE=false: start -> /health 200", direct["health_s"], 2.0)
     zero = report.get("zero")
     if zero:
-        ratio("zero replicas -> first answer", zero["first_answer_s"], 1.0)
+        by = zero["answered_by"]
+        ratio(f"zero replicas -> first answer (by {by})", zero["first_answer_s"], 1.0)
         mem = zero["memory_at_zero"]
         rows.append(
             [
@@ -643,6 +673,10 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                 "-",
             ]
         )
+    routed = report.get("zero_routed")
+    if routed:
+        name = "SERVE_APP_STANDBY_ANSWERS=false: zero -> first answer"
+        ratio(name, routed["first_answer_s"], 1.0)
     container = report.get("container")
     if container:
         rows.append(

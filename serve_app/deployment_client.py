@@ -16,7 +16,7 @@ from ray.serve.exceptions import (
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.errors import ApiError, overloaded, retry_later
-from serve_app.metrics import QUEUE_DEPTH
+from serve_app.metrics import QUEUE_DEPTH, WAKES
 
 _REPLICA_GONE = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
 
@@ -57,6 +57,12 @@ def routable_replicas(handle: DeploymentHandle) -> int | None:
         return None
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """Take a finished task's exception, so that asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 class DeploymentClient:
     """One model deployment as the ingress sees it: timeouts, backpressure, retries.
 
@@ -66,8 +72,11 @@ class DeploymentClient:
     in the ingress and the replica. Everything else, and every call without ``grpc``, goes
     by reference. Both share one router (one queue view, one set of autoscaling metrics).
 
-    ``wake`` is called (on a thread, without waiting) when a call finds no replica to go to:
-    the deployment is at zero replicas and the call waits for Serve to start one.
+    ``wake`` is called (on a thread) when a call finds no replica to go to: the deployment
+    is at zero replicas and the call waits for Serve to start one. ``early(method, arg,
+    timeout_s)`` (blocking, on a thread) then asks the woken standby worker for the answer
+    too (serve_app/standby_answer.py): whichever answers first is the call's answer, the
+    other is cancelled; None from it (no standby could answer) leaves the call to Serve.
     """
 
     def __init__(
@@ -78,6 +87,7 @@ class DeploymentClient:
         retry_after_s: int,
         grpc: bool = False,
         wake: Callable[[], Any] | None = None,
+        early: Callable[[str, Any, float], Any] | None = None,
     ):
         self.name = name
         self.handle = handle
@@ -85,6 +95,8 @@ class DeploymentClient:
         self.retry_after_s = retry_after_s
         self.grpc = grpc
         self.wake = wake
+        self.early = early
+        self._left_running: set[asyncio.Future] = set()  # Serve's calls a standby answered
         self._methods: dict[tuple[str, bool], Any] = {}
 
     @property
@@ -119,7 +131,9 @@ class DeploymentClient:
                 try:
                     response = self._method(method, by_value).remote(arg)
                     if self.wake is not None and routable_replicas(self.handle) == 0:
-                        asyncio.get_running_loop().run_in_executor(None, self.wake)
+                        return await asyncio.wait_for(
+                            self._from_zero(response, method, arg), self.timeout_s
+                        )
                     return await asyncio.wait_for(response, self.timeout_s)
                 except (TimeoutError, asyncio.CancelledError) as exc:
                     # Nobody waits for the answer any more (timed out, or the client went
@@ -153,3 +167,55 @@ class DeploymentClient:
         finally:
             gauge.dec()
         raise AssertionError("unreachable")
+
+    async def _from_zero(self, response: Any, method: str, arg: Any) -> Any:
+        """A call that found no replica: wake the standby; the answer of Serve's call
+        (``response``) or, when it comes first, the standby's own (``early``). Serve's call
+        of the call that woke a standby is left to run when the standby answers first (its
+        answer is dropped): Serve's controller adds the replica because of that waiting
+        call, and the standby may answer before the controller has seen it. Serve's calls of
+        the others are cancelled."""
+        loop = asyncio.get_running_loop()
+        woken = loop.run_in_executor(None, self.wake)
+        if self.early is None:
+            answer = await response
+            WAKES.labels(self.name, "serve").inc()
+            return answer
+
+        async def from_standby() -> Any:
+            await woken
+            try:
+                return await loop.run_in_executor(None, self.early, method, arg, self.timeout_s)
+            except Exception:  # the call to Serve answers instead
+                return None
+
+        async def from_serve() -> Any:
+            try:
+                return await asyncio.wait_for(response, self.timeout_s)
+            except TimeoutError:
+                response.cancel()
+                raise
+
+        served = asyncio.ensure_future(from_serve())
+        early = asyncio.ensure_future(from_standby())
+        keep_served = False
+        try:
+            await asyncio.wait({served, early}, return_when=asyncio.FIRST_COMPLETED)
+            if not served.done() and early.result() is not None:
+                keep_served = bool(woken.done() and not woken.exception() and woken.result())
+                if not keep_served:
+                    response.cancel()
+                WAKES.labels(self.name, "standby").inc()
+                return early.result()
+            answer = await served
+            WAKES.labels(self.name, "serve").inc()
+            return answer
+        finally:
+            for task in (early, served):
+                if task is served and keep_served:
+                    self._left_running.add(served)  # kept until it ends (asyncio holds weakly)
+                    served.add_done_callback(self._left_running.discard)
+                else:
+                    task.cancel()
+                # what the one left behind raises (RequestCancelledError) is nobody's answer
+                task.add_done_callback(_retrieve)

@@ -251,6 +251,8 @@ class Ingress:
                 wake=functools.partial(prestart.wake, name)
                 if name in prestart.WAKE_LOADERS
                 else None,
+                # ... and answers the calls that woke it (serve_app/standby_answer.py)
+                early=prestart.standby_asks(name) if self.settings.standby_answers else None,
             )
             for name, handle in handles.items()
             if handle is not None

@@ -72,9 +72,14 @@ _mark: int | None = None
 # What a standby of a role starts loading when woken (:func:`wake`): ``module:function``.
 WAKE_LOADERS = {"embeddings": "serve_app.embeddings.preload:start_default"}
 WAKE_MESSAGE = b"wake"
+# What a woken standby of a role answers itself until Serve routes to its replica
+# (serve_app/standby_answer.py): a module with ``answer`` (the standby's handler) and
+# ``ask_standby`` (the ingress's call of it).
+ANSWERS = {"embeddings": "serve_app.embeddings.preload"}
 # A caller wakes the standbys of a role at most this often (a /proc scan each time).
 WAKE_EVERY_S = 1.0
 _last_wake: dict[str, float] = {}
+_woken: dict[str, list[int]] = {}  # the processes the last wake of a role reached
 # A replica of a deployment with a standby asks for the next one this long after its start
 # (or when it stops, if sooner).
 REPLENISH_DELAY_S = 1.0
@@ -194,6 +199,10 @@ def preload(role: str, standby: bool = False) -> None:
         _mark = os.memfd_create(f"{STANDBY_MARK}{role}")  # for is_standby, kept open
         if role in WAKE_LOADERS:
             listen_for_wake(role)
+        if role in ANSWERS and get_settings().standby_answers:
+            from serve_app import standby_answer
+
+            standby_answer.listen(role, _resolve(f"{ANSWERS[role]}:answer"))
     elif role == "embeddings":
         from serve_app.embeddings import preload as embeddings
 
@@ -236,18 +245,28 @@ def listen_for_wake(role: str) -> threading.Thread:
         with sock:
             while sock.recv(16) != WAKE_MESSAGE:
                 continue
-        module, function = WAKE_LOADERS[role].split(":")
         print(
             f"serve_app.prestart: woken by a request; loading the {role} model",
             file=sys.stderr,
             flush=True,
         )
         try:
-            getattr(importlib.import_module(module), function)()
+            _resolve(WAKE_LOADERS[role])()
         except Exception as exc:  # the replica loads its own
             print(f"serve_app.prestart: waking the {role} standby failed: {exc!r}", file=sys.stderr)
 
     return background(run, f"wake-{role}")
+
+
+def standby_asks(role: str) -> Any:
+    """The ingress's call of a woken standby of ``role`` (:data:`ANSWERS`), or None."""
+    return _resolve(f"{ANSWERS[role]}:ask_standby") if role in ANSWERS else None
+
+
+def _resolve(name: str) -> Any:
+    """The function named ``module:function``."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def wake(role: str) -> int:
@@ -262,16 +281,27 @@ def wake(role: str) -> int:
     if now - _last_wake.get(role, -WAKE_EVERY_S) < WAKE_EVERY_S:
         return 0
     _last_wake[role] = now
-    woken = 0
+    pids = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         for entry in os.listdir("/proc"):
             if entry.isdigit() and is_standby(int(entry), role):
                 try:
                     sock.sendto(WAKE_MESSAGE, wake_address(role, int(entry)))
-                    woken += 1
+                    pids.append(int(entry))
                 except OSError:  # it stopped listening (woken already, or gone)
                     continue
-    return woken
+    _woken[role] = pids
+    return len(pids)
+
+
+def woken(role: str, within_s: float) -> list[int]:
+    """The processes that the last :func:`wake` of ``role`` reached, if it was at most
+    ``within_s`` ago (else none)."""
+    import time
+
+    if time.monotonic() - _last_wake.get(role, -within_s) > within_s:
+        return []
+    return list(_woken.get(role, []))
 
 
 def prestarted() -> bool:

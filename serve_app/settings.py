@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         "woken replica starts a process of its own). The request that finds no replica wakes "
         "it: it loads the model while Serve adds the replica. See docs/architecture.md.",
     )
+    standby_answers: bool = Field(
+        True,
+        description="A woken standby worker also answers the calls that woke it (over a Unix "
+        "socket of the node, serve_app/standby_answer.py): with the same model on numpy "
+        "while torch loads (inputs up to 4,096 tokens), then with the replica's; the call "
+        "that woke it still makes Serve add the replica, which answers every later call. "
+        "False: those calls wait for Serve's replica (a torch import and the model's load). "
+        "Two applications with embeddings at zero on one node reach each other's standby: "
+        "turn it off there if their model settings differ.",
+    )
     bridge: bool = Field(
         True,
         description="While Ray and Serve start, `serve-app run` answers embeddings, documents "

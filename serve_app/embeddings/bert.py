@@ -12,24 +12,15 @@ about 600 MB here, and 4-5 s of loading against a tenth of a second. The output 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
 
-SUPPORTED = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
+from serve_app.embeddings.bert_config import load_tokenizer, read_config
 
-
-def load_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
-    """The model's tokenizer: special tokens added, truncated to ``max_tokens``, no padding
-    (the runtime pads each forward pass to its longest text)."""
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_tokens)
-    return tokenizer
+__all__ = ["BertEncoder", "load_tokenizer"]
 
 
 class BertEncoder:
@@ -37,16 +28,13 @@ class BertEncoder:
     ``attention_mask`` of 1 for tokens, 0 for padding), in ``dtype`` on ``device``."""
 
     def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
-        config = json.loads((model_dir / "config.json").read_text())
-        for key, value in SUPPORTED.items():
-            if config.get(key, value) != value:
-                raise ValueError(f"{model_dir}: {key} {config.get(key)!r} is not {value!r}")
-        self.hidden_size = int(config["hidden_size"])
-        self.heads = int(config["num_attention_heads"])
-        self.layers = int(config["num_hidden_layers"])
-        self.eps = float(config["layer_norm_eps"])
-        self.max_positions = int(config["max_position_embeddings"])
-        self.pad_token_id = int(config.get("pad_token_id") or 0)
+        config = read_config(model_dir)
+        self.hidden_size = config.hidden_size
+        self.heads = config.heads
+        self.layers = config.layers
+        self.eps = config.eps
+        self.max_positions = config.max_positions
+        self.pad_token_id = config.pad_token_id
         self.dtype = dtype
         weights = load_file(str(model_dir / "model.safetensors"), device=device)
         self.weights = {

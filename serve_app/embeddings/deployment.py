@@ -86,8 +86,12 @@ class EmbeddingDeployment:
 
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for this model."""
+        from serve_app.embeddings import preload
+
         return {
             **self.runtime.info(get_settings().embeddings_model_name),
             "preloaded": self.preloaded,
             "preload": self.preload,
+            # calls this process answered as the woken standby, before Serve routed to it
+            "standby_answers": preload.answered,
         }

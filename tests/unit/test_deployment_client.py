@@ -220,3 +220,71 @@ def test_a_call_that_finds_no_replica_wakes_the_standby(replicas, woken):
 
 def test_routable_replicas_is_none_where_rays_internals_differ():
     assert routable_replicas(FakeHandle(["ok"])) is None  # type: ignore[arg-type]
+
+
+def wakes_total(answered_by: str) -> float:
+    from serve_app.metrics import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "serve_app_wakes_total", {"model": "embeddings", "answered_by": answered_by}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("serve_s", "early_s", "early", "woke", "by", "cancelled"),
+    [
+        # the standby answers first; Serve's call goes on (Serve adds the replica for it)
+        (0.5, 0, "standby", 1, "standby", 0),
+        # ... or, for a call that woke no standby (another had), is cancelled
+        (0.5, 0, "standby", 0, "standby", 1),
+        (0.5, 0, None, 1, "serve", 0),  # it could not answer: Serve's call answers
+        (0.1, 0.5, "standby", 1, "serve", 0),  # Serve answers first
+    ],
+)
+def test_the_woken_standby_answers_when_it_is_first(serve_s, early_s, early, woke, by, cancelled):
+    """At zero replicas the client also asks the woken standby (``early``, blocking, on a
+    thread); the first answer is the call's. Serve's call of the call that woke the standby
+    is left to run (its answer dropped), any other's is cancelled."""
+    import time
+
+    handle = RoutedHandle([serve_s], 0)
+    asked: list[tuple] = []
+
+    def from_standby(method, arg, timeout_s):
+        asked.append((method, arg, timeout_s))
+        time.sleep(early_s)
+        return early
+
+    client = DeploymentClient(
+        "embeddings", handle, timeout_s=2, retry_after_s=3, wake=lambda: woke, early=from_standby
+    )  # type: ignore[arg-type]
+    before = wakes_total(by)
+
+    async def run():
+        answer = await client.call("embed", ["x"])
+        left = len(client._left_running)
+        await asyncio.sleep(0.6)  # Serve's call, left running, ends and is let go
+        return answer, left, len(client._left_running)
+
+    answer, left, after = asyncio.run(run())
+    assert answer == ("standby" if by == "standby" else "late")
+    assert asked == [("embed", ["x"], 2)]
+    assert handle.embed.cancelled == cancelled
+    assert (left, after) == ((1, 0) if by == "standby" and woke else (0, 0))
+    assert wakes_total(by) == before + 1
+
+
+def test_with_a_replica_the_standby_is_not_asked():
+    asked: list[int] = []
+    handle = RoutedHandle(["ok"], 1)
+    client = DeploymentClient(
+        "embeddings",
+        handle,
+        timeout_s=1,
+        retry_after_s=3,
+        wake=lambda: 1,
+        early=lambda *args: asked.append(1),
+    )  # type: ignore[arg-type]
+    assert asyncio.run(client.call("embed", ["x"])) == "ok"
+    assert asked == []

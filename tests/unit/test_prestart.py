@@ -13,6 +13,7 @@ from ray.serve._private.utils import override_runtime_envs_except_env_vars
 
 from serve_app import prestart
 from serve_app.cli.serve_config import load_config
+from tests.helpers.standby import start_standby
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,16 +247,7 @@ def test_a_woken_standby_loads_the_model_for_its_replica(tmp_path: Path, monkeyp
     """A real standby worker process (prestarted: the nil job) waits with no model; a wake
     (what the ingress sends when a request finds no replica) starts the load, and the
     replica's constructor (``preload.take``) gets that model."""
-    worker = tmp_path / "default_worker.py"
-    worker.write_text(WAKE_PROBE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.prestart", prestart.STANDBY, "embeddings", str(worker)],
-        cwd=ROOT,
-        env={**os.environ, "RAY_JOB_ID": "ffffffff", "SERVE_APP_STANDBY": "serve"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_standby(tmp_path, WAKE_PROBE)
     try:
         assert proc.stdout.readline() == "ready\n"
         assert prestart.is_standby(proc.pid, "embeddings")
@@ -275,15 +267,7 @@ def test_a_standby_ignores_other_datagrams(tmp_path: Path):
     """Only the wake message starts a load (anything else on the socket is skipped)."""
     import socket
 
-    worker = tmp_path / "default_worker.py"
-    worker.write_text(WAKE_PROBE.replace("+ 180", "+ 3"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.prestart", prestart.STANDBY, "embeddings", str(worker)],
-        cwd=ROOT,
-        env={**os.environ, "RAY_JOB_ID": "ffffffff", "SERVE_APP_STANDBY": "serve"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_standby(tmp_path, WAKE_PROBE.replace("+ 180", "+ 3"), stderr=False)
     try:
         assert proc.stdout.readline() == "ready\n"
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

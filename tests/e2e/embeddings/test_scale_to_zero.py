@@ -89,12 +89,17 @@ def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
         expected = embedding_runtime.embed(["cold start"]).vectors[0]
         assert float(vector @ expected) > 0.9999
         print(f"cold start (0 -> 1 replica, first request): {cold_s:.2f} s")
-        assert embeddings_status() == "ready"
+        # the woken standby answered (below), maybe before Serve marked its replica running;
+        # the call that woke it still waits in Serve, so Serve adds that replica
+        wait_for(lambda: embeddings_status() == "ready", 60, "the woken replica")
         # Ray leased the woken replica the standby (same runtime env), which had started and
         # imported Ray Serve and the deployment's code, and which the request woke: it was
         # loading the model while Serve's controller added the replica
         info = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
         assert info["preload"] == "standby worker (woken by the first request)", info
+        # and answered that request itself, once its model had loaded, before Serve had
+        # marked the replica running (serve_app/standby_answer.py)
+        assert info["standby_answers"] == 1, info
         # and it asked for the next one
         wait_for(lambda: len(standby_workers()) == 1, 60, "the next standby worker")
     finally:
