@@ -75,8 +75,9 @@ class DeploymentClient:
     ``wake`` is called (on a thread) when a call finds no replica to go to: the deployment
     is at zero replicas and the call waits for Serve to start one. ``early(method, arg,
     timeout_s)`` (blocking, on a thread) then asks the woken standby worker for the answer
-    too (serve_app/standby_answer.py): whichever answers first is the call's answer, the
-    other is cancelled; None from it (no standby could answer) leaves the call to Serve.
+    too (serve_app/standby_answer.py): whichever answers first is the call's answer (Serve's
+    call left behind goes on for the call that did the wake, so that Serve adds the replica;
+    others are cancelled); None from it (no standby could answer) leaves the call to Serve.
     """
 
     def __init__(
@@ -177,14 +178,15 @@ class DeploymentClient:
         the others are cancelled."""
         loop = asyncio.get_running_loop()
         woken = loop.run_in_executor(None, self.wake)
+        woken.add_done_callback(_retrieve)  # a failed wake leaves the call to Serve
         if self.early is None:
             answer = await response
             WAKES.labels(self.name, "serve").inc()
             return answer
 
         async def from_standby() -> Any:
-            await woken
             try:
+                await woken
                 return await loop.run_in_executor(None, self.early, method, arg, self.timeout_s)
             except Exception:  # the call to Serve answers instead
                 return None
