@@ -8,8 +8,8 @@ downscale delays, no document store), measures the time to ready, waits until ea
 model has scaled to zero, then times its first request (Ray starts a replica process, the
 model loads, the request runs) against the same request warm, and records the /health
 timeline of the component while it comes back. Models whose config has ``min_replicas: 0``
-are measured by default. OCR reads with the engine the server picks (``engine: auto``:
-docTR when its weights are present, else rapidocr, whose weights ship in its package), as
+are measured by default, or every model where none has (fly.yaml keeps each warm: this is
+the wait that saves). OCR reads with the engine the config names (rapidocr in fly.yaml), as
 ``serve-app run`` prints at start.
 """
 
@@ -57,6 +57,10 @@ def scale_to_zero_quickly(deployment: dict[str, Any]) -> None:
         max_replicas=max(1, scaling.get("max_replicas", 1)),
         downscale_delay_s=1,
         downscale_to_zero_delay_s=2,
+        # as gpu.yaml's deployments at zero: Serve decides to add a replica within a second
+        # of a request (its defaults look back 30 s, with metrics every 10 s)
+        look_back_period_s=2,
+        metrics_interval_s=0.5,
     )
 
 
@@ -157,7 +161,7 @@ def main() -> None:
             d["name"]
             for d in raw["applications"][0]["deployments"]
             if d.get("autoscaling_config", {}).get("min_replicas") == 0
-        ]
+        ] or ["ocr", "solver", "embeddings"]
     cores = os.cpu_count() or 2
     config = bench_config(config_path, models, cores)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

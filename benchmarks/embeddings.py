@@ -1,14 +1,19 @@
-"""Embeddings benchmark: raw runtime vs plain FastAPI vs this server (two ingress proxies).
+"""Embeddings benchmark: raw runtime vs plain FastAPI vs this server vs Infinity.
 
 Run ``python -m benchmarks.embeddings [--quick]``; prints a table and writes JSON to
 ``benchmarks/results/<timestamp>/embeddings.json``.
 
 Targets, all in one run on the same machine:
-  (a) raw       EmbeddingRuntime in-process at its best batch size (the ceiling); also two
-                batches at once on one torch thread each (the deployment's parallel_batches)
-  (b) plain     one uvicorn process, one model call per request (benchmarks.harness.baseline_server)
-  (c) serve     ``serve-app run`` with Ray's Python proxy (``SERVE_APP_PROXY=python``)
-      serve-ha  the same with the HAProxy ingress (``SERVE_APP_PROXY=haproxy``, the default)
+  (a) raw         EmbeddingRuntime in-process (ONNX Runtime) at its best batch size (the
+                  ceiling); also two batches at once on one thread each (parallel_batches: 2)
+      raw-torch   the same on the torch engine (sentence-transformers' modules, fp32)
+  (b) plain       one uvicorn process, one model call per request, the same ONNX Runtime
+                  (benchmarks.harness.baseline_server)
+  (c) serve-ha    ``serve-app run`` (local.yaml) with the HAProxy ingress (the default)
+      serve       the same with Ray's Python proxy (``SERVE_APP_PROXY=python``)
+      serve-torch serve-ha with ``SERVE_APP_EMBEDDINGS_ENGINE=torch`` (the engine before/after)
+  (d) infinity    Infinity (``infinity-emb``, torch engine, its own venv:
+                  benchmarks/harness/infinity.py), the peer a user would otherwise pick
 Also measured: time from ``serve-app run`` to ready, and cold start from zero replicas.
 """
 
@@ -29,6 +34,7 @@ from typing import Any
 import httpx
 import yaml
 
+from benchmarks.harness import infinity
 from benchmarks.harness.loadgen import (
     LoadResult,
     closed_loop,
@@ -78,22 +84,32 @@ def body_for(texts_per_request: int):
 # --- (a) raw runtime --------------------------------------------------------------------
 
 
-def bench_raw(duration_s: float) -> dict[str, Any]:
-    """The runtime alone, one batch after another on every core (the ceiling the issue names),
-    and two batches at once on one torch thread each (what ``parallel_batches: 2`` does)."""
-    import torch
-
+def bench_raw(duration_s: float, engine: str = "onnxruntime") -> dict[str, Any]:
+    """The runtime alone, one batch after another on every core (the ceiling), and two
+    batches at once on one thread each (what ``parallel_batches: 2`` does)."""
     from serve_app.embeddings.runtime import EmbeddingRuntime
 
-    runtime = EmbeddingRuntime()
+    runtime = EmbeddingRuntime(engine=engine)
     runtime.embed(TEXTS[:64])
-    cores = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+
+    def threads(n: int) -> None:
+        """``n`` threads for the batches that start now (ONNX Runtime: a session's, made
+        anew; torch: the calling thread's)."""
+        if engine == "torch":
+            import torch
+
+            torch.set_num_threads(n)
+        else:
+            runtime.set_threads(n)
 
     def pace(batch: int, streams: int) -> float:
         done = [0] * streams
         stop = time.perf_counter() + duration_s
 
         def stream(k: int) -> None:
+            if engine == "torch":  # torch's threads are the calling thread's
+                threads(max(1, cores // streams))
             i = k * 1000
             while time.perf_counter() < stop:
                 start = (i * 7) % (len(TEXTS) - batch)
@@ -102,26 +118,27 @@ def bench_raw(duration_s: float) -> dict[str, Any]:
                 i += 1
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
-        for t in threads:
+        workers = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
+        for t in workers:
             t.start()
-        for t in threads:
+        for t in workers:
             t.join()
         return sum(done) / (time.perf_counter() - started)
 
+    threads(cores)
     sweep = {}
     for batch in (1, 8, 32, 64, 128, 256):
         sweep[batch] = pace(batch, 1)
-        print(f"  raw batch {batch:>3}: {sweep[batch]:.1f} texts/s", flush=True)
+        print(f"  raw {engine} batch {batch:>3}: {sweep[batch]:.1f} texts/s", flush=True)
     best = max(sweep, key=sweep.__getitem__)
-    torch.set_num_threads(1)  # per process for the intra-op pool: each stream on one thread
+    threads(max(1, cores // 2))  # each of the two streams on its share
     parallel = {}
     for batch in (32, 64, 128):
         parallel[batch] = pace(batch, 2)
-        print(f"  raw 2 at once x 1 thread, batch {batch:>3}: {parallel[batch]:.1f} texts/s")
-    torch.set_num_threads(cores)
+        print(f"  raw {engine} 2 at once x 1 thread, batch {batch:>3}: {parallel[batch]:.1f}")
     best_parallel = max(parallel, key=parallel.__getitem__)
     return {
+        "engine": runtime.encoder.engine,
         "texts_per_s_by_batch": sweep,
         "best_batch": best,
         "best_texts_per_s": sweep[best],
@@ -179,14 +196,32 @@ def bench_serve(
     return ready_s, results
 
 
+def bench_infinity(quick: bool, duration_s: float, logs: Path) -> tuple[float, list[LoadResult]]:
+    """Infinity serving the same model directory on the CPU, started in its own venv."""
+    from serve_app.embeddings.model_files import default_model_dir
+
+    python = infinity.ensure_venv(lambda line: print(f"  {line}", flush=True))
+    port = free_port()
+    cmd, env = infinity.infinity_command(python, default_model_dir(), port)
+    server = Server(cmd, env, f"http://127.0.0.1:{port}", logs / "infinity.log")
+    try:
+        ready_s = server.wait_ready()
+        print(f"infinity: ready {ready_s:.1f} s after start", flush=True)
+        return ready_s, run_scenarios("infinity", server.url, quick, duration_s, metrics=False)
+    finally:
+        server.stop()
+
+
 def bench_cold_start(logs: Path) -> dict[str, float]:
-    """Scale embeddings to zero with short delays, then time the first request."""
-    raw = yaml.safe_load((ROOT / "deployments" / "local-scale-to-zero.yaml").read_text())
+    """Embeddings that scale to zero (local.yaml with min_replicas 0 and short delays): the
+    first request's time at zero replicas, and the next one's."""
+    raw = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     for deployment in raw["applications"][0]["deployments"]:
         if deployment["name"] == "embeddings":
             deployment["autoscaling_config"].update(
-                downscale_delay_s=1, downscale_to_zero_delay_s=2
+                min_replicas=0, downscale_delay_s=1, downscale_to_zero_delay_s=2
             )
+            deployment["autoscaling_config"].pop("initial_replicas", None)
     config = Path(tempfile.mkdtemp()) / "zero.yaml"
     config.write_text(yaml.safe_dump(raw))
     port = free_port()
@@ -221,7 +256,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer points")
     parser.add_argument("--duration", type=float, help="seconds per load point")
     parser.add_argument(
-        "--targets", default="raw,plain,serve,serve-ha,cold", help="comma-separated subset"
+        "--targets",
+        default="raw,raw-torch,plain,serve-ha,serve-torch,infinity,cold",
+        help="comma-separated subset (also: serve, Ray's Python proxy)",
     )
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument(
@@ -240,8 +277,11 @@ def main() -> None:
     results: list[LoadResult] = []
 
     if "raw" in targets:
-        print("(a) raw runtime in-process", flush=True)
+        print("(a) raw runtime in-process, ONNX Runtime", flush=True)
         report["raw"] = bench_raw(duration / 2)
+    if "raw-torch" in targets:
+        print("(a) raw runtime in-process, torch", flush=True)
+        report["raw_torch"] = bench_raw(duration / 2, "torch")
     if "plain" in targets:
         print("(b) plain FastAPI + uvicorn, no cross-request batching", flush=True)
         port = free_port()
@@ -254,17 +294,22 @@ def main() -> None:
         finally:
             server.stop()
     report["ready_s"] = {}
-    proxies = (
+    servers = (
         ("serve", {"SERVE_APP_PROXY": "python"}),
         ("serve-ha", {"SERVE_APP_PROXY": "haproxy"}),
+        ("serve-torch", {"SERVE_APP_PROXY": "haproxy", "SERVE_APP_EMBEDDINGS_ENGINE": "torch"}),
     )
-    for target, env in proxies:
+    for target, env in servers:
         if target in targets and (target == "serve-ha" or not args.url):
             print(f"(c) {target}" + (f" at {args.url}" if args.url else ""), flush=True)
             ready_s, found = bench_serve(target, env, args.quick, duration, logs, args.url)
             if not args.url:
                 report["ready_s"][target] = ready_s
             results += found
+    if "infinity" in targets:
+        print("(d) infinity", flush=True)
+        report["ready_s"]["infinity"], found = bench_infinity(args.quick, duration, logs)
+        results += found
     if "cold" in targets:
         print("cold start from zero replicas", flush=True)
         report["cold_start"] = bench_cold_start(logs)
@@ -290,33 +335,43 @@ def summarise(report: dict[str, Any], results: list[LoadResult]) -> dict[str, An
                 return r
         return None
 
+    def ratio(name: str, target: str, base: str, scenario: str, concurrency: int) -> None:
+        """``target`` against ``base`` at one load point, in texts/s."""
+        ours, theirs = find(target, scenario, concurrency), find(base, scenario, concurrency)
+        if ours and theirs and theirs.items_per_s:
+            lines.append(
+                f"{name} {scenario} c{concurrency}: {ours.items_per_s:.0f} vs "
+                f"{theirs.items_per_s:.0f} texts/s = {ours.items_per_s / theirs.items_per_s:.2f}x"
+            )
+
     lines = []
-    raw = report.get("raw", {}).get("best_texts_per_s")
-    two = report.get("raw", {}).get("two_streams_best_texts_per_s")
-    if raw:
-        lines.append(f"raw ceiling: {raw:.0f} texts/s at batch {report['raw']['best_batch']}")
-    if two:
-        batch = report["raw"]["two_streams_best_batch"]
-        lines.append(f"raw, 2 batches at once x 1 thread: {two:.0f} texts/s at batch {batch}")
-    for target in ("serve", "serve-ha"):
-        bulk = find(target, "bulk32", 4)
-        if bulk and raw:
-            share = 100 * bulk.items_per_s / raw
-            texts = bulk.items_per_s
+    for key, label in (("raw", "raw ONNX Runtime"), ("raw_torch", "raw torch")):
+        raw = report.get(key)
+        if raw:
             lines.append(
-                f"{target} bulk32 c4: {texts:.0f} texts/s = {share:.0f}% of raw"
-                + (f" ({100 * texts / two:.0f}% of raw 2 x 1 thread)" if two else "")
+                f"{label} ceiling: {raw['best_texts_per_s']:.0f} texts/s at batch "
+                f"{raw['best_batch']}; 2 batches at once: {raw['two_streams_best_texts_per_s']:.0f}"
             )
-        single = find(target, "single", 32)
-        plain = find("plain", "single", 32)
-        if single and plain:
-            lines.append(
-                f"{target} single c32: {single.items_per_s:.0f} texts/s = "
-                f"{single.items_per_s / plain.items_per_s:.2f}x plain ({plain.items_per_s:.0f})"
-                + (f" = {100 * single.items_per_s / raw:.0f}% of raw" if raw else "")
-            )
+    ceiling = report.get("raw", {}).get("best_texts_per_s")
+    bulk = find("serve-ha", "bulk32", 4)
+    if bulk and ceiling:
+        lines.append(f"serve-ha bulk32 c4: {100 * bulk.items_per_s / ceiling:.0f}% of raw")
+    # the engine: ONNX Runtime against torch, both through the server
+    ratio(
+        "ONNX Runtime / torch engine, through the server:", "serve-ha", "serve-torch", "bulk32", 4
+    )
+    ratio(
+        "ONNX Runtime / torch engine, through the server:", "serve-ha", "serve-torch", "single", 32
+    )
+    # the peer
+    for concurrency in (1, 8, 32, 64):
+        ratio("server / Infinity:", "serve-ha", "infinity", "single", concurrency)
+    ratio("server / Infinity:", "serve-ha", "infinity", "bulk32", 4)
+    # the plain process on the same runtime
+    for concurrency in (1, 32):
+        ratio("server / plain:", "serve-ha", "plain", "single", concurrency)
     for target, seconds in report.get("ready_s", {}).items():
-        lines.append(f"{target}: serve-app run -> ready in {seconds:.1f} s")
+        lines.append(f"{target}: start -> ready in {seconds:.1f} s")
     if "cold_start" in report:
         cold = report["cold_start"]["cold_request_s"]
         lines.append(f"cold start, first request at 0 replicas: {cold:.2f} s")

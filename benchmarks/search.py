@@ -187,13 +187,14 @@ async def rebuild_index(data_dir: Path, m: int, ef_construction: int) -> float:
     settings does); returns the seconds it took."""
     import asyncpg
 
-    from serve_app.store.db import IndexParams, migrate
+    from serve_app.store.db import IndexParams, migrate, stored_dimensions
     from serve_app.store.embedded import pgdata_dir, socket_uri
 
     conn = await asyncpg.connect(socket_uri(pgdata_dir(data_dir)))
     try:
         started = time.perf_counter()
-        await migrate(conn, IndexParams(m, ef_construction), progress=print)
+        dimensions = await stored_dimensions(conn) or 384  # the table the server made
+        await migrate(conn, IndexParams(m, ef_construction), dimensions, progress=print)
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -226,6 +227,7 @@ async def measure_db(
             lambda: socket_uri(pgdata_dir(data_dir)),
             kind="embedded",
             index=IndexParams(m, efc),
+            dimensions=vectors.shape[1],
             ef_search=ef,
             pool_size=1,
         )

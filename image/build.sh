@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# `make image`: the CPU image grocery-planner-ai:cpu from Dockerfile.gpu, with podman, on a
-# machine like this one: no Docker daemon, no reachable image registry, package registries only.
+# `make image`: the CPU image grocery-planner-ai:cpu (Dockerfile.gpu's `cpu` target: no torch,
+# no CUDA) with podman, on a machine like this one: no Docker daemon, no reachable image
+# registry, package registries only.
 #   - installs podman and what it needs when missing (Debian's packages; root or sudo);
 #   - uses the project's own containers.conf (image/containers.conf), not the system's;
 #   - makes the base image (Debian 12, Python 3.11) with mmdebstrap when none can be pulled;
 #   - builds with the host's local package folders and CA bundle mounted for the build only
-#     (pip.conf and the CA travel as build secrets; neither ends up in the image);
-#   - bakes no docTR weights (OCR_WEIGHTS=none): OCR reads with the packaged engine.
+#     (pip.conf and the CA travel as build secrets; neither ends up in the image); torch for
+#     the embedding model's export stage comes from them too (PyTorch's own index is not
+#     reachable here).
 # Settings: IMAGE_TAG (grocery-planner-ai:cpu), IMAGE_BASE (localhost/debian:bookworm),
-# IMAGE_PYTHON (python3.11), IMAGE_OCR_WEIGHTS (none).
+# IMAGE_PYTHON (python3.11), IMAGE_BUILD_ARGS (more --build-arg ..., e.g. EMBEDDINGS_MODEL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF="$PWD/image/containers.conf"
 tag=${IMAGE_TAG:-grocery-planner-ai:cpu}
 base=${IMAGE_BASE:-localhost/debian:bookworm}
 python=${IMAGE_PYTHON:-python3.11}
-weights=${IMAGE_OCR_WEIGHTS:-none}
 started=$(date +%s)
 
 sudo_cmd() {
@@ -84,7 +85,8 @@ for ca in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; d
 done
 
 # Room for the build: a failed build leaves buildah's working containers behind (each holds a
-# copy of the 7 GB virtual environment), which filled this disk once. Drop those, then check
+# copy of a virtual environment: the export stage's has torch, several GB), which filled this
+# disk once. Drop those, then check
 # the space left where podman keeps its layers.
 leftover=$(podman ps -a --external --format '{{.ID}} {{.Names}}' | awk '$2 ~ /-working-container$/ {print $1}')
 if [ -n "$leftover" ]; then
@@ -94,8 +96,8 @@ if [ -n "$leftover" ]; then
 fi
 root=$(podman info --format '{{.Store.GraphRoot}}')
 free_gb() { echo $(( $(df -Pk "$root" | awk 'NR==2 {print $4}') / 1048576 )); }
-# A build from nothing writes about 27 GB here (the CUDA torch venv, copied between stages);
-# a rebuild after a code change reuses those layers and writes well under 1 GB.
+# A build from nothing writes about 15 GB here (the export stage's torch, from this machine's
+# CUDA build); a rebuild after a code change reuses the dependency layers.
 # Older builds' images are pruned after each build (below), this build's kept as the cache.
 if [ "$(free_gb)" -lt 30 ]; then
   echo "image: note: $(free_gb) GB free under $root (enough for a cached rebuild; a build" \
@@ -107,16 +109,19 @@ if [ "$(free_gb)" -lt "${IMAGE_MIN_FREE_GB:-5}" ]; then
   exit 1
 fi
 
-echo "image: building $tag from Dockerfile.gpu (base $base, $python, OCR weights: $weights) ..."
+echo "image: building $tag from Dockerfile.gpu, target cpu (base $base, $python) ..."
+# shellcheck disable=SC2206
 build_args=(--network host --force-rm -f Dockerfile.gpu
-  --build-arg RUNTIME_BASE="$base" --build-arg PYTHON="$python"
-  --build-arg OCR_WEIGHTS="$weights" "${secrets[@]}" "${volumes[@]}")
-# The dependency stage gets a tag of its own (IMAGE_TAG's name with :deps): untagged, it is
-# an image no tag leads to, which the prune below removed, so the next build installed the
-# 7 GB of dependencies again.
-deps_tag="${tag%%:*}:deps"
-podman build "${build_args[@]}" --target build -t "$deps_tag" .
-podman build "${build_args[@]}" -t "$tag" .
+  --build-arg CPU_BASE="$base" --build-arg CPU_PYTHON="$python"
+  --build-arg CPU_TORCH_INDEX=https://pypi.org/simple ${IMAGE_BUILD_ARGS:-}
+  "${secrets[@]}" "${volumes[@]}")
+# The dependency stages get tags of their own (IMAGE_TAG's name with :deps and :torch):
+# untagged, they are images no tag leads to, which the prune below removed, so the next
+# build installed every dependency again.
+name="${tag%%:*}"
+podman build "${build_args[@]}" --target cpu-deps -t "$name:deps" .
+podman build "${build_args[@]}" --target cpu-torch -t "$name:torch" .
+podman build "${build_args[@]}" --target cpu -t "$tag" .
 # Older builds' layers (dangling images made before this build) are several GB each: drop
 # them, keeping this build's (and the tagged dependency stage) as the cache for the next.
 podman image prune -f --filter "until=$(date -u -d "@$started" +%Y-%m-%dT%H:%M:%SZ)" >/dev/null || true

@@ -1,11 +1,12 @@
 """Serve's cross-request batching, with batches run on threads of their own (used by replicas).
 
 Both model deployments (embeddings, OCR) batch requests with ``@serve.batch`` and run each
-batch off the event loop. On a CPU they get more through when two batches run at once on one
-torch thread each than when one batch runs on every core: part of each batch is
-single-threaded (tokenising, docTR's post-processing) and the other batch fills the idle core,
-and single-threaded batches never wait at an OpenMP barrier for a thread that another
-process has taken off the CPU (on a shared 2-core box that wait can cost ten times the work).
+batch off the event loop. On a CPU they get more through when two batches run at once on
+half the threads each than when one batch runs on every core: part of each batch is
+single-threaded (tokenising, OCR's pre- and post-processing) and the other batch fills the
+idle core, and single-threaded batches never wait at a barrier for a thread that another
+process has taken off the CPU. torch (docTR, embeddings on a GPU) takes its threads per
+calling thread; an ONNX Runtime session's are fixed when it is made.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from ray import serve
 
-from serve_app.devices import torch_threads
+from serve_app.devices import cpu_threads
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -67,7 +68,7 @@ class ThreadedBatches(Generic[Item, Result]):
         cores). A new ``parallel`` makes a new batch queue (Serve fixes a queue's concurrency
         when it is made); batches already queued on the old one still finish there."""
         parallel = max(1, parallel)
-        self.threads = torch_threads(threads)
+        self.threads = cpu_threads(threads)
         if self.set_threads is not None:
             # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.
             self.set_threads(self.threads)

@@ -1,15 +1,18 @@
 """The bridge: the public port answers embeddings and search while Ray and Serve start.
 
-``serve-app run`` starts it first (``python -m serve_app.bridge HOST PORT``), before ``ray
+``serve-app run`` starts it first (``python -m serve_app.bridge [--host H] [--port P]``,
+before its own settings are read, so the missing ones from the bridge's), before ``ray
 start``. It binds the public port at once, loads the embedding model as a plain process
 would, and answers ``/v1/embeddings``, ``/v1/documents`` and ``/v1/search`` with the same
 code as the ingress (:class:`EmbeddingService`, :class:`StoreService`, the same middleware and
 error shapes), the model running in this process. Every other request is held until Serve
 answers and then forwarded to it, so none is refused or lost. When Serve's ``/health`` is 200
 (serve-app asks Serve's fallback proxy, which the bridge does not stand in front of),
-serve-app writes ``handover`` to the bridge's stdin: the bridge steers new connections to
-Serve's HAProxy, finishes what it holds, and exits, and its memory (the model, torch) goes
-with it.
+serve-app writes ``handover URL`` (that proxy) to the bridge's stdin: the bridge checks that
+Serve's HAProxy listens in the port's socket group, steers new connections to it, finishes
+what it holds (forwarded to URL), and exits, and its memory (the model) goes with it. If no
+HAProxy shares the port (:func:`haproxy_missing`), steering would send connections nowhere:
+the bridge keeps the port instead, passes every request on to URL, and says so (``KEPT``).
 
 Both listen on the same address with ``SO_REUSEPORT`` (HAProxy with
 ``SERVE_SOCKET_REUSE_PORT_ENABLED=1``). A socket group that shares a port would spread
@@ -19,19 +22,21 @@ first) until the handover, HAProxy's (index 1) after it. Linux only; classic BPF
 privileges.
 
 Answers from the bridge carry ``X-Served-By: bridge``. Its ``/health`` is API.md's: 200 when
-the model is loaded, the store answers and every other component of the config starts at
-zero replicas (a request to one waits for Serve and a cold start, as a scaled-to-zero
-component's request always does), else 503 ``starting``.
+the model is loaded and the store answers; every other model of the config has no replica yet
+and reports ``scaled_to_zero`` (a request to it is held until Serve answers, as a request to
+a deployment at zero replicas waits for its cold start), so that Fly's proxy, which routes to
+a machine once its check passes, sends embeddings and search here at once.
 
-Commands on stdin, one JSON object or word a line: ``{"components": {...}, "store": bool}``
-(what serve-app read from the config; until then ``/health`` is 503), ``handover``. At the
-end of stdin (serve-app is gone) the bridge exits.
+Commands on stdin, one JSON object or line each: ``{"components": [...], "store": bool}``
+(the config's other models; until then ``/health`` is 503), ``handover URL``. At the end of
+stdin (serve-app is gone) the bridge exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import socket
 import struct
 import sys
@@ -45,6 +50,8 @@ LOADED, FAILED = "bridge: embedding model loaded", "bridge: embedding model fail
 # Printed once the requests that waited for the model are answered (at most CATCH_UP_S after
 # the load): serve-app starts Ray then, so that those answers do not share the cores with it.
 CAUGHT_UP, CATCH_UP_S = "bridge: answered what waited for the model", 1.0
+# Printed at a handover when no HAProxy shares the port: the bridge stays the front door.
+KEPT = "bridge: kept the port"
 
 
 def steer(sock: socket.socket, index: int) -> None:
@@ -75,6 +82,32 @@ def connect_host(host: str) -> str:
     return host.strip("[]")
 
 
+def haproxy_missing(sock: socket.socket) -> str | None:
+    """None when an HAProxy process listens on ``sock``'s own address and port, so in its
+    reuseport group (the kernel lets a second socket bind there only when both ask for
+    SO_REUSEPORT); else why not. Steering to the group's second socket is safe only then."""
+    import psutil
+
+    host, port = sock.getsockname()[:2]
+    others = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.family == sock.family
+            and tuple(conn.laddr)[:2] == (host, port)
+            and conn.pid not in (None, os.getpid())
+        ):
+            try:
+                name = psutil.Process(conn.pid).name()
+            except psutil.Error:
+                continue
+            if name == "haproxy":
+                return None
+            others.append(f"{name} (pid {conn.pid})")
+    beside = f"; only {', '.join(others)}" if others else ""
+    return f"no HAProxy listens on {host}:{port} beside the bridge{beside}"
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The public port's first socket, steered to itself. Check :func:`listening` first:
     a socket already in the group would be the one steered to."""
@@ -100,7 +133,6 @@ class LocalEmbeddings:
     this process, one call at a time on one thread (a call uses every core already)."""
 
     name = "embeddings"
-    transport = "in-process"
 
     def __init__(self, on_loaded: Any = None) -> None:
         import threading
@@ -118,10 +150,10 @@ class LocalEmbeddings:
 
         started = time.perf_counter()
         try:
-            from serve_app.embeddings import preload
             from serve_app.embeddings.runtime import EmbeddingRuntime
+            from serve_app.settings import get_settings
 
-            runtime = EmbeddingRuntime(**preload.settings_kwargs())
+            runtime = EmbeddingRuntime.from_settings(get_settings())
             runtime.embed(["warm up"])  # the first forward pass is slow
             self.runtime = runtime
             print(f"{LOADED} in {time.perf_counter() - started:.1f} s", flush=True)
@@ -151,7 +183,7 @@ class LocalEmbeddings:
             batch_seconds=time.perf_counter() - started,
         )
 
-    async def call(self, method: str, job: Any, payload_bytes: int = 0) -> Any:
+    async def call(self, method: str, job: Any) -> Any:
         import asyncio
 
         assert method == "embed", method
@@ -191,9 +223,12 @@ class Bridge:
         self.none_waiting.set()
         self._catching_up: Any = None  # the task that prints CAUGHT_UP
         self.embeddings = LocalEmbeddings(lambda: loop.call_soon_threadsafe(self._model_done))
-        self.components: dict[str, str] | None = None  # name -> status while Serve starts
+        self.components: list[str] | None = None  # the config's other models
         self.store: Any = None
         self.upstream = asyncio.Event()  # set at the handover: forward to Serve from then
+        self.serve_url: str | None = None  # where: Serve's proxy, as serve-app gave it
+        self.kept = False  # no HAProxy shares the port: the bridge passes everything on
+        self._client: Any = None
         self.gone = asyncio.Event()  # serve-app went away: Serve never comes
         self.answered = 0
         self.forwarded = 0
@@ -233,9 +268,9 @@ class Bridge:
         if self.components is None:
             components["serve"] = {"status": "starting", "reason": "reading the config"}
         else:
-            for name, status in self.components.items():
+            for name in self.components:
                 components[name] = {
-                    "status": status,
+                    "status": "scaled_to_zero",
                     "reason": "Ray Serve is starting; a request waits for it",
                 }
         if self.store is not None:
@@ -268,20 +303,19 @@ class Bridge:
             )
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         headers.append(("x-request-id", request.state.request_id))
-        host = connect_host(self.host)
-        base = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         body = await request.body()  # within the middleware's size limit
+        if self._client is None:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+            timeout = settings.request_timeout_s + 30
+            self._client = httpx.AsyncClient(timeout=timeout, limits=limits)
         try:
-            async with httpx.AsyncClient(
-                base_url=base, timeout=settings.request_timeout_s + 30
-            ) as client:
-                upstream = await client.request(
-                    request.method,
-                    request.url.path,
-                    params=request.url.query or None,
-                    headers=headers,
-                    content=body,
-                )
+            upstream = await self._client.request(
+                request.method,
+                f"{self.serve_url}{request.url.path}",
+                params=request.url.query or None,
+                headers=headers,
+                content=body,
+            )
         except httpx.HTTPError as exc:  # Serve answered serve-app, then went away
             raise retry_later(
                 "unavailable",
@@ -308,7 +342,10 @@ class Dispatch:
 
     def local(self, path: str) -> bool:
         """Whether the bridge answers ``path`` itself: health, and what needs the model
-        once it has loaded (a model that failed to load leaves those to Serve)."""
+        once it has loaded (a model that failed to load leaves those to Serve); nothing once
+        it has kept the port past the handover."""
+        if self.bridge.kept:
+            return False
         if path in self.HEALTH:
             return True
         if self.bridge.embeddings.runtime is None:
@@ -319,7 +356,9 @@ class Dispatch:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/v1/embeddings" or self.store_path(scope["path"]):
+        if not self.bridge.kept and (
+            scope["path"] == "/v1/embeddings" or self.store_path(scope["path"])
+        ):
             with self.bridge.held_for_model():
                 # waits for the model here, not in the batching queue (which would shed it)
                 await self.bridge.model_ready.wait()
@@ -363,6 +402,7 @@ def create_app(bridge: Bridge) -> Any:
     from fastapi import FastAPI
     from starlette.responses import Response
 
+    from serve_app.embeddings.model_files import served_export
     from serve_app.embeddings.routes import router as embeddings_router
     from serve_app.embeddings.serving import EmbeddingService
     from serve_app.http_errors import install_error_handlers
@@ -392,7 +432,8 @@ def create_app(bridge: Bridge) -> Any:
         code, body = await bridge.health()
         return FastJSONResponse(body, status_code=code)
 
-    app.state.embeddings = EmbeddingService(bridge.embeddings, settings)  # type: ignore[arg-type]
+    model = served_export(settings)  # `serve-app run` made it before it started the bridge
+    app.state.embeddings = EmbeddingService(bridge.embeddings, settings, model)  # type: ignore[arg-type]
     app.include_router(embeddings_router)
     app.include_router(store_router)  # reached once serve-app says the config has a store
     return app
@@ -405,8 +446,54 @@ def use_store(bridge: Bridge, app: Any) -> None:
     from serve_app.store.serving import StoreService
 
     settings = get_settings()
-    app.state.store = StoreService(create_store(settings), app.state.embeddings, settings)
+    store = create_store(settings, app.state.embeddings.dimensions)
+    app.state.store = StoreService(store, app.state.embeddings, settings)
     bridge.store = app.state.store.store
+
+
+def bind_host(host: str, proxy: str) -> str:
+    """The listen address as Serve's proxy needs it. Serve turns "::" into HAProxy's "*",
+    which is IPv4 only; "0::0" (the same address, spelled so that Serve passes it through)
+    makes HAProxy and the Python proxy behind it listen on IPv4 and IPv6: Fly's proxy
+    connects over IPv4, 6PN traffic is IPv6."""
+    if proxy == "haproxy" and host in ("::", "[::]"):
+        return "0::0"
+    return host
+
+
+def resolve_address(args: Any) -> str | None:
+    """``args.host`` and ``args.port`` from the settings where not given; why the bridge must
+    not start, if so (it is off, or the address needs a token that is not set)."""
+    from serve_app.settings import get_settings, is_loopback
+
+    settings = get_settings()
+    if not settings.bridge or settings.proxy != "haproxy":
+        return "bridge: off (SERVE_APP_BRIDGE, SERVE_APP_PROXY)"
+    args.host = bind_host(args.host or settings.host, settings.proxy)
+    args.port = args.port or settings.port
+    if settings.api_token_value() is None and not is_loopback(args.host):
+        return f"bridge: refusing to listen on {args.host} without SERVE_APP_API_TOKEN"
+    return None
+
+
+async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
+    """Serve answers at ``url``: steer new connections to HAProxy (the port's group's second
+    socket), forward what is held to ``url``, then let ``server`` finish and exit (True). With
+    no HAProxy in the group, keep the port and pass every request on to ``url`` (False)."""
+    import asyncio
+
+    bridge.serve_url = url.rstrip("/")
+    why = haproxy_missing(bridge.sock)
+    if why:
+        bridge.kept = True
+        bridge.upstream.set()
+        print(f"{KEPT}: {why}; it passes every request on to Serve at {url}", flush=True)
+        return False
+    steer(bridge.sock, 1)
+    bridge.upstream.set()
+    await asyncio.sleep(0.5)  # connections already queued here are accepted and served
+    server.should_exit = True  # then uvicorn closes the socket and finishes what it holds
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,9 +503,14 @@ def main(argv: list[str] | None = None) -> int:
     import threading
 
     parser = argparse.ArgumentParser(prog="python -m serve_app.bridge")
-    parser.add_argument("host")
-    parser.add_argument("port", type=int)
+    parser.add_argument("--host", help="default: SERVE_APP_HOST")
+    parser.add_argument("--port", type=int, help="default: SERVE_APP_PORT")
     args = parser.parse_args(argv)
+    if args.host is None or args.port is None:  # started before serve-app read its settings
+        refused = resolve_address(args)
+        if refused:
+            print(refused, flush=True)
+            return 4
     if listening(args.host, args.port):
         print(f"bridge: port {args.port} on {args.host} is in use", flush=True)
         return 2
@@ -438,17 +530,12 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=150)
     server = uvicorn.Server(config)
 
-    async def handover() -> None:
-        steer(sock, 1)  # new connections: HAProxy, the group's second socket
-        bridge.upstream.set()
-        await asyncio.sleep(0.5)  # connections already queued here are accepted and served
-        server.should_exit = True  # then uvicorn closes the socket and finishes what it holds
-
     def commands() -> None:
         for line in sys.stdin:
             line = line.strip()
-            if line == "handover":
-                asyncio.run_coroutine_threadsafe(handover(), loop)
+            if line.startswith("handover "):
+                url = line.removeprefix("handover ")
+                asyncio.run_coroutine_threadsafe(hand_over(bridge, server, url), loop)
             elif line.startswith("{"):
                 message = json.loads(line)
                 loop.call_soon_threadsafe(configure, message)
@@ -456,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
 
     def configure(message: dict[str, Any]) -> None:
-        bridge.components = dict(message.get("components", {}))
+        bridge.components = list(message.get("components", []))
         if message.get("store"):
             use_store(bridge, app)
 
@@ -464,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     loop.run_until_complete(server.serve(sockets=[sock]))
     if bridge.store is not None:
         loop.run_until_complete(bridge.store.close())
-    what = "handed over" if bridge.upstream.is_set() else "stopped"
+    if bridge._client is not None:
+        loop.run_until_complete(bridge._client.aclose())
+    what = "handed over" if bridge.upstream.is_set() and not bridge.kept else "stopped"
     print(
         f"bridge: {what} ({bridge.answered} requests answered here, "
         f"{bridge.forwarded} forwarded to Serve)",
@@ -477,26 +566,77 @@ class BridgeProcess:
     """serve-app's side of the bridge: start it, tell it the config, hand over, stop. Its
     output goes to serve-app's own."""
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    # The bridge listens within a second (its settings); a start that takes longer is given
+    # up: the port answers once Serve is ready.
+    START_TIMEOUT_S = 30.0
+
+    def __init__(self, host: str | None = None, port: int | None = None):
+        self.host, self.port = host, port  # None: the bridge reads its settings
         self.proc: Any = None
+        self._first: Any = None
         self._relay: Any = None
         self._loaded: Any = None
+        self._kept: Any = None
 
-    def start(self) -> None:
-        """Start the bridge and wait until it listens; RuntimeError with its words if not."""
+    @classmethod
+    def early(cls, argv: list[str]) -> BridgeProcess | None:
+        """``serve-app run ARGV``'s bridge, spawned before serve-app's slower imports (its
+        settings are the most of them): the port answers sooner. serve-app decides once it
+        has read them (:meth:`wait_listening` or :meth:`stop`). None on someone else's
+        cluster (RAY_ADDRESS), where serve-app starts no bridge."""
+        import argparse
+
+        if os.environ.get("RAY_ADDRESS"):
+            return None
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--host")
+        parser.add_argument("--port", type=int)
+        known, _ = parser.parse_known_args(argv)
+        process = cls(known.host, known.port)
+        process.spawn()
+        return process
+
+    def spawn(self) -> None:
+        """Start the bridge process; :meth:`wait_listening` waits for it to listen."""
+        import queue
         import subprocess
         import threading
 
+        address = []
+        for option, value in (("--host", self.host), ("--port", self.port)):
+            address += [option, str(value)] if value is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve_app.bridge", self.host, str(self.port)],
+            [sys.executable, "-m", "serve_app.bridge", *address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
         )
-        first = self.proc.stdout.readline()
+        self._first = queue.Queue()
+        proc = self.proc
+        threading.Thread(
+            target=lambda: self._first.put(proc.stdout.readline()), daemon=True
+        ).start()
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the bridge and wait until it listens (:meth:`wait_listening`)."""
+        self.spawn()
+        self.wait_listening(timeout_s)
+
+    def wait_listening(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until the bridge listens, at most ``timeout_s``; RuntimeError (PortInUse) with
+        its words if not."""
+        import queue
+        import threading
+
+        try:
+            first = self._first.get(timeout=timeout_s)
+        except queue.Empty:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            raise RuntimeError(f"the bridge did not listen within {timeout_s:.0f} s") from None
         if not first.startswith("bridge: listening"):
             rest = self.proc.stdout.read()
             self.proc.wait()
@@ -505,6 +645,7 @@ class BridgeProcess:
             raise (PortInUse if "in use" in first else RuntimeError)(words)
         print(first, end="", flush=True)
         self._loaded = threading.Event()
+        self._kept = threading.Event()
         self._relay = threading.Thread(target=self._print, daemon=True, name="bridge-output")
         self._relay.start()
 
@@ -513,6 +654,8 @@ class BridgeProcess:
             print(line, end="", flush=True)
             if line.startswith((CAUGHT_UP, FAILED)):
                 self._loaded.set()
+            if line.startswith(KEPT):
+                self._kept.set()
         self._loaded.set()  # the bridge exited
 
     def wait_loaded(self, timeout_s: float) -> bool:
@@ -528,23 +671,28 @@ class BridgeProcess:
         except (BrokenPipeError, ValueError):  # the bridge is gone already
             pass
 
-    def configure(self, components: dict[str, str], store: bool) -> None:
-        """What the config starts besides embeddings: ``{name: "scaled_to_zero" |
-        "starting"}``, and whether the bridge serves the store."""
+    def configure(self, components: list[str], store: bool) -> None:
+        """The config's models besides embeddings, and whether the bridge serves the store."""
         import json
 
         self._send(json.dumps({"components": components, "store": store}))
 
-    def handover(self, timeout_s: float = 180) -> None:
-        """Serve answers: new connections go to it; returns when the bridge has finished
-        what it held and exited (stopped after ``timeout_s``)."""
-        import subprocess
+    def handover(self, serve_url: str, timeout_s: float = 180) -> bool:
+        """Serve answers at ``serve_url``: new connections go to its HAProxy; True once the
+        bridge has finished what it held and exited (stopped after ``timeout_s``). False when
+        it kept the port (no HAProxy shares it, :data:`KEPT`): it passes every request on to
+        Serve until :meth:`stop`."""
+        import time
 
-        self._send("handover")
-        if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout_s)
+        self._send(f"handover {serve_url}")
+        deadline = time.monotonic() + timeout_s
+        while self.proc is not None and self.proc.poll() is None:
+            if self._kept is not None and self._kept.wait(0.1):
+                return False
+            if time.monotonic() > deadline:
+                break
         self.stop()
+        return True
 
     def stop(self, timeout_s: float = 10) -> None:
         import subprocess

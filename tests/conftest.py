@@ -63,11 +63,14 @@ def serve_server() -> Iterator[ServeServer]:
     from serve_app.cli.run import deploy, wait_ready
     from serve_app.cli.serve_config import load_config
     from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
+    from serve_app.embeddings.model_files import served_export
     from serve_app.settings import Settings
 
-    # The same path as `serve-app run`: the embedded PostgreSQL (real, with pgvector), then a
-    # Ray head of our own in its own session. Not supervised: tests stop and kill it.
-    postgres = prepare_database(Settings())
+    # The same path as `serve-app run`: the model's ONNX export (made once), the embedded
+    # PostgreSQL (real, with pgvector) for its vectors, then a Ray head of our own in its own
+    # session. Not supervised: tests stop and kill it.
+    model = served_export(Settings())
+    postgres = prepare_database(Settings(), model.dimensions)
     head = LocalRayHead(num_cpus=2)
     address = head.start()
 

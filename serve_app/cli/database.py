@@ -12,9 +12,13 @@ from serve_app.settings import Settings, get_settings
 from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 
 
-def prepare_database(settings: Settings, start_embedded: bool = True) -> EmbeddedPostgres | None:
+def prepare_database(
+    settings: Settings, dimensions: int, start_embedded: bool = True, reindex: bool = False
+) -> EmbeddedPostgres | None:
     """Start the embedded PostgreSQL when no DATABASE_URL is set, then apply migrations and
-    check pgvector; returns the embedded server (None with DATABASE_URL)."""
+    check pgvector and that the stored vectors have ``dimensions`` (the served model's);
+    ``reindex`` embeds every document again first when they do not. Returns the embedded
+    server (None with DATABASE_URL)."""
     import asyncpg
 
     from serve_app.store.db import CONNECTION_ERRORS, IndexParams, StoreUnavailable, migrate
@@ -24,7 +28,8 @@ def prepare_database(settings: Settings, start_embedded: bool = True) -> Embedde
         dsn, where = settings.database_url, "DATABASE_URL"
     else:
         embedded = EmbeddedPostgres(pgdata_dir(settings.data_dir))
-        if not start_embedded and not embedded.running():
+        was_running = embedded.running()
+        if not start_embedded and not was_running:
             raise CliError(f"the embedded PostgreSQL in {embedded.pgdata} is not running")
         print(f"starting the embedded PostgreSQL in {embedded.pgdata} ...", flush=True)
         dsn, where = embedded.start(), f"embedded PostgreSQL ({embedded.pgdata})"
@@ -35,7 +40,11 @@ def prepare_database(settings: Settings, start_embedded: bool = True) -> Embedde
         conn = await asyncpg.connect(dsn, timeout=settings.store_connect_timeout_s)
         try:
             index = IndexParams(settings.store_hnsw_m, settings.store_hnsw_ef_construction)
-            applied = await migrate(conn, index, progress=lambda m: print(m, flush=True))
+            if reindex:
+                await reindex_documents(conn, settings, dimensions, index)
+            applied = await migrate(
+                conn, index, dimensions, progress=lambda m: print(m, flush=True)
+            )
             return applied, await check_pgvector(conn)
         finally:
             await conn.close()
@@ -51,7 +60,7 @@ def prepare_database(settings: Settings, start_embedded: bool = True) -> Embedde
         except asyncpg.PostgresError as exc:
             raise CliError(f"{where}: migrating failed: {exc}") from None
     except CliError:
-        if embedded is not None:
+        if embedded is not None and not was_running:  # as it was found
             embedded.stop()
         raise
     done = f"applied {', '.join(applied)}" if applied else "schema up to date"
@@ -59,8 +68,42 @@ def prepare_database(settings: Settings, start_embedded: bool = True) -> Embedde
     return embedded
 
 
+async def reindex_documents(conn: Any, settings: Settings, dimensions: int, index: Any) -> None:
+    """Embed every stored document again with the served model, when the table's vectors
+    have another dimension (``serve-app db reindex``; same dimension: nothing to do)."""
+    from pgvector.asyncpg import register_vector
+
+    from serve_app.embeddings.runtime import EmbeddingRuntime
+    from serve_app.store.db import reindex, stored_dimensions
+
+    stored = await stored_dimensions(conn)
+    if stored is None or stored == dimensions:
+        print(f"the stored vectors have {dimensions} dimensions already: nothing to re-index")
+        return
+    await register_vector(conn)
+    runtime = EmbeddingRuntime.from_settings(settings)
+    done = await reindex(
+        conn,
+        lambda texts: runtime.embed(texts).vectors,
+        dimensions,
+        index,
+        progress=lambda m: print(m, flush=True),
+    )
+    print(f"re-indexed {done} documents ({stored} -> {dimensions} dimensions)", flush=True)
+
+
+def served_dimensions(settings: Settings) -> int:
+    """The dimension of the served embedding model's vectors (its export made if needed)."""
+    from serve_app.embeddings.model_files import ModelNotServable, served_export
+
+    try:
+        return served_export(settings, progress=lambda m: print(m, flush=True)).dimensions
+    except ModelNotServable as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_db(args: argparse.Namespace) -> int:
-    """`db migrate` / `db start` / `db stop` for the configured database."""
+    """`db migrate` / `db reindex` / `db start` / `db stop` for the configured database."""
     settings = get_settings()
     if args.db_command == "stop":
         if settings.database_url:
@@ -70,7 +113,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
     embedded = EmbeddedPostgres(pgdata_dir(settings.data_dir))
     was_running = settings.database_url is None and embedded.running()
-    embedded = prepare_database(settings)
+    embedded = prepare_database(
+        settings, served_dimensions(settings), reindex=args.db_command == "reindex"
+    )
     if embedded is not None and args.db_command == "start":
         from serve_app.store.embedded import socket_uri
 
@@ -87,6 +132,11 @@ def add_parser(sub: Any) -> None:
         "migrate",
         help="apply pending migrations and build the HNSW index (DATABASE_URL, else the "
         "embedded server); Fly runs it as the release command",
+    ).set_defaults(func=cmd_db)
+    db_sub.add_parser(
+        "reindex",
+        help="embed every stored document again with the served model, when the database "
+        "was made for another model's dimension; then migrate",
     ).set_defaults(func=cmd_db)
     db_sub.add_parser(
         "start", help="start the embedded PostgreSQL and leave it running (for `serve run`)"

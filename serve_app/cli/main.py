@@ -15,12 +15,12 @@ import sys
 from pydantic import ValidationError
 
 from serve_app.cli.errors import CliError
-from serve_app.settings import Settings
 
 COMMANDS = {
     "run": "serve_app.cli.run",
     "status": "serve_app.cli.status",
     "weights": "serve_app.cli.weights",
+    "embeddings": "serve_app.cli.embeddings",
     "fly": "serve_app.fly.cli",
     "db": "serve_app.cli.database",
 }
@@ -40,14 +40,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     only = argv[0] if argv and argv[0] == "run" else None
-    args = build_parser(only).parse_args(argv)
+    early = None
+    if only == "run" and "-h" not in argv and "--help" not in argv:
+        # The port answers sooner: the bridge starts before this process's slower imports
+        # (its settings most of all); `run` decides what becomes of it (cli/run.py).
+        from serve_app.bridge import BridgeProcess
+
+        early = BridgeProcess.early(argv[1:])
     try:
+        args = build_parser(only).parse_args(argv)
+        args.early_bridge = early
         return args.func(args)
     except CliError as exc:
         print(f"serve-app: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        if exc.title != Settings.__name__:
+        if exc.title != "Settings":  # serve_app.settings.Settings
             raise
         print("serve-app: invalid settings:", file=sys.stderr)
         for error in exc.errors():
@@ -56,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             given = f" (got {error['input']!r})" if error["loc"] and not secret else ""
             print(f"  {where}{error['msg']}{given}", file=sys.stderr)
         return 2
+    finally:
+        if early is not None:  # `run` is over (or never took it): the bridge goes too
+            early.stop()
 
 
 if __name__ == "__main__":

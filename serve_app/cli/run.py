@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve_app import prestart
-from serve_app.bridge import BridgeProcess, PortInUse, connect_host
+from serve_app.bridge import BridgeProcess, PortInUse, bind_host, connect_host
 from serve_app.cli.errors import CliError
 from serve_app.cli.serve_config import (
     bridge_components,
@@ -26,6 +25,7 @@ from serve_app.cli.serve_config import (
     fit_cpus,
     load_config,
     read_config,
+    serves_embeddings,
     uses_store,
 )
 from serve_app.cluster import (
@@ -34,9 +34,9 @@ from serve_app.cluster import (
     RayPorts,
     RayWorker,
     configure_proxy,
-    prestart_workers,
     resolve_address,
     stop_orphaned_haproxy,
+    tune_allocator,
     use_token_auth,
 )
 from serve_app.settings import Settings, get_settings, is_loopback, secret_value
@@ -58,16 +58,6 @@ def check_bind(host: str, settings: Settings) -> None:
         )
 
 
-def bind_host(host: str, settings: Settings) -> str:
-    """The listen address as Serve's proxy needs it. Serve turns "::" into HAProxy's "*",
-    which is IPv4 only; "0::0" (the same address, spelled so that Serve passes it through)
-    makes HAProxy and the Python proxy behind it listen on IPv4 and IPv6: Fly's proxy
-    connects over IPv4, 6PN traffic is IPv6."""
-    if settings.proxy == "haproxy" and host in ("::", "[::]"):
-        return "0::0"
-    return host
-
-
 def node_ip(settings: Settings) -> str:
     """This node's address for other nodes: SERVE_APP_NODE_IP / FLY_PRIVATE_IP (6PN, IPv6),
     else the address Ray itself would pick."""
@@ -87,26 +77,29 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
     return LocalRayHead()
 
 
-def prestart_replicas(head: LocalRayHead, runtime_envs: list[dict[str, Any]]) -> None:
-    """While ``ray start`` runs: a worker each for the embeddings replica, the app's build
-    and the ingress (``prestart.mark``), started as soon as the raylet is up."""
-    for runtime_env in runtime_envs:
-        try:
-            keep_alive_s = prestart.keep_alive_s(runtime_env)
-            prestart_workers(head.raylet_address, runtime_env, 1, keep_alive_s)
-        except RuntimeError as exc:
-            print(f"serve-app: {exc}; the replicas' workers start on demand", flush=True)
-            return
-
-
-def start_bridge(settings: Settings, host: str, port: int) -> BridgeProcess | None:
+def start_bridge(
+    settings: Settings, host: str, port: int, early: BridgeProcess | None = None
+) -> BridgeProcess | None:
     """The bridge on the public port while Ray and Serve start (serve_app/bridge.py), when
-    SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it)."""
+    SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it);
+    ``early``: the one ``serve-app`` spawned before reading its settings."""
     if not settings.bridge or settings.proxy != "haproxy":
+        if early is not None:
+            early.stop()
         return None
-    bridge = BridgeProcess(host, port)
+    bridge = early or BridgeProcess(host, port)
     try:
-        bridge.start()
+        if early is None:
+            bridge.spawn()
+        try:
+            bridge.wait_listening()
+        except PortInUse:
+            # an HAProxy left by a crash holds the port: stopped, then the bridge again
+            if not stop_orphaned_haproxy(port):
+                raise
+            print(f"stopped an orphaned HAProxy on port {port}", flush=True)
+            bridge = BridgeProcess(host, port)
+            bridge.start()
     except PortInUse as exc:
         raise CliError(str(exc)) from None
     except RuntimeError as exc:  # this kernel cannot steer the port: start without it
@@ -286,11 +279,21 @@ class InThread:
         return self._value
 
 
-def prepare_database(settings: Settings) -> Any:
+def prepare_database(settings: Settings, dimensions: int) -> Any:
     """serve_app.cli.database's, imported when needed (its module is slow to import)."""
     from serve_app.cli.database import prepare_database as prepare
 
-    return prepare(settings)
+    return prepare(settings, dimensions)
+
+
+def prepare_embeddings(settings: Settings) -> Any:
+    """The served embedding model's ONNX export, made once when missing (it says so)."""
+    from serve_app.embeddings.model_files import ModelNotServable, served_export
+
+    try:
+        return served_export(settings, progress=lambda line: print(line, flush=True))
+    except ModelNotServable as exc:
+        raise CliError(f"the embeddings cannot start: {exc}") from None
 
 
 def prepare_ocr(config: Any, settings: Settings) -> None:
@@ -336,6 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Without it, a Serve thread still running after ray.shutdown() (a router's long poll)
     # would silently connect again while the head is being stopped, and crash the process.
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+    tune_allocator()  # before the bridge, PostgreSQL and Ray start: they inherit it
     # Replicas run in other working directories: give them the data directory's full path
     # (before Ray starts: its workers inherit this environment).
     os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
@@ -344,9 +348,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
     name = args.config or settings.config
     _, raw = read_config(Path(name))  # YAML only: Ray's schema checks it below
+    # before anything listens: the first start on a machine exports the model once
+    model = prepare_embeddings(settings) if serves_embeddings(raw) else None
     if not os.environ.get("RAY_ADDRESS"):
         # First: the port answers embeddings while everything below starts.
-        bridge = start_bridge(settings, bind_host(host, settings), port)
+        early = getattr(args, "early_bridge", None)
+        bridge = start_bridge(settings, bind_host(host, settings.proxy), port, early)
     if bridge is not None:
         why = bridge_unsuitable(raw)
         if why:
@@ -356,7 +363,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             bridge.configure(bridge_components(raw), uses_store(raw))
     # The database starts while the bridge loads its model (its /health needs the store)
-    database = InThread(prepare_database, settings) if uses_store(raw) else None
+    database = (
+        InThread(prepare_database, settings, model.dimensions)
+        if model and uses_store(raw)
+        else None
+    )
     embedded = None
     try:
         if bridge is not None:
@@ -371,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             configure_proxy(settings.proxy, share_port=bridge is not None)
             head = new_head(settings, args.head)
             head.launch()  # `ray start` runs while the config is read
-        config = load_config(Path(name), bind_host(host, settings), port)
+        config = load_config(Path(name), bind_host(host, settings.proxy), port)
         if head is not None:  # a node of our own: its CPUs are known
             from ray._private.utils import get_num_cpus
 
@@ -379,13 +390,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             if fitted:
                 print(f"serve-app: {fitted}", flush=True)
         prepare_ocr(config, settings)
-        # The first replicas' workers start, and load what they need, while Ray and Serve
-        # start (serve_app/prestart.py).
-        if head is not None:
-            prestart_envs = prestart.mark(config)
-            threading.Thread(
-                target=prestart_replicas, args=(head, prestart_envs), daemon=True
-            ).start()
         embedded = database.result() if database is not None else None
         if embedded is not None:
             embedded.supervise()  # restarted if it dies; stopped after Serve below
@@ -422,10 +426,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
         names = [app.name for app in config.applications]
         if bridge is not None:  # Serve answers behind the bridge: the port goes to it
-            behind = fallback_url(bind_host(host, settings))
+            behind = fallback_url(bind_host(host, settings.proxy))
             if wait_ready(behind, args.ready_timeout, stop=stop, app_names=names) is not None:
-                bridge.handover(timeout_s=settings.request_timeout_s + 60)
-                bridge = None
+                if bridge.handover(behind, timeout_s=settings.request_timeout_s + 60):
+                    bridge = None
+                else:  # the bridge stays in front of Serve, stopped with it below
+                    print("serve-app: the bridge keeps the port (see above)", flush=True)
         health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
         if health is None:
             print(f"stopping while starting ({elapsed})", flush=True)
@@ -471,6 +477,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     use_cluster_token(settings)
+    tune_allocator()
     worker = RayWorker(
         address,
         node_ip=node_ip(settings),

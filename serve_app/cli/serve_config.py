@@ -86,6 +86,11 @@ def _models(app: dict[str, Any]) -> list[str]:
     return list((app.get("args") or {}).get("models", ["embeddings"]))
 
 
+def serves_embeddings(raw: dict[str, Any]) -> bool:
+    """Whether any application of the config serves the embeddings model."""
+    return any("embeddings" in _models(app) for app in _apps(raw))
+
+
 def uses_store(raw: dict[str, Any]) -> bool:
     """Whether any application of the config (as :func:`read_config` gives it) serves the
     document store."""
@@ -109,20 +114,7 @@ def bridge_unsuitable(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def bridge_components(raw: dict[str, Any]) -> dict[str, str]:
-    """What /health says, while the bridge answers, of the models besides embeddings:
-    ``scaled_to_zero`` for a deployment that starts at zero replicas (autoscaling with
-    ``min_replicas: 0`` and no ``initial_replicas``: its first request waits for a replica
-    anyway), else ``starting``."""
-    app = _apps(raw)[0]
-    deployments = {d.get("name"): d for d in app.get("deployments") or [] if isinstance(d, dict)}
-    components = {}
-    for name in [m for m in _models(app) if m != "embeddings"]:
-        autoscaling = (deployments.get(name) or {}).get("autoscaling_config")
-        at_zero = (
-            isinstance(autoscaling, dict)
-            and autoscaling.get("min_replicas", 1) == 0
-            and not autoscaling.get("initial_replicas")
-        )
-        components[name] = "scaled_to_zero" if at_zero else "starting"
-    return components
+def bridge_components(raw: dict[str, Any]) -> list[str]:
+    """The models of the config besides embeddings: while the bridge answers, /health says
+    each is at zero replicas and that a request to it waits for Serve."""
+    return [m for m in _models(_apps(raw)[0]) if m != "embeddings"]

@@ -5,8 +5,6 @@ deploys (the weights, the engine)."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,11 @@ from serve_app.settings import Settings, get_settings
 
 
 def prepare_ocr(config: Any, settings: Settings) -> None:
-    """Before deploying: fetch docTR's missing weights once when asked to (``make run``), refuse
-    to start when they are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) and still missing (a
-    failed deploy beats a silently blind OCR), and settle ``engine: auto``: docTR when its
-    weights are present, else rapidocr, written into the deployment's ``user_config`` so that
-    the replica reads with the engine named here, and said. The download runs as a separate
-    ``serve-app weights download`` process: docTR and torch stay out of this one."""
+    """Before deploying: refuse to start when docTR's weights are required
+    (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing (a failed deploy beats a silently blind OCR),
+    and settle ``engine: auto``: docTR when its weights are present, else rapidocr, written
+    into the deployment's ``user_config`` so that the replica reads with the engine named
+    here, and said."""
     from serve_app.ocr.config import OcrConfig
     from serve_app.ocr.runtime import resolve_engine
     from serve_app.ocr.weights import missing_by_name
@@ -38,10 +35,6 @@ def prepare_ocr(config: Any, settings: Settings) -> None:
             print("OCR engine: rapidocr (set in the config)", flush=True)
             continue
         missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
-        if missing and settings.ocr_download_missing:
-            print(f"docTR weights missing; fetching them once into {weights_dir} ...", flush=True)
-            fetch_doctr_weights(weights_dir, ocr.det_arch, ocr.reco_arch, settings)
-            missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
         if missing and settings.ocr_require_weights:
             raise CliError(
                 "docTR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing for "
@@ -53,26 +46,6 @@ def prepare_ocr(config: Any, settings: Settings) -> None:
         print(f"OCR engine: {engine} ({why})", flush=True)
         if deployment is not None and ocr.engine == "auto":
             deployment.user_config = {**(deployment.user_config or {}), "engine": engine}
-
-
-def fetch_doctr_weights(
-    weights_dir: Path, det_arch: str, reco_arch: str, settings: Settings
-) -> None:
-    """``serve-app weights download`` for one pair of architectures, in a process of its own;
-    offline it fails after its timeouts, and that is said, not raised."""
-    command = [
-        sys.executable, "-m", "serve_app.cli", "weights", "download",
-        "--det-arch", det_arch, "--reco-arch", reco_arch, "--dir", str(weights_dir),
-    ]  # fmt: skip
-    if settings.ocr_weights_mirror:
-        command += ["--mirror", settings.ocr_weights_mirror]
-    try:
-        done = subprocess.run(command, timeout=300)
-    except subprocess.TimeoutExpired:
-        print("docTR weights: the download did not finish in 300 s", flush=True)
-        return
-    if done.returncode != 0:
-        print("docTR weights could not be fetched (offline?); see above", flush=True)
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@ meaning (validated in ``reconfigure``; the configuration docs are generated from
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from serve_app.embeddings.jobs import JOB_MAX_TOKENS
 
@@ -12,7 +12,7 @@ class EmbeddingsConfig(BaseModel):
     """``user_config`` of the ``embeddings`` deployment, applied by ``reconfigure`` without a
     restart (a new ``parallel_batches`` makes a new batch queue)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     max_batch_tokens: int = Field(
         16384,
@@ -32,9 +32,11 @@ class EmbeddingsConfig(BaseModel):
     parallel_batches: int = Field(
         1, ge=1, description="batches embedded at once, each on its own thread"
     )
-    torch_threads: int = Field(
+    threads: int = Field(
         0,
         ge=0,
-        description="CPU threads shared by the running batches: a batch alone gets all of "
-        "them, two get half each; 0: every core",
+        validation_alias=AliasChoices("threads", "torch_threads"),
+        description="CPU threads of the model, shared by the batches that run at once (each "
+        "gets threads / parallel_batches: an ONNX Runtime session's threads are fixed); 0: "
+        "every core. `torch_threads`, its former name, is read too",
     )

@@ -7,7 +7,8 @@ from typing import Any
 
 from ray import serve
 
-from serve_app.batching import ThreadedBatches
+from serve_app.batching import ThreadedBatches, set_torch_threads
+from serve_app.devices import cpu_threads
 from serve_app.embeddings.config import EmbeddingsConfig
 from serve_app.embeddings.jobs import EmbedJob, EmbedResult, split_by_jobs
 from serve_app.settings import get_settings
@@ -24,45 +25,32 @@ class EmbeddingDeployment:
     :mod:`serve_app.batching`."""
 
     def __init__(self) -> None:
-        # torch loads here, in the replica: the app's build step imports this
-        from serve_app import prestart
-        from serve_app.embeddings import preload
+        # imported here, not above: the app's build step imports this module
+        from serve_app.embeddings.runtime import EmbeddingRuntime
 
-        kwargs = preload.settings_kwargs()
-        # loading since this process started, when `serve-app run` started it, or since the
-        # request that woke this standby worker (preload.py, serve_app/prestart.py)
-        self.runtime = preload.take(kwargs)
-        self.preloaded = self.runtime is not None
-        self.preload = preload.outcome()
-        if prestart.standby_worker:  # it imported the libraries, and the model once woken
-            woken = "woken by the first request" if self.preloaded else "not woken"
-            self.preload = f"standby worker ({woken})"
-        if self.runtime is None:
-            # imported here, not above: a woken standby imports it on its loading thread
-            from serve_app.embeddings.runtime import EmbeddingRuntime
-
-            self.runtime = EmbeddingRuntime(**kwargs)
-            self.runtime.embed(["warm up"])  # first forward pass is slow; pay it before readiness
-        prestart.replenish()  # scales to zero: a standby for the next wake
-        self._batches = ThreadedBatches(self._embed_jobs, "embeddings", size_of=_job_tokens)
-
-    def __del__(self) -> None:
-        """Serve stops this replica (a scale-down, maybe to zero): the next replica's standby
-        worker is asked for now, if it was not yet (serve_app/prestart.py)."""
-        from serve_app import prestart
-
-        prestart.replenish_now()
+        self.runtime = EmbeddingRuntime.from_settings(get_settings())
+        self.runtime.embed(["warm up"])  # the first forward pass is slow: paid before readiness
+        # torch's threads are per calling thread; an ONNX Runtime session's fixed when made
+        torch = self.runtime.encoder.engine == "torch"
+        self._batches = ThreadedBatches(
+            self._embed_jobs,
+            "embeddings",
+            size_of=_job_tokens,
+            set_threads=set_torch_threads if torch else None,
+        )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply batch settings from ``user_config`` without a restart; an unknown or invalid
         key fails the deploy, naming it."""
         config = EmbeddingsConfig.model_validate(user_config or {})
         self.runtime.max_batch_tokens = config.forward_batch_tokens
+        # each of the batches that run at once gets its share of the threads
+        self.runtime.set_threads(max(1, cpu_threads(config.threads) // config.parallel_batches))
         self._batches.configure(
             max_batch_size=config.max_batch_tokens,
             wait_s=config.batch_wait_timeout_s,
             parallel=config.parallel_batches,
-            threads=config.torch_threads,
+            threads=config.threads,
         )
 
     def _embed_jobs(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
@@ -86,12 +74,4 @@ class EmbeddingDeployment:
 
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for this model."""
-        from serve_app.embeddings import preload
-
-        return {
-            **self.runtime.info(get_settings().embeddings_model_name),
-            "preloaded": self.preloaded,
-            "preload": self.preload,
-            # calls this process answered as the woken standby, before Serve routed to it
-            "standby_answers": preload.answered,
-        }
+        return self.runtime.info(get_settings().embeddings_model_name)

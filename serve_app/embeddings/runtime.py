@@ -1,19 +1,30 @@
-"""Embedding model runtime: plain Python and torch, no Ray, no FastAPI."""
+"""Embedding model runtime: plain Python, no Ray, no FastAPI.
+
+Any sentence-transformers model directory. On a CPU it runs the model's ONNX export
+(model_files.py) with ONNX Runtime: this process imports onnxruntime, tokenizers and numpy,
+never torch. On a CUDA device it runs the directory with sentence-transformers on torch in fp16
+(torch_encoder.py); ``engine="torch"`` runs that path on a CPU too (fp32), for comparison.
+Both tokenise with the model's own fast tokenizer here, sort the texts by length and cut them
+into forward passes of at most ``max_batch_tokens`` padded tokens, so one long text does not
+pad a whole batch; vectors come back L2-normalised.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
+from tokenizers import Encoding, Tokenizer
 
-from serve_app.devices import resolve_device
-from serve_app.embeddings.bert import BertEncoder, load_tokenizer
-from serve_app.embeddings.bert_config import default_model_dir
+from serve_app.devices import cpu_threads, resolve_device
+from serve_app.embeddings.model_files import ModelExport, default_model_dir, ensure_export
 from serve_app.logs import get_logger
+
+if TYPE_CHECKING:
+    from serve_app.settings import Settings
 
 log = get_logger(__name__)
 
@@ -26,68 +37,153 @@ class EmbeddingOutput:
     token_counts: list[int]
 
 
-class EmbeddingRuntime:
-    """Sentence embeddings with mean pooling + L2 normalisation (sentence-transformers recipe).
+class Encoder(Protocol):
+    """Padded token arrays by input name -> one sentence vector per row."""
 
-    Inputs are sorted by token length and cut into forward passes whose padded size stays under
-    ``max_batch_tokens``, so one long text does not pad a whole batch.
-    """
+    engine: str
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class OnnxEncoder:
+    """The export's graph in an ONNX Runtime session (all graph optimisations). Concurrent
+    calls are safe; each runs on ``threads`` threads, the caller's included."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, export: ModelExport, threads: int):
+        import onnxruntime
+
+        export.verify()
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: the cores are shared with the ingress,
+        # HAProxy and the other replicas.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(export.onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, inputs)[0]
+
+
+class EmbeddingRuntime:
+    """Sentence embeddings of one model, in input order, with token counts."""
 
     def __init__(
         self,
         model_dir: Path | None = None,
+        onnx_dir: Path | None = None,
         device: str = "auto",
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         max_batch_tokens: int = 16384,
+        threads: int = 0,
+        engine: str = "auto",
     ) -> None:
         started = time.perf_counter()
-        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        if not (self.model_dir / "config.json").is_file():
-            raise FileNotFoundError(f"no model config.json under {self.model_dir}")
-        self.device = resolve_device(device)
-        self.max_tokens = max_tokens
+        model_dir = Path(model_dir) if model_dir else default_model_dir()
+        if onnx_dir is None:
+            from serve_app.settings import get_settings
+
+            onnx_dir = get_settings().embeddings_onnx_path()
+        self.export = ensure_export(model_dir, onnx_dir, log.info)
+        self.model_dir = model_dir
+        self.max_tokens = max_tokens or self.export.max_tokens
+        if self.max_tokens > self.export.max_tokens:
+            raise ValueError(
+                f"max_tokens {self.max_tokens} is more than {model_dir.name} reads "
+                f"({self.export.max_tokens})"
+            )
         self.max_batch_tokens = max_batch_tokens
-        # fp16 on CUDA agrees with fp32 to cosine >= 0.99999 for MiniLM; CPU stays fp32.
-        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
-        self.model = BertEncoder(self.model_dir, self.device, self.dtype)
-        if max_tokens > self.model.max_positions:
-            raise ValueError(f"max_tokens {max_tokens} > the model's {self.model.max_positions}")
-        self.tokenizer = load_tokenizer(self.model_dir, max_tokens)
-        self.dimensions = self.model.hidden_size
+        self.dimensions = self.export.dimensions
+        self.device = resolve_device(device)
+        self.encoder: Encoder = self._encoder(threads, engine)
+        self.tokenizer = Tokenizer.from_file(str(self.export.tokenizer_path))
+        self.tokenizer.no_padding()  # each forward pass pads to its longest text
+        self.tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._lowercase = bool(self.export.record["lowercase"])
+        self._pad_id = int(self.export.record["pad_token_id"])
+        self._inputs = list(self.export.record["input_names"])
         self.load_seconds = time.perf_counter() - started
         log.info(
-            "embedding model loaded from %s on %s (%s) in %.2fs",
-            self.model_dir,
+            "embedding model %s (%s) on %s with %s in %.2fs",
+            model_dir,
+            self.export.describe(),
             self.device,
-            self.dtype,
+            self.encoder.engine,
             self.load_seconds,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> EmbeddingRuntime:
+        """The model the settings name (SERVE_APP_EMBEDDINGS_*)."""
+        return cls(
+            model_dir=settings.embeddings_model_dir,
+            onnx_dir=settings.embeddings_onnx_path(),
+            device=settings.embeddings_device,
+            max_tokens=settings.embeddings_max_tokens,
+            engine=settings.embeddings_engine,
+            **kwargs,
+        )
+
+    def _encoder(self, threads: int, engine: str) -> Encoder:
+        if engine == "auto":
+            engine = "onnxruntime" if self.device == "cpu" else "torch"
+        if engine == "onnxruntime":
+            if self.device != "cpu":
+                raise ValueError(
+                    f"ONNX Runtime runs the embeddings on the CPU here, not on {self.device}: "
+                    "SERVE_APP_EMBEDDINGS_ENGINE=torch (or auto) serves them on CUDA"
+                )
+            return OnnxEncoder(self.export, cpu_threads(threads))
+        from serve_app.embeddings.torch_encoder import TorchEncoder
+
+        return TorchEncoder(self.model_dir, self.device)
+
+    def set_threads(self, threads: int) -> None:
+        """CPU threads per forward pass (0: every core); on ONNX Runtime a new session when
+        the number changes (a session's threads are fixed when it is made)."""
+        if isinstance(self.encoder, OnnxEncoder) and self.encoder.threads != cpu_threads(threads):
+            self.encoder = OnnxEncoder(self.export, cpu_threads(threads))
 
     def info(self, model_name: str) -> dict[str, Any]:
         """What ``/health`` reports for this model (the replica and the bridge add theirs)."""
         return {
             "status": "ready",
             "device": self.device,
+            "engine": self.encoder.engine,
             "weights": "pretrained",
             "model": model_name,
             "dimensions": self.dimensions,
+            "max_tokens": self.max_tokens,
+            "pooling": self.export.record["pooling"],
             "load_seconds": round(self.load_seconds, 3),
         }
 
+    def _encode(self, texts: list[str]) -> list[Encoding]:
+        if self._lowercase:
+            texts = [text.lower() for text in texts]
+        return self.tokenizer.encode_batch(texts)
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""
-        return [len(encoding.ids) for encoding in self.tokenizer.encode_batch(texts)]
+        return [len(encoding.ids) for encoding in self._encode(texts)]
 
     def embed(self, texts: list[str]) -> EmbeddingOutput:
         """Embed ``texts``; the result keeps their order."""
         if not texts:
             return EmbeddingOutput(np.zeros((0, self.dimensions), dtype=np.float32), [])
-        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
-        lengths = [len(x) for x in ids]
+        encodings = self._encode(texts)
+        lengths = [len(encoding.ids) for encoding in encodings]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for chunk in self._chunks(order, lengths):
-            out[chunk] = self._forward([ids[i] for i in chunk])
+            out[chunk] = self._forward([encodings[i] for i in chunk])
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return EmbeddingOutput(out, lengths)
 
     def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
@@ -104,22 +200,16 @@ class EmbeddingRuntime:
             chunks.append(current)
         return chunks
 
-    @torch.inference_mode()
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
-        width = max(len(x) for x in ids)
-        input_ids = torch.zeros((len(ids), width), dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        pad_id = self.model.pad_token_id
-        if pad_id:
-            input_ids.fill_(pad_id)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        input_ids = input_ids.to(self.device, non_blocking=True)
-        mask = mask.to(self.device, non_blocking=True)
-        hidden = self.model(input_ids, mask)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-        pooled = pooled.float()
-        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.cpu().numpy()
+    def _forward(self, encodings: list[Encoding]) -> np.ndarray:
+        width = max(len(encoding.ids) for encoding in encodings)
+        arrays = {
+            "input_ids": np.full((len(encodings), width), self._pad_id, dtype=np.int64),
+            "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64),
+        }
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            arrays["input_ids"][row, :n] = encoding.ids
+            arrays["attention_mask"][row, :n] = 1
+            arrays["token_type_ids"][row, :n] = encoding.type_ids
+        return self.encoder({name: arrays[name] for name in self._inputs})

@@ -25,24 +25,19 @@ from serve_app.settings import Settings
 
 if TYPE_CHECKING:  # the bridge (serve_app/bridge.py) serves this without Ray
     from serve_app.deployment_client import DeploymentClient
+    from serve_app.embeddings.model_files import ModelExport
 
-DIMENSIONS = 384
 log = get_logger(__name__)
-
-
-def payload_bytes(job: EmbedJob) -> int:
-    """An upper bound on one embed call's size on the wire: its texts (UTF-8, at most 4 bytes
-    a character) or its answer (float32 vectors and token counts), with room for framing."""
-    chars = sum(len(text) for text in job.texts)
-    return max(4 * chars, len(job.texts) * (DIMENSIONS * 4 + 16)) + 4096
 
 
 class EmbeddingService:
     """Limits, fan-out to the embeddings deployment, and the response body."""
 
-    def __init__(self, client: DeploymentClient, settings: Settings):
+    def __init__(self, client: DeploymentClient, settings: Settings, model: ModelExport):
         self.client = client
         self.settings = settings
+        self.dimensions = model.dimensions
+        self.max_tokens = settings.embeddings_max_tokens or model.max_tokens
         name = settings.embeddings_model_name
         self.model_names = {name, f"sentence-transformers/{name}"}
         self._shed_log = Every(5.0)
@@ -67,9 +62,9 @@ class EmbeddingService:
                 f"Model {body.model!r} is not served here; "
                 f"use {self.settings.embeddings_model_name!r}.",
             )
-        if body.dimensions is not None and body.dimensions != DIMENSIONS:
+        if body.dimensions is not None and body.dimensions != self.dimensions:
             raise ApiError(
-                422, "validation_error", f"dimensions: this model only returns {DIMENSIONS}."
+                422, "validation_error", f"dimensions: this model only returns {self.dimensions}."
             )
         texts = body.texts()
         limit = self.settings.embeddings_max_inputs
@@ -90,7 +85,7 @@ class EmbeddingService:
     async def embed(self, texts: list[str], bulk: bool = False) -> tuple[np.ndarray, list[int]]:
         """Vectors and token counts for ``texts`` (other modules call this too). ``bulk``
         (document ingestion) queues behind interactive requests with a longer budget."""
-        jobs = split_jobs(texts, self.settings.embeddings_max_tokens)
+        jobs = split_jobs(texts, self.max_tokens)
         try:
             if len(jobs) == 1:  # refused at once, or shed if it waits too long
                 results: list[EmbedResult] = [await self.coalescer.submit(jobs[0], bulk=bulk)]
@@ -135,11 +130,9 @@ class EmbeddingService:
         """One deployment call for jobs of several requests; results split back per job."""
         if len(jobs) == 1:
             job = jobs[0]
-            return [await self.client.call("embed", job, payload_bytes=payload_bytes(job))]
+            return [await self.client.call("embed", job)]
         merged = EmbedJob([t for job in jobs for t in job.texts], sum(j.est_tokens for j in jobs))
-        result: EmbedResult = await self.client.call(
-            "embed", merged, payload_bytes=payload_bytes(merged)
-        )
+        result: EmbedResult = await self.client.call("embed", merged)
         return split_by_jobs(result, jobs)
 
     async def create(self, body: EmbeddingRequest) -> FastJSONResponse:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serve_app.devices import torch_threads
+from serve_app.devices import cpu_threads
 from serve_app.ocr.config import OcrConfig
 from serve_app.ocr.weights import missing_by_name
 
@@ -45,7 +45,7 @@ def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRunt
     if engine == "rapidocr":
         from serve_app.ocr.rapidocr_runtime import RapidOcrRuntime
 
-        threads = max(1, torch_threads(config.torch_threads) // config.parallel_batches)
+        threads = max(1, cpu_threads(config.torch_threads) // config.parallel_batches)
         return RapidOcrRuntime(
             threads=threads,
             det_limit_side_len=config.rapidocr.det_limit_side_len,

@@ -1,9 +1,8 @@
 """docTR's weights: their names and hashes, and fetching them into the weights directory (the
 only code that touches the network). docTR itself is imported only to fetch.
 
-``serve-app weights download`` (what the image build runs) calls :func:`download`; the server
-itself never does, except ``make run``'s opt-in (``SERVE_APP_OCR_DOWNLOAD_MISSING``), which
-runs that command once before deploying and goes on without the weights when offline.
+``serve-app weights download`` (what the CUDA image's build runs) calls :func:`download`; the
+server itself never does.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from serve_app.logs import get_logger
 log = get_logger(__name__)
 
 MIN_PGVECTOR = (0, 8, 0)  # iterative index scans keep filtered queries' recall
-DIMENSIONS = 384
+DIMENSIONS_MARK = "__DIMENSIONS__"  # in the migrations: the served model's dimension
 _LOCK_ID = 0x67726F63  # advisory lock held while migrating ("groc")
 
 # What a database that is down, restarting or unreachable raises.
@@ -114,12 +114,15 @@ async def check_pgvector(conn: asyncpg.Connection) -> str:
 
 
 async def migrate(
-    conn: asyncpg.Connection, index: IndexParams, progress: Callable[[str], None] = log.info
+    conn: asyncpg.Connection,
+    index: IndexParams,
+    dimensions: int,
+    progress: Callable[[str], None] = log.info,
 ) -> list[str]:
-    """Apply pending migrations and (re)build the HNSW index; returns the files applied.
-
-    Runs in one transaction under an advisory lock, so replicas starting together take turns.
-    """
+    """Apply pending migrations (a new table gets vectors of ``dimensions``), check that the
+    table's vectors have that dimension, and (re)build the HNSW index; returns the files
+    applied. Runs in one transaction under an advisory lock, so replicas starting together
+    take turns."""
     available = await conn.fetchrow(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
     )
@@ -138,14 +141,86 @@ async def migrate(
             if version in done:
                 continue
             progress(f"applying migration {name}")
-            await conn.execute(sql)
+            await conn.execute(sql.replace(DIMENSIONS_MARK, str(int(dimensions))))
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
             )
             applied.append(name)
         await check_pgvector(conn)
+        await check_dimensions(conn, dimensions)
         await _ensure_index(conn, index, progress)
     return applied
+
+
+async def stored_dimensions(conn: asyncpg.Connection) -> int | None:
+    """The dimension of the documents table's vectors (None before the first migration)."""
+    kind = await conn.fetchval(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = to_regclass('documents') AND attname = 'embedding'"
+    )
+    return int(kind.split("(")[1].rstrip(")")) if kind and "(" in kind else None
+
+
+async def check_dimensions(conn: asyncpg.Connection, dimensions: int) -> None:
+    """StoreUnavailable when the table was made for vectors of another dimension (another
+    embedding model), naming both and how to re-index."""
+    stored = await stored_dimensions(conn)
+    if stored is not None and stored != dimensions:
+        count = await conn.fetchval("SELECT count(*) FROM documents")
+        raise StoreUnavailable(
+            f"the database's documents table holds {stored}-dimensional vectors ({count} "
+            f"documents), but the embedding model served now gives {dimensions}",
+            "re-index: `serve-app db reindex` embeds every stored document's text again with "
+            "this model; or serve the model the documents were embedded with "
+            "(SERVE_APP_EMBEDDINGS_MODEL_DIR), or point DATABASE_URL at a new database",
+        )
+
+
+async def reindex(
+    conn: asyncpg.Connection,
+    embed: Callable[[list[str]], np.ndarray],
+    dimensions: int,
+    index: IndexParams,
+    progress: Callable[[str], None] = log.info,
+    batch: int = 256,
+) -> int:
+    """Embed every document's text again with ``embed`` (vectors of ``dimensions``), in one
+    transaction: searches see the old vectors until it commits. Returns the documents."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+        total = await conn.fetchval("SELECT count(*) FROM documents")
+        progress(f"re-indexing {total} documents with {dimensions}-dimensional vectors")
+        for name in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
+            " AND indexname LIKE 'documents_embedding_hnsw%'"
+        ):
+            await conn.execute(f'DROP INDEX "{name["indexname"]}"')
+        await conn.execute("ALTER TABLE documents DROP COLUMN embedding")
+        await conn.execute(f"ALTER TABLE documents ADD COLUMN embedding vector({int(dimensions)})")
+        done = 0
+        cursor = conn.cursor("SELECT namespace, id, text FROM documents", prefetch=batch)
+        rows: list[Any] = []
+
+        async def flush() -> None:
+            nonlocal done
+            vectors = embed([r["text"] for r in rows])
+            await conn.executemany(
+                "UPDATE documents SET embedding = $3 WHERE namespace = $1 AND id = $2",
+                [(r["namespace"], r["id"], vectors[i]) for i, r in enumerate(rows)],
+            )
+            done += len(rows)
+            progress(f"  {done}/{total}")
+            rows.clear()
+
+        async for row in cursor:
+            rows.append(row)
+            if len(rows) == batch:
+                await flush()
+        if rows:
+            await flush()
+        await conn.execute("ALTER TABLE documents ALTER COLUMN embedding SET NOT NULL")
+        await _ensure_index(conn, index, progress)
+    return done
 
 
 async def _ensure_index(
@@ -184,6 +259,7 @@ class Store:
         *,
         kind: str,
         index: IndexParams,
+        dimensions: int,
         ef_search: int = 100,
         pool_size: int = 10,
         connect_timeout_s: float = 5.0,
@@ -192,6 +268,7 @@ class Store:
         self._dsn = dsn
         self.kind = kind  # "embedded" or "external"
         self.index = index
+        self.dimensions = dimensions
         self.ef_search = ef_search
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
@@ -219,7 +296,7 @@ class Store:
             try:
                 conn = await asyncpg.connect(dsn, timeout=self.connect_timeout_s)
                 try:
-                    await migrate(conn, self.index)
+                    await migrate(conn, self.index, self.dimensions)
                     self.pgvector = await check_pgvector(conn)
                 finally:
                     await conn.close()
@@ -346,8 +423,9 @@ class Store:
             self._pool = None
 
 
-def create_store(settings: Any) -> Store:
-    """The document store: DATABASE_URL, else the embedded PostgreSQL in the data directory."""
+def create_store(settings: Any, dimensions: int) -> Store:
+    """The document store for vectors of ``dimensions``: DATABASE_URL, else the embedded
+    PostgreSQL in the data directory."""
     from serve_app.store.embedded import pgdata_dir, socket_uri
 
     if settings.database_url:
@@ -360,6 +438,7 @@ def create_store(settings: Any) -> Store:
         dsn,
         kind=kind,
         index=IndexParams(settings.store_hnsw_m, settings.store_hnsw_ef_construction),
+        dimensions=dimensions,
         ef_search=settings.store_hnsw_ef_search,
         pool_size=settings.store_pool_size,
         connect_timeout_s=settings.store_connect_timeout_s,

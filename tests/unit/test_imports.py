@@ -1,7 +1,8 @@
 """What each side of the server imports: the ingress, the app's build step and `serve-app`
 itself load no model library (torch, transformers, docTR, Z3, HiGHS, rapidocr, onnxruntime,
-OpenCV); a replica loads only its own. A top-level import of one of them in the wrong module
-makes every Serve process that imports it slower to start and larger at idle."""
+OpenCV); a replica loads only its own, and on a CPU never torch. A top-level import of one of
+them in the wrong module makes every Serve process that imports it slower to start and larger
+at idle."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def loaded_after(*modules: str) -> list[str]:
         ("serve_app.solver.problem", "serve_app.solver.evaluation", "serve_app.solver.serving"),
         ("serve_app.ocr.serving", "serve_app.ocr.runtime", "serve_app.ocr.weights"),
         ("serve_app.embeddings.serving", "serve_app.embeddings.config", "serve_app.ocr.config"),
+        # the CPU replica's: onnxruntime only when a session is made, never torch
+        ("serve_app.embeddings.runtime", "serve_app.embeddings.model_files"),
     ],
-    ids=["app", "ingress", "cli", "solver-validation", "ocr-ingress-side", "configs"],
+    ids=["app", "ingress", "cli", "solver-validation", "ocr-ingress-side", "configs", "onnx"],
 )
 def test_no_model_library_is_imported(modules: tuple[str, ...]):
     assert loaded_after(*modules) == []
@@ -48,5 +51,5 @@ def test_no_model_library_is_imported(modules: tuple[str, ...]):
 
 def test_the_check_can_fail():
     """The replicas' runtimes do load theirs (so the check above sees an import)."""
-    assert "torch" in loaded_after("serve_app.embeddings.runtime")
+    assert "torch" in loaded_after("serve_app.embeddings.torch_encoder")
     assert "z3" in loaded_after("serve_app.solver.search")

@@ -182,8 +182,7 @@ def test_health_metrics_and_openapi(serve_server):
     assert emb["status"] == "ready"
     assert emb["device"] == "cpu"
     assert emb["weights"] == "pretrained"
-    # this cluster's node has an IPv4 address: embeddings calls go over Serve's gRPC transport
-    assert emb["model_calls"] == "grpc"
+    assert (emb["engine"], emb["dimensions"], emb["pooling"]) == ("onnxruntime", 384, "mean")
     metrics = httpx.get(f"{serve_server.url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'serve_app_requests_total{method="POST",route="/v1/embeddings",status="200"}' in (

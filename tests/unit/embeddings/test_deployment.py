@@ -34,9 +34,9 @@ def embed_all(replica, jobs: list[EmbedJob]):
 
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_concurrent_jobs_get_their_own_vectors(replica, parallel):
-    replica.reconfigure(
-        {"max_batch_tokens": 4096, "parallel_batches": parallel, "torch_threads": 2}
-    )
+    replica.reconfigure({"max_batch_tokens": 4096, "parallel_batches": parallel, "threads": 2})
+    # each batch that runs at once has its share of the threads (one ONNX Runtime session)
+    assert replica.runtime.encoder.threads == 2 // parallel
     texts = [f"{n} x oat milk, aisle {n}" for n in range(40)] + ["Grüße aus Köln: Käse"]
     jobs = [split_jobs(texts[i : i + 5], 256)[0] for i in range(0, len(texts), 5)]
     results = embed_all(replica, jobs)
@@ -48,6 +48,12 @@ def test_concurrent_jobs_get_their_own_vectors(replica, parallel):
     leaders = [r for r in results if r.batch_leader]
     assert sum(r.batch_jobs for r in leaders) == len(jobs)  # every job in exactly one batch
     assert all(r.batch_seconds > 0 for r in leaders)
+
+
+def test_torch_threads_is_read_as_threads(replica):
+    """The key's former name still configures the threads (deployment configs in use)."""
+    replica.reconfigure({"parallel_batches": 1, "torch_threads": 1})
+    assert replica.runtime.encoder.threads == 1
 
 
 def test_a_budget_below_one_job_is_refused(replica):

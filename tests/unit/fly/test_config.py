@@ -75,8 +75,14 @@ def test_fly_toml_and_fly_yaml_agree():
     assert FLY["metrics"]["path"] == "/metrics"
     assert settings.host == "::"  # IPv4 for the proxy and IPv6 for 6PN (serve-app maps it)
     assert FLY["env"]["SERVE_APP_CONFIG"] == "deployments/fly.yaml"
-    # production refuses to start with blind OCR (the image bakes the weights by default)
-    assert FLY["env"]["SERVE_APP_OCR_REQUIRE_WEIGHTS"] == "true"
+    # the CPU image reads receipts with rapidocr, whose weights ship in its package: it needs
+    # no docTR weights, and fly.toml builds that image
+    assert "SERVE_APP_OCR_REQUIRE_WEIGHTS" not in FLY["env"]
+    assert FLY["build"] == {"build-target": "cpu"}
+    assert {d.user_config["engine"] for n, d in fly_yaml.items() if n == "ocr"} == {"rapidocr"}
+    # every model keeps a warm replica: a machine resumed from suspend answers at once
+    for name in ("embeddings", "ocr", "solver"):
+        assert fly_yaml[name].autoscaling_config["min_replicas"] >= 1, name
     # the proxy never sends a machine more than the ingress takes at once
     concurrency = service["concurrency"]
     assert concurrency["type"] == "requests"
@@ -169,38 +175,51 @@ def test_scale_to_zero_models_have_a_measured_cold_start_in_the_docs():
                 assert re.search(rf"\| {name} \| [\d.]+ s", section), (path.name, name)
 
 
+def stage(parser: DockerfileParser, name: str) -> list[dict]:
+    """The instructions of the stage named ``name`` (its FROM to the next)."""
+    froms = [i for i, ins in enumerate(parser.structure) if ins["instruction"] == "FROM"]
+    for n, start in enumerate(froms):
+        if parser.structure[start]["value"].split()[-1] == name:
+            end = froms[n + 1] if n + 1 < len(froms) else len(parser.structure)
+            return parser.structure[start:end]
+    raise AssertionError(f"no stage {name}")
+
+
 def test_dockerfile_invariants():
     parser = DockerfileParser(fileobj=(ROOT / "Dockerfile.gpu").open("rb"))
-    stages = [i for i in parser.structure if i["instruction"] == "FROM"]
-    assert len(stages) >= 2  # build stage + runtime stage
-    final = parser.structure[parser.structure.index(stages[-1]) :]
-    build = parser.structure[: parser.structure.index(stages[-1])]
-    by = {i["instruction"]: i["value"] for i in final}
-    # the default base is a CUDA runtime, swappable by a build argument (CPU-only image)
-    assert re.search(r"ARG RUNTIME_BASE=nvidia/cuda:[\w.-]+runtime", parser.content)
-    assert stages[-1]["value"].startswith("${RUNTIME_BASE}")
-    # weights are fetched in the build stage, for the configs the image runs
-    weights = [
-        i["value"] for i in build if i["instruction"] == "RUN" and "weights download" in i["value"]
-    ]
-    assert weights and "deployments/fly.yaml" in weights[0]
-    assert any(
-        i["instruction"] == "COPY" and "--from=package /opt/doctr" in i["value"] for i in final
-    )
-    # non-root, liveness check, clean stop, the documented command
-    assert by["USER"] not in ("root", "0")
-    assert "/health/live" in by["HEALTHCHECK"]
-    assert by["STOPSIGNAL"] == "SIGTERM"
-    assert by["CMD"] == '["serve-app", "run", "--config", "deployments/fly.yaml"]'
-    env = parser.envs
-    assert env["SERVE_APP_OCR_WEIGHTS_DIR"] == "/opt/serve-app/doctr"
-    # one file for both builds: the base's Python and the docTR weights are build arguments,
-    # baking the weights is the default (Fly), and no host's paths are in it
-    assert re.search(r"^ARG PYTHON=python3\.12$", parser.content, re.M)
-    assert re.search(r"^ARG OCR_WEIGHTS=doctr$", parser.content, re.M)
-    assert "--mount=type=secret,id=pip.conf" in parser.content
+    content = parser.content
+    # the default target is the CPU image (what fly.toml deploys), the CUDA one a target
+    assert parser.structure[-1] == {**parser.structure[-1], "instruction": "FROM", "value": "cpu"}
+    cpu, gpu = stage(parser, "cpu"), stage(parser, "gpu")
+    assert cpu[0]["value"].startswith("${CPU_BASE}") and gpu[0]["value"].startswith("${GPU_BASE}")
+    assert re.search(r"^ARG GPU_BASE=nvidia/cuda:[\w.-]+runtime", content, re.M)
+    # the CPU image installs the core dependencies only: no torch, docTR or CUDA there; the
+    # model's export is made in a stage of its own that has torch, and only its output copied
+    deps = " ".join(i["value"] for i in stage(parser, "cpu-deps") if i["instruction"] == "RUN")
+    assert 'pip install ".[sentry]"' in deps and "torch" not in deps
+    copies = [i["value"] for i in cpu if i["instruction"] == "COPY"]
+    assert "--from=cpu-export /opt/serve-app /opt/serve-app" in copies
+    assert not any("--from=cpu-export /opt/venv" in c for c in copies)
+    torch = " ".join(i["value"] for i in stage(parser, "cpu-torch"))
+    assert '".[export]"' in torch
+    export = " ".join(i["value"] for i in stage(parser, "cpu-export"))
+    assert stage(parser, "cpu-export")[0]["value"].startswith("cpu-torch")
+    assert "serve-app embeddings export" in export
+    # the gpu image bakes docTR's weights for gpu.yaml, and reads with them
+    package = " ".join(i["value"] for i in stage(parser, "gpu-package"))
+    assert "weights download --config deployments/gpu.yaml" in package
+    for target, config in ((cpu, "fly.yaml"), (gpu, "gpu.yaml")):
+        by = {i["instruction"]: i["value"] for i in target}
+        # non-root, liveness check, clean stop, the documented command
+        assert by["USER"] not in ("root", "0")
+        assert "/health/live" in by["HEALTHCHECK"]
+        assert by["STOPSIGNAL"] == "SIGTERM"
+        assert by["CMD"] == f'["serve-app", "run", "--config", "deployments/{config}"]'
+        assert f"SERVE_APP_CONFIG=deployments/{config}" in by["ENV"]
+        assert "SERVE_APP_EMBEDDINGS_ONNX_DIR=/opt/serve-app/onnx" in by["ENV"]
+    assert "--mount=type=secret,id=pip.conf" in content
     for host_only in ("/opt/pypi", "/opt/wheels", "/etc/ssl/certs/ca-certificates.crt"):
-        assert host_only not in parser.content
+        assert host_only not in content
     # no secrets baked in
     for instruction in parser.structure:
         if instruction["instruction"] in ("ENV", "ARG"):

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from serve_app.cli import main
 from serve_app.cli.serve_config import load_config
 from serve_app.cli.weights import prepare_ocr
-from serve_app.cluster import free_port
 from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
 from serve_app.ocr.doctr_runtime import DoctrRuntime, build_model
 from serve_app.ocr.weights import (
@@ -121,8 +121,12 @@ def test_sources_follow_doctr_names_and_the_mirror(tmp_path: Path):
 
 
 def test_configured_architectures_come_from_the_config():
-    config = load_config(Path("deployments/local.yaml"), "127.0.0.1", 8000)
+    config = load_config(Path("deployments/gpu.yaml"), "127.0.0.1", 8000)
     assert configured_architectures(config) == [(DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH)]
+    # the CPU configs read with rapidocr: they need no docTR weights
+    for cpu in ("local.yaml", "fly.yaml"):
+        config = load_config(Path("deployments") / cpu, "127.0.0.1", 8000)
+        assert configured_architectures(config) == []
 
 
 def test_cli_refuses_a_file_that_does_not_match_its_hash(mirror, tmp_path: Path, capsys):
@@ -131,7 +135,8 @@ def test_cli_refuses_a_file_that_does_not_match_its_hash(mirror, tmp_path: Path,
     model = build_model("detection", DEFAULT_DET_ARCH)
     torch.save(model.state_dict(), served / "db_mobilenet_v3_large-21748dd0.pt")
     target = tmp_path / "weights"
-    code = main(["weights", "download", "--mirror", base, "--dir", str(target)])
+    gpu = ["--config", "deployments/gpu.yaml"]  # the config that reads with docTR
+    code = main(["weights", "download", *gpu, "--mirror", base, "--dir", str(target)])
     assert code == 2
     assert "does not match its hash 21748dd0" in capsys.readouterr().err
     assert not list(target.rglob("*.pt*")), "a bad download must leave nothing behind"
@@ -139,7 +144,8 @@ def test_cli_refuses_a_file_that_does_not_match_its_hash(mirror, tmp_path: Path,
 
 def test_cli_reports_http_errors(mirror, tmp_path: Path, capsys):
     base, _, _ = mirror
-    code = main(["weights", "download", "--mirror", base, "--dir", str(tmp_path / "w")])
+    gpu = ["--config", "deployments/gpu.yaml"]
+    code = main(["weights", "download", *gpu, "--mirror", base, "--dir", str(tmp_path / "w")])
     assert code == 2
     assert "answered HTTP 404" in capsys.readouterr().err
 
@@ -150,28 +156,31 @@ def test_cli_rejects_unknown_architectures(tmp_path: Path, capsys):
     assert "unknown docTR detection architecture 'nope'" in capsys.readouterr().err
 
 
-def test_offline_download_gives_up_and_the_server_goes_on(tmp_path: Path, capsys):
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: what offline looks like
-    config = load_config(Path("deployments/local.yaml"), "127.0.0.1", 8000)
-    settings = Settings(
-        ocr_download_missing=True, ocr_weights_mirror=closed, ocr_weights_dir=tmp_path
-    )
-    # `serve-app run`'s preflight (make run's download-once) does not refuse to start: it
-    # says the download failed and that rapidocr reads instead (engine: auto), and writes
-    # that engine into the deployment's user_config
+def auto_engine_config(tmp_path: Path):
+    """deployments/gpu.yaml with ``engine: auto`` (docTR when its weights are here)."""
+    raw = yaml.safe_load(Path("deployments/gpu.yaml").read_text())
+    for deployment in raw["applications"][0]["deployments"]:
+        if deployment["name"] == "ocr":
+            deployment["user_config"]["engine"] = "auto"
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path, "127.0.0.1", 8000)
+
+
+def test_auto_without_weights_reads_with_rapidocr_unless_they_are_required(tmp_path, capsys):
+    # `serve-app run`'s preflight does not refuse to start: it says that rapidocr reads
+    # instead (engine: auto), and writes that engine into the deployment's user_config
+    config = auto_engine_config(tmp_path)
+    settings = Settings(ocr_weights_dir=tmp_path / "none")
     prepare_ocr(config, settings)
-    out = capsys.readouterr().out
-    assert "could not be fetched" in out
-    assert "OCR engine: rapidocr (engine: auto, and docTR's weights" in out
+    assert "OCR engine: rapidocr (engine: auto, and docTR's weights" in capsys.readouterr().out
     ocr = next(d for d in config.applications[0].deployments if d.name == "ocr")
     assert ocr.user_config["engine"] == "rapidocr"
-    # ...unless docTR's weights are required (production configs).
+    # ...unless docTR's weights are required (production GPU configs).
     from serve_app.cli.errors import CliError
 
-    required = settings.model_copy(
-        update={"ocr_require_weights": True, "ocr_download_missing": False}
-    )
-    fresh = load_config(Path("deployments/fly.yaml"), "127.0.0.1", 8000)
+    required = settings.model_copy(update={"ocr_require_weights": True})
+    fresh = load_config(Path("deployments/gpu.yaml"), "127.0.0.1", 8000)
     with pytest.raises(CliError, match="docTR weights are required"):
         prepare_ocr(fresh, required)
 
@@ -186,6 +195,5 @@ def test_present_weights_choose_doctr_by_their_names(tmp_path: Path, capsys):
     for name in ("db_mobilenet_v3_large-21748dd0.pt", "crnn_mobilenet_v3_small_pt-3b919a02.pt"):
         (weights_dir / "models" / name).write_bytes(b"x")  # the names docTR publishes
     assert missing_by_name(weights_dir, DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH) == []
-    config = load_config(Path("deployments/local.yaml"), "127.0.0.1", 8000)
-    prepare_ocr(config, Settings(ocr_weights_dir=weights_dir))
+    prepare_ocr(auto_engine_config(tmp_path), Settings(ocr_weights_dir=weights_dir))
     assert "OCR engine: doctr (engine: auto, and docTR's weights are in" in capsys.readouterr().out

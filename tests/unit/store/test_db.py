@@ -48,7 +48,11 @@ def unit_vectors(n: int, seed: int) -> np.ndarray:
 
 def make_store(postgres: EmbeddedPostgres, **kwargs) -> Store:
     return Store(
-        lambda: socket_uri(postgres.pgdata), kind="embedded", index=IndexParams(), **kwargs
+        lambda: socket_uri(postgres.pgdata),
+        kind="embedded",
+        index=IndexParams(),
+        dimensions=384,
+        **kwargs,
     )
 
 
@@ -68,19 +72,19 @@ def test_migrations_are_versioned_and_idempotent(postgres: EmbeddedPostgres):
     async def work() -> None:
         conn = await asyncpg.connect(socket_uri(postgres.pgdata))
         try:
-            await migrate(conn, IndexParams())
-            assert await migrate(conn, IndexParams()) == []  # nothing left to apply
+            await migrate(conn, IndexParams(), 384)
+            assert await migrate(conn, IndexParams(), 384) == []  # nothing left to apply
             rows = await conn.fetch("SELECT version FROM schema_migrations")
             versions = [r["version"] for r in rows]
             assert versions == [v for v, _, _ in migrations()]
             assert _version(await check_pgvector(conn)) >= (0, 8, 0)
             # Changing the HNSW parameters rebuilds the index under a new name.
-            await migrate(conn, IndexParams(m=8, ef_construction=32))
+            await migrate(conn, IndexParams(m=8, ef_construction=32), 384)
             sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
             names = {r["indexname"] for r in await conn.fetch(sql)}
             assert "documents_embedding_hnsw_m8_efc32" in names
             assert "documents_embedding_hnsw_m16_efc128" not in names
-            await migrate(conn, IndexParams())
+            await migrate(conn, IndexParams(), 384)
         finally:
             await conn.close()
 
