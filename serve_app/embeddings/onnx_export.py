@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -88,46 +89,50 @@ def export(model_dir: Path, out_dir: Path) -> dict[str, Any]:
         reference = model(dict(sample))["sentence_embedding"]
     tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "batch", 1: "tokens"} for name in input_names}
-    with warnings.catch_warnings():
-        warnings.simplefilter(*QUIET)
-        torch.onnx.export(
-            SentenceEmbedding(model, input_names).eval(),
-            tuple(sample[name] for name in input_names),
-            str(tmp / ONNX_FILE),
-            input_names=input_names,
-            output_names=["sentence_embedding"],
-            dynamic_axes={**dynamic, "sentence_embedding": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
+    try:
+        dynamic = {name: {0: "batch", 1: "tokens"} for name in input_names}
+        with warnings.catch_warnings():
+            warnings.simplefilter(*QUIET)
+            torch.onnx.export(
+                SentenceEmbedding(model, input_names).eval(),
+                tuple(sample[name] for name in input_names),
+                str(tmp / ONNX_FILE),
+                input_names=input_names,
+                output_names=["sentence_embedding"],
+                dynamic_axes={**dynamic, "sentence_embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        backend.no_padding()
+        backend.no_truncation()
+        backend.save(str(tmp / TOKENIZER_FILE))
+        transformer = model[0]
+        max_tokens = model.max_seq_length or min(
+            tokenizer.model_max_length,
+            getattr(transformer.auto_model.config, "max_position_embeddings", 512),
         )
-    backend.no_padding()
-    backend.no_truncation()
-    backend.save(str(tmp / TOKENIZER_FILE))
-    transformer = model[0]
-    max_tokens = model.max_seq_length or min(
-        tokenizer.model_max_length,
-        getattr(transformer.auto_model.config, "max_position_embeddings", 512),
-    )
-    record = {
-        "format": EXPORT_FORMAT,
-        "model_dir": str(model_dir),
-        "source": fingerprint(model_dir, hash_all=True),
-        "onnx": file_record(tmp / ONNX_FILE),
-        "dimensions": int(reference.shape[-1]),
-        "max_tokens": int(max_tokens),
-        "pad_token_id": int(tokenizer.pad_token_id or 0),
-        "input_names": input_names,
-        "lowercase": bool(getattr(transformer, "do_lower_case", False)),
-        "modules": [type(module).__name__ for module in model],
-        "pooling": _pooling(model),
-        "architecture": type(transformer.auto_model).__name__,
-        "exporter": f"torch {torch.__version__} (TorchScript, opset {OPSET})",
-        "export_seconds": round(time.perf_counter() - started, 2),
-    }
-    # the graph's own inputs: the tracer drops one the model ignores (MPNet: token types)
-    record["input_names"] = _check(tmp / ONNX_FILE, model)
-    (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        record = {
+            "format": EXPORT_FORMAT,
+            "model_dir": str(model_dir),
+            "source": fingerprint(model_dir, hash_all=True),
+            "onnx": file_record(tmp / ONNX_FILE),
+            "dimensions": int(reference.shape[-1]),
+            "max_tokens": int(max_tokens),
+            "pad_token_id": int(tokenizer.pad_token_id or 0),
+            "input_names": input_names,
+            "lowercase": bool(getattr(transformer, "do_lower_case", False)),
+            "modules": [type(module).__name__ for module in model],
+            "pooling": _pooling(model),
+            "architecture": type(transformer.auto_model).__name__,
+            "exporter": f"torch {torch.__version__} (TorchScript, opset {OPSET})",
+            "export_seconds": round(time.perf_counter() - started, 2),
+        }
+        # the graph's own inputs: the tracer drops one the model ignores (MPNet: token types)
+        record["input_names"] = _check(tmp / ONNX_FILE, model)
+        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left
+        raise
     if out_dir.exists():  # a stale export of the same directory: replaced whole
         for child in out_dir.iterdir():
             child.unlink()

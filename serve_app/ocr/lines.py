@@ -1,50 +1,32 @@
 """Segments -> printed lines, the same for both engines (no Ray, no model library).
 
 A receipt's line is often read as several segments: the name at the left margin, the price
-far right, a tax code beside it. Photos are slightly rotated, so the price of a line can sit
-higher than its name by more than a text height; titles are taller than items. Grouping:
+in a column far right, a tax code beside it. A photo turns the page, and keystone and the
+paper's curl turn it by different angles in different places, so the price of a line can sit
+higher than its name by more than a text height, nearer the line above. Grouping:
 
-1. the page's skew is the median angle of the segments' top edges (long segments first: their
-   angle is the most reliable), at most 10 degrees;
-2. segment centres are turned back by that angle;
-3. in order of height on the page, a segment joins the nearest recent line whose centre is
-   within half the smaller text height of its own, else it starts a line;
-4. a line's segments are read left to right, joined by one space.
+1. each segment's slope is the angle of its top edge; the page's slope at a height is the
+   median slope of the long segments near that height (within a few lines), weighted by their
+   length: keystone and curl change it slowly down the page;
+2. the segments that begin in the left part of the text (names, quantity lines) anchor the
+   lines, one line each; the others (the price column, tax codes, centred headers) each join
+   the anchor that lies on their line: the one whose line, drawn from the anchor at the
+   slope there, passes nearest their centre, within half a text height; a segment that joins
+   none starts a line of its own, which later ones may join;
+3. a line's segments are read left to right, joined by one space.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from serve_app.ocr.pages import OcrLine, OcrSegment
 
 MAX_SKEW_DEGREES = 10.0
-RECENT_LINES = 4  # a segment is compared with the last few lines only (reading order)
-
-
-@dataclass
-class _Placed:
-    segment: OcrSegment
-    u: float  # along the line, after deskewing
-    v: float  # across the lines, after deskewing
-    height: float
-
-
-@dataclass
-class _Line:
-    members: list[_Placed] = field(default_factory=list)
-
-    @property
-    def v(self) -> float:
-        return sum(m.v for m in self.members) / len(self.members)
-
-    @property
-    def height(self) -> float:
-        return float(np.median([m.height for m in self.members]))
 
 
 def skew_angle(segments: Sequence[OcrSegment]) -> float:
@@ -65,45 +47,109 @@ def skew_angle(segments: Sequence[OcrSegment]) -> float:
     return max(-limit, min(limit, median))
 
 
+SLOPE_WINDOW = 4.0  # text heights above and below whose long segments give the local slope
+
+
+@dataclass
+class _Segment:
+    segment: OcrSegment
+    cx: float
+    cy: float
+    left: float
+    height: float
+    length: float
+    angle: float
+
+
+def _measure(segment: OcrSegment) -> _Segment:
+    corners = np.asarray(segment.corners, dtype=float)
+    cx, cy = corners.mean(axis=0)
+    (x0, y0), (x1, y1) = corners[0], corners[1]
+    left = np.hypot(*(corners[3] - corners[0]))
+    right = np.hypot(*(corners[2] - corners[1]))
+    return _Segment(
+        segment,
+        cx=float(cx),
+        cy=float(cy),
+        left=float(corners[:, 0].min()),
+        height=max(1.0, float(left + right) / 2),
+        length=float(math.hypot(x1 - x0, y1 - y0)),
+        angle=math.atan2(y1 - y0, x1 - x0),
+    )
+
+
+def _local_slope(x: float, y: float, near: list[_Segment], window: tuple[float, float]) -> float:
+    """The print's slope (tan of its angle) at (``x``, ``y``): the length-weighted median
+    angle of the segments within ``window`` (across, along) of it; ``nan`` where none is."""
+    found = [s for s in near if abs(s.cy - y) <= window[0] and abs(s.cx - x) <= window[1]]
+    if not found:
+        return math.nan
+    found.sort(key=lambda s: s.angle)
+    cumulative = np.cumsum([s.length for s in found])
+    angle = found[int(np.searchsorted(cumulative, cumulative[-1] / 2))].angle
+    limit = math.radians(MAX_SKEW_DEGREES)
+    return math.tan(max(-limit, min(limit, angle)))
+
+
 def group_lines(segments: Sequence[OcrSegment], width: int, height: int) -> list[OcrLine]:
     """The printed lines of a page, top to bottom, from its segments (corners in pixels)."""
-    segments = [s for s in segments if s.text.strip()]
-    if not segments:
+    measured = [_measure(s) for s in segments if s.text.strip()]
+    if not measured:
         return []
-    angle = skew_angle(segments)
-    cos, sin = math.cos(angle), math.sin(angle)
-    placed = []
-    for segment in segments:
-        corners = np.asarray(segment.corners, dtype=float)
-        cx, cy = corners.mean(axis=0)
-        left = np.hypot(*(corners[3] - corners[0]))
-        right = np.hypot(*(corners[2] - corners[1]))
-        placed.append(
-            _Placed(
-                segment,
-                u=cx * cos + cy * sin,
-                v=-cx * sin + cy * cos,
-                height=max(1.0, float(left + right) / 2),
-            )
-        )
-    placed.sort(key=lambda p: p.v)
-    lines: list[_Line] = []
-    for item in placed:
+    default = math.tan(skew_angle([m.segment for m in measured]))
+    text_height = float(np.median([m.height for m in measured]))
+    left_edge = min(m.left for m in measured)
+    right_edge = max(m.cx + m.length / 2 for m in measured)
+    window = (SLOPE_WINDOW * text_height, 0.25 * (right_edge - left_edge))
+
+    def slope(m: _Segment) -> float:
+        found = _local_slope(m.cx, m.cy, measured, window)
+        return default if math.isnan(found) else found
+
+    lines: list[list[_Segment]] = []
+    slopes: list[float] = []
+    for item in sorted(measured, key=lambda m: m.left):  # each line starts with its leftmost
+        item_slope = slope(item)
         best, best_gap = None, math.inf
-        for line in lines[-RECENT_LINES:]:
-            gap = abs(item.v - line.v)
-            if gap < 0.5 * min(item.height, line.height) and gap < best_gap:
-                best, best_gap = line, gap
+        for index, line in enumerate(lines):
+            first = line[0]
+            # how far the item's centre lies from the line through the line's first segment:
+            # the print's slope changes between them (curl), so their mean is used
+            drop = (item.cx - first.cx) * (slopes[index] + item_slope) / 2
+            gap = abs(item.cy - first.cy - drop)
+            # within half a text height, and one segment per column: a price that overlaps
+            # one already on the line belongs to a neighbouring line
+            if (
+                gap < 0.5 * min(item.height, first.height)
+                and gap < best_gap
+                and not any(_same_column(item, m) for m in line)
+            ):
+                best, best_gap = index, gap
         if best is None:
-            best = _Line()
-            lines.append(best)
-        best.members.append(item)
-    lines.sort(key=lambda line: line.v)
-    return [_as_line(line, width, height) for line in lines]
+            lines.append([item])
+            slopes.append(item_slope)
+        else:
+            lines[best].append(item)
+
+    # reading order: where each line would cross the text's left edge (an indented line's
+    # first segment sits higher or lower than the line's start when the page is turned)
+    def start(index: int) -> float:
+        first = lines[index][0]
+        return first.cy - (first.cx - left_edge) * slopes[index]
+
+    return [_as_line(lines[i], width, height) for i in sorted(range(len(lines)), key=start)]
 
 
-def _as_line(line: _Line, width: int, height: int) -> OcrLine:
-    members = sorted(line.members, key=lambda m: m.u)
+def _same_column(a: _Segment, b: _Segment) -> bool:
+    """Whether two segments share most of their width (boxes of neighbours overlap a bit)."""
+    overlap = min(a.cx + a.length / 2, b.cx + b.length / 2) - max(
+        a.cx - a.length / 2, b.cx - b.length / 2
+    )
+    return overlap > 0.5 * min(a.length, b.length)
+
+
+def _as_line(line: list[_Segment], width: int, height: int) -> OcrLine:
+    members = sorted(line, key=lambda m: m.cx)
     text = " ".join(m.segment.text.strip() for m in members)
     weights = [max(1, len(m.segment.text)) for m in members]
     confidence = sum(w * m.segment.confidence for w, m in zip(weights, members, strict=True))

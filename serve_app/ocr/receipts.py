@@ -1,77 +1,47 @@
 """Receipt text lines -> merchant, date, currency, line items and totals (pure Python).
 
-The parser works line by line on what any OCR (or a pasted e-receipt) produced. Money is
-handled as ``Decimal`` so that ``consistent`` is an exact comparison.
+The parser works on what any OCR (or a pasted e-receipt) produced, in two steps a reader can
+follow:
+
+1. every line is read by a small grammar (:mod:`serve_app.ocr.receipt_grammar`): a rule, a
+   quantity line (``2 @ 1.99``, ``0,482 kg x 2,99 EUR/kg``, ``2 AT 1 FOR 3.99``, ``0,79 x 2``,
+   possibly with the line's own amount), a table row (a VAT summary: several amounts, or a
+   rate and two), a line with one amount at its end (an item, a discount, a subtotal, a tax,
+   a total, a payment), or text;
+2. the receipt is read in regions: the header (before the first amount), the items (until
+   the subtotal or the total), what lies between subtotal and total (savings, which count as
+   discounts), and after the total only tax lines. A quantity line without an amount belongs
+   to the item above or below it: to the one whose total is its quantity times its price,
+   else to the one the receipt's other quantity lines belong to.
+
+Money is ``Decimal``, so ``consistent`` is an exact comparison: the items (discounts,
+deposits and savings included) add up to the total, with the tax on top (US) or included
+(VAT), and to the subtotal where one is printed.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-CENT = Decimal("0.01")
-
-_CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "₩": "KRW"}
-_CURRENCY_CODES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "SEK", "NOK", "DKK", "PLN", "JPY")
-_SYMBOL_CLASS = "$€£¥₹₩"
-
-# An amount at the end of a line: optional sign/currency, digits with . or , decimals,
-# optional trailing currency, minus, and a one-letter tax code ("4.99 A", "1,99 € B").
-_AMOUNT_AT_END = re.compile(
-    rf"""
-    (?P<neg_open>\()?
-    (?P<sign>-)?\s*
-    (?P<pre>[{_SYMBOL_CLASS}]|(?:{"|".join(_CURRENCY_CODES)})\s?)?\s*
-    (?P<sign2>-)?
-    (?P<num>\d{{1,3}}(?:[.,\s]\d{{3}})*[.,]\d{{2}}|\d+[.,]\d{{2}})
-    \s*(?P<post>[{_SYMBOL_CLASS}]|(?:{"|".join(_CURRENCY_CODES)}))?
-    (?P<trail_neg>-)?
-    (?P<neg_close>\))?
-    # a tax code after the amount: "4.99 A", or "4.99A" as OCR often reads it
-    (?:\s+(?P<taxcode>[A-Z*]{{1,2}})|(?P<taxcode_attached>[A-Z]))?
-    \s*$
-    """,
-    re.VERBOSE,
-)
-_QTY_AT = re.compile(
-    r"(?P<qty>\d+(?:[.,]\d+)?)\s*(?P<unit>kg|g|lb|lbs|oz|l|ml|ea|pcs?)?\s*"
-    r"(?:@|x|X|\u00d7|\*)\s*"
-    rf"[{_SYMBOL_CLASS}]?\s*(?P<price>\d+[.,]\d{{2,3}})\s*(?:[{_SYMBOL_CLASS}])?"
-    r"(?:\s*/\s*(?P<per>kg|g|lb|oz|l|ea))?",
-    re.IGNORECASE,
-)
-_SEPARATOR = re.compile(r"^[\s\-=_*#.~]{3,}$")
-
-_SUBTOTAL = re.compile(r"\b(sub\s*-?\s*total|sous[\s-]total|zwischensumme)\b", re.I)
-_TAX = re.compile(r"\b(tax|vat|tva|gst|hst|pst|mwst|ust|iva|btw)\b", re.I)
-_TOTAL = re.compile(
-    r"^\W*(grand\s+total|total\s+[àa]\s+payer|total\s+due|amount\s+due|balance\s+due|"
-    r"total|sum|summe|gesamt|montant|balance)\b",
-    re.I,
-)
-_DISCOUNT = re.compile(
-    r"\b(discount|coupon|savings?|promo|off|rabais|remise|rabatt|reduction|member\s+price)\b",
-    re.I,
-)
-_DEPOSIT = re.compile(r"\b(deposit|crv|pfand|consigne|bottle\s+dep)\b", re.I)
-_NOT_ITEM = re.compile(
-    r"\b(visa|mastercard|amex|debit|credit|cash|change|tender(ed)?|card|paid|payment|"
-    r"karte|girocard|rendu|esp[eè]ces|items?\s+sold|number\s+of\s+items|loyalty\s+points|points)\b",
-    re.I,
-)
-_DATE_PATTERNS = (
-    re.compile(r"\b(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})\b"),
-    re.compile(r"\b(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4}|\d{2})\b"),
-)
-_LEADING_CODE = re.compile(r"^\s*\d{5,}\s+")
-# Header lines that are never the first part of an item's name
-_HEADER_WORDS = re.compile(
-    r"\b(cashier|register|reg|trans|transaction|store|tel|phone|receipt|invoice|order|"
-    r"served|clerk|lane|till|kasse|caisse|bon)\b|#\s*\d",
-    re.I,
+from serve_app.ocr.receipt_grammar import (
+    CENT,
+    Quantity,
+    clean_name,
+    detect_currency,
+    find_date,
+    has_name,
+    is_header_line,
+    is_name_part,
+    is_rule,
+    is_table_row,
+    item_kind,
+    label_kind,
+    parse_amount,
+    parse_quantity,
+    table_tax,
 )
 
 
@@ -104,83 +74,36 @@ class Receipt:
         return asdict(self)
 
 
-@dataclass
-class _Amount:
-    value: Decimal
-    start: int
-    currency: str | None
-
-
-def parse_amount(text: str) -> _Amount | None:
-    """The money amount that ends ``text``, if any."""
-    match = _AMOUNT_AT_END.search(text)
-    if not match:
-        return None
-    raw = match["num"].replace(" ", "")
-    # The last separator is the decimal one; any other is a thousands separator.
-    digits = raw[:-3].replace(",", "").replace(".", "") + "." + raw[-2:]
-    try:
-        value = Decimal(digits)
-    except InvalidOperation:
-        return None
-    negative = bool(
-        match["sign"]
-        or match["sign2"]
-        or match["trail_neg"]
-        or (match["neg_open"] and match["neg_close"])
-    )
-    symbol = (match["pre"] or match["post"] or "").strip()
-    currency = _CURRENCY_SYMBOLS.get(symbol) or (symbol if symbol in _CURRENCY_CODES else None)
-    return _Amount(-value if negative else value, match.start(), currency)
-
-
 def _to_float(value: Decimal | None) -> float | None:
     return None if value is None else float(value.quantize(CENT))
 
 
-def _find_date(line: str, prefer_day_first: bool) -> str | None:
-    for pattern in _DATE_PATTERNS:
-        match = pattern.search(line)
-        if not match:
-            continue
-        groups = match.groupdict()
-        year = int(groups["y"])
-        year = year + 2000 if year < 100 else year
-        if "m" in groups and groups.get("m"):
-            month, day = int(groups["m"]), int(groups["d"])
-        else:
-            a, b = int(groups["a"]), int(groups["b"])
-            day_first = a > 12 or (prefer_day_first and b <= 12)
-            day, month = (a, b) if day_first else (b, a)
-        try:
-            return date(year, month, day).isoformat()
-        except ValueError:
-            continue
-    return None
+@dataclass
+class _Draft:
+    """An item being read: its name, total, and quantity once known."""
+
+    name: str
+    total: Decimal
+    quantity: Quantity | None = None
 
 
-def _clean_name(name: str) -> str:
-    name = _LEADING_CODE.sub("", name)
-    return re.sub(r"\s{2,}", " ", name).strip(" .:-*\t")
+@dataclass
+class _Reading:
+    """The parser's state while it reads one receipt's lines."""
 
-
-def _detect_currency(lines: list[str]) -> str | None:
-    counts: dict[str, int] = {}
-    for line in lines:
-        amount = parse_amount(line)
-        if amount and amount.currency:
-            counts[amount.currency] = counts.get(amount.currency, 0) + 1
-        for code in _CURRENCY_CODES:
-            if re.search(rf"\b{code}\b", line):
-                counts[code] = counts.get(code, 0) + 1
-        for symbol, code in _CURRENCY_SYMBOLS.items():
-            if symbol in line:
-                counts[code] = counts.get(code, 0) + 1
-    if counts:
-        return max(counts, key=counts.__getitem__)
-    if any(re.search(r"total\s+[àa]\s+payer|tva", line, re.I) for line in lines):
-        return "EUR"
-    return None
+    drafts: list[_Draft] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    pending_name: list[str] = field(default_factory=list)
+    pending_qty: Quantity | None = None
+    subtotal: Decimal | None = None
+    before_subtotal: int = 0  # items read when the subtotal came (savings follow it)
+    total: Decimal | None = None
+    tax: Decimal = Decimal(0)
+    tax_seen: bool = False
+    table_tax: Decimal | None = None
+    seen_amount: bool = False
+    after_date: bool = False
+    votes: dict[str, int] = field(default_factory=lambda: {"above": 0, "below": 0})
 
 
 class ReceiptParser:
@@ -188,106 +111,157 @@ class ReceiptParser:
 
     def parse(self, lines: list[str]) -> Receipt:
         lines = [line.rstrip() for line in lines if line and line.strip()]
-        receipt = Receipt()
-        receipt.currency = _detect_currency(lines)
+        receipt = Receipt(currency=detect_currency(lines))
         day_first = receipt.currency not in (None, "USD", "CAD")
-        tax_total = Decimal(0)
-        tax_seen = False
-        subtotal = total = None
-        pending_name: list[str] = []
-        pending_qty: re.Match[str] | None = None
-        seen_amount = False
-        header: list[str] = []
-
-        after_date = False  # header lines come before the date; item names after it
+        state = _Reading()
         for line in lines:
             if receipt.date is None:
-                found = _find_date(line, day_first)
+                found = find_date(line, day_first)
                 if found:
                     receipt.date = found
-                    if not seen_amount:
-                        after_date = True
+                    if not state.seen_amount:
+                        state.after_date = True
                         continue
-            if _SEPARATOR.match(line):
-                pending_name = []
-                if not seen_amount:
-                    seen_amount = True  # a rule under the header ends the header
-                continue
-            qty_only = _QTY_AT.fullmatch(line.strip())
-            if qty_only:  # "3 @ 1.50" alone: the quantity of the next item line
-                pending_qty = qty_only
-                continue
-            amount = parse_amount(line)
-            if amount is None:
-                if not seen_amount and after_date and not _HEADER_WORDS.search(line):
-                    # after the date and before any amount: the first part of a name wrapped
-                    # onto two lines (OCR often drops the rule that ends the header)
-                    pending_name.append(line.strip())
-                elif not seen_amount:
-                    header.append(line)
-                elif not (_NOT_ITEM.search(line) or _TOTAL.search(line)):
-                    pending_name.append(line.strip())
-                continue
-            label = line[: amount.start].strip()
-            if _SUBTOTAL.search(label):
-                subtotal = amount.value
-            elif _TAX.search(label) and not _TOTAL.match(label):
-                tax_total += amount.value
-                tax_seen = True
-            elif _TOTAL.search(label):
-                if total is None:
-                    total = amount.value
-            elif _NOT_ITEM.search(label) or total is not None:
-                pass  # payment and change lines; nothing after the total is a purchase
-            else:
-                name_only = _QTY_AT.sub("", label).strip()
-                if not name_only and not pending_name and not seen_amount and len(header) > 1:
-                    pending_name = [header.pop()]  # "BANANAS" above the first "3 @ 0.29 0.87"
-                item = self._item(label, amount.value, pending_name, pending_qty)
-                if item is not None:
-                    receipt.items.append(item)
-                pending_qty = None
-            seen_amount = True
-            pending_name = []
-
-        receipt.merchant = self._merchant(header)
-        receipt.subtotal = _to_float(subtotal)
-        receipt.tax = _to_float(tax_total) if tax_seen else None
-        receipt.total = _to_float(total)
-        receipt.consistent = self._consistent(receipt.items, subtotal, tax_total, total)
+            self._read(line, state)
+        if state.pending_qty is not None:  # a quantity under the last item
+            self._attach_above(state.pending_qty, state)
+        receipt.items = [self._item(draft) for draft in state.drafts]
+        receipt.merchant = self._merchant(state.header)
+        receipt.subtotal = _to_float(state.subtotal)
+        tax = state.tax if state.tax_seen else state.table_tax
+        receipt.tax = _to_float(tax)
+        receipt.total = _to_float(state.total)
+        receipt.consistent = self._consistent(state, tax or Decimal(0))
         return receipt
 
-    def _item(
-        self,
-        label: str,
-        total: Decimal,
-        pending_name: list[str],
-        pending_qty: re.Match[str] | None,
-    ) -> ReceiptItem | None:
-        inline = _QTY_AT.search(label)
-        qty_match = inline or pending_qty
+    def _read(self, line: str, state: _Reading) -> None:
+        """One line, by its kind and the region it is in."""
+        text = line.strip()
+        if is_rule(text):
+            state.pending_name = []
+            state.seen_amount = True  # a rule under the header ends the header
+            return
+        if state.total is not None:  # after the total: only the tax (VAT printed below it)
+            self._read_after_total(text, state)
+            return
+        quantity = parse_quantity(text)
+        if quantity is None and is_table_row(text):
+            self._table_tax(text, state)
+            state.pending_name = []
+            return
+        amount = parse_amount(text)
+        if amount is not None and quantity is not None and quantity.end > amount.digits_at:
+            if has_name(text[: quantity.start]):
+                quantity = None  # "Toilettenpapier 8x 3,95": a pack size, then the total
+            else:
+                amount = None  # "2 x 1,25": the amount at the end is the price of one
+        if amount is None:
+            self._text_line(text, quantity, state)
+            return
+        label = text[: amount.start].strip()
+        state.seen_amount = True
+        kind = label_kind(label)  # a summary ("TOTAL SAVINGS") and a payment count for nothing
+        if kind == "subtotal":
+            state.subtotal = amount.value
+            state.before_subtotal = len(state.drafts)
+        elif kind == "tax":
+            state.tax += amount.value
+            state.tax_seen = True
+        elif kind == "total":
+            state.total = amount.value
+        elif kind == "item":
+            self._item_line(label, amount.value, quantity, state)
+        state.pending_name = []
+
+    def _text_line(self, text: str, quantity: Quantity | None, state: _Reading) -> None:
+        """A line without an amount of its own: a quantity, a heading, or part of a name."""
+        if state.subtotal is not None:
+            return  # the heading of the savings after the subtotal ("Promotions")
+        if quantity is not None:
+            self._quantity_line(quantity, state)
+        elif not state.seen_amount and (not state.after_date or is_header_line(text)):
+            state.header.append(text)
+        elif is_name_part(text):
+            # the first part of a name wrapped onto two lines (after the date and before any
+            # amount too: OCR often drops the rule that ends the header)
+            state.pending_name.append(text)
+
+    def _read_after_total(self, text: str, state: _Reading) -> None:
+        if is_table_row(text):
+            self._table_tax(text, state)
+            return
+        amount = parse_amount(text)
+        label = text[: amount.start].strip() if amount else ""
+        if amount and label_kind(label) == "tax":
+            state.tax += amount.value
+            state.tax_seen = True
+
+    @staticmethod
+    def _table_tax(text: str, state: _Reading) -> None:
+        found = table_tax(text)
+        if found is not None:
+            state.table_tax = found
+
+    def _quantity_line(self, quantity: Quantity, state: _Reading) -> None:
+        """A quantity line without an amount: for the item above when that item is its
+        quantity times its price, else held for the next item (:meth:`_item_line`)."""
+        if state.pending_qty is not None:  # two in a row: the first was the item above's
+            self._attach_above(state.pending_qty, state)
+        above = state.drafts[-1] if state.drafts and not state.pending_name else None
+        if above is not None and above.quantity is None and quantity.fits(above.total):
+            above.quantity = quantity
+            state.votes["below"] += 1
+        else:
+            state.pending_qty = quantity
+
+    def _attach_above(self, quantity: Quantity, state: _Reading) -> None:
+        """A held quantity line that the next item did not take: the item above's, where it
+        has none and the quantity fits it or the receipt prints quantities below items."""
+        state.pending_qty = None
+        above = state.drafts[-1] if state.drafts else None
+        fits = above is not None and (
+            quantity.fits(above.total) or state.votes["below"] > state.votes["above"]
+        )
+        if above is not None and above.quantity is None and fits:
+            above.quantity = quantity
+
+    def _item_line(
+        self, label: str, total: Decimal, quantity: Quantity | None, state: _Reading
+    ) -> None:
         name_part = label
-        quantity: Decimal = Decimal(1)
-        unit_price: Decimal | None = None
-        unit: str | None = None
-        if inline is not None:
-            name_part = (label[: inline.start()] + " " + label[inline.end() :]).strip()
-        if qty_match is not None:
-            quantity = Decimal(qty_match["qty"].replace(",", "."))
-            unit_price = Decimal(qty_match["price"].replace(",", "."))
-            unit_text = qty_match["unit"] or qty_match["per"]
-            unit = unit_text.lower() if unit_text else None
-        name = _clean_name(" ".join([*pending_name, name_part]))
+        if quantity is not None:
+            name_part = (label[: quantity.start] + " " + label[quantity.end :]).strip()
+        if not name_part and not state.pending_name and state.header and not state.drafts:
+            state.pending_name = [state.header.pop()]  # "BANANAS" above "3 @ 0.29 0.87"
+        name = clean_name(" ".join([*state.pending_name, name_part]))
         if not name:
-            return None
-        kind = "item"
-        if total < 0 or _DISCOUNT.search(name):
-            kind = "discount"
-            total = -abs(total)
-        elif _DEPOSIT.search(name):
-            kind = "deposit"
+            return
+        draft = _Draft(name, total, quantity)
+        held, state.pending_qty = state.pending_qty, None
+        if held is not None:
+            if draft.quantity is None and (
+                held.fits(total) or state.votes["above"] >= state.votes["below"]
+            ):
+                draft.quantity = held  # printed above its item
+                state.votes["above"] += held.fits(total)
+            else:
+                state.pending_qty = held
+                self._attach_above(held, state)
+        state.drafts.append(draft)
+
+    @staticmethod
+    def _item(draft: _Draft) -> ReceiptItem:
+        quantity, unit_price, unit = Decimal(1), None, None
+        if draft.quantity is not None:
+            quantity = draft.quantity.quantity
+            unit_price = draft.quantity.unit_price
+            unit = draft.quantity.unit
+        total = draft.total
+        kind = item_kind(draft.name, total)
+        if kind == "discount":
+            total = -abs(total)  # OCR often loses a discount's minus
         return ReceiptItem(
-            name=name,
+            name=draft.name,
             quantity=float(quantity),
             total=float(total),
             unit_price=_to_float(unit_price) if unit_price is not None else None,
@@ -303,25 +277,22 @@ class ReceiptParser:
             if letters >= 3 and not re.search(
                 r"\b(tel|phone|www\.|http|street|st\.|ave)\b|\d{3}[-\s]\d{3,4}", text, re.I
             ):
-                return _clean_name(text)
+                return clean_name(text)
         return None
 
     @staticmethod
-    def _consistent(
-        items: list[ReceiptItem],
-        subtotal: Decimal | None,
-        tax: Decimal,
-        total: Decimal | None,
-    ) -> bool:
-        if not items or (subtotal is None and total is None):
+    def _consistent(state: _Reading, tax: Decimal) -> bool:
+        """The items add up to the total, tax on top or included, and the items before the
+        subtotal to the subtotal (savings printed after it come off the total)."""
+        if not state.drafts or (state.subtotal is None and state.total is None):
             return False
-        items_sum = sum((Decimal(str(i.total)) for i in items), Decimal(0))
-        if subtotal is not None:
-            if abs(items_sum - subtotal) >= CENT:
-                return False
-            return (
-                total is None or abs(subtotal + tax - total) < CENT or abs(subtotal - total) < CENT
-            )
-        assert total is not None
-        # Taxes printed on top (US) or included in the prices (VAT receipts).
-        return abs(items_sum + tax - total) < CENT or abs(items_sum - total) < CENT
+        totals = [Decimal(str(ReceiptParser._item(d).total)) for d in state.drafts]
+        items_sum = sum(totals, Decimal(0))
+        target = state.total if state.total is not None else state.subtotal
+        assert target is not None
+        if abs(items_sum - target) >= CENT and abs(items_sum + tax - target) >= CENT:
+            return False
+        if state.subtotal is None or state.total is None:
+            return True
+        before = sum(totals[: state.before_subtotal], Decimal(0))
+        return abs(before - state.subtotal) < CENT or abs(items_sum - state.subtotal) < CENT

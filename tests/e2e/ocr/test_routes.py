@@ -27,6 +27,40 @@ def test_parse_lines(serve_server):
     assert receipt["consistent"] is True
 
 
+def test_parse_a_german_receipt_with_a_weighed_item_and_a_card_slip(serve_server):
+    """The same parser as /v1/ocr: a weight line under its item gives quantity, unit price
+    and unit; the total is "zu zahlen"; the payment block and the VAT table are not items."""
+    lines = [
+        "MARKTKAUF WEBER",
+        "TOMATEN RISPEN 2,05 B",
+        "0,687 kg x 2,99 EUR/kg",
+        "2 x 0,89",
+        "APFELSCHORLE 1L 1,78 A",
+        "PFAND 0,50 A",
+        "zu zahlen 4,33",
+        "Geg. Kreditkarte EUR 4,33",
+        "Steuer % Netto Steuer Brutto",
+        "A= 19,0% 1,92 0,36 2,28",
+        "B= 7,0% 1,92 0,13 2,05",
+        "Summe 3,84 0,49 4,33",
+        "Kundenbeleg",
+        "Betrag EUR 4,33",
+    ]
+    response = post(serve_server, {"lines": lines})
+    assert response.status_code == 200, response.text
+    receipt = response.json()["receipt"]
+    assert [
+        (i["name"], i["quantity"], i["unit_price"], i["unit"], i["total"], i["kind"])
+        for i in receipt["items"]
+    ] == [
+        ("TOMATEN RISPEN", 0.687, 2.99, "kg", 2.05, "item"),
+        ("APFELSCHORLE 1L", 2, 0.89, None, 1.78, "item"),
+        ("PFAND", 1, None, None, 0.50, "deposit"),
+    ]
+    assert (receipt["total"], receipt["tax"], receipt["currency"]) == (4.33, 0.49, "EUR")
+    assert receipt["consistent"] is True
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -76,3 +76,39 @@ def test_segments_are_read_left_to_right_and_boxes_cover_them():
 def test_nothing_read():
     assert group_lines([], 100, 100) == []
     assert group_lines([segment("  ", 0, 0, 10, 10)], 100, 100) == []
+
+
+def test_a_line_holds_one_price_per_column():
+    """Tall boxes on close lines (a photo's text height above its line pitch): the middle
+    price is nearer line A's height than line B's, but A already holds a price in that
+    column, so it is B's, and the last one C's."""
+    segments = [
+        segment("LINE A", 40, 100, 84, 36),
+        segment("LINE B", 40, 128, 84, 36),
+        segment("LINE C", 40, 156, 84, 36),
+        segment("1.11", 500, 92, 56, 36),  # 8 px from A
+        segment("2.22", 500, 111, 56, 36),  # 11 px from A, 17 from B
+        segment("3.33", 500, 139, 56, 36),  # 11 px from B, 17 from C
+    ]
+    assert texts(segments) == ["LINE A 1.11", "LINE B 2.22", "LINE C 3.33"]
+
+
+def test_boxes_that_overlap_a_little_are_still_one_line():
+    segments = [segment("3 @5.48", 268, 100, 120, 31), segment("EA", 375, 102, 34, 24)]
+    assert texts(segments) == ["3 @5.48 EA"]
+
+
+def test_an_indented_line_on_a_turned_page_keeps_its_place():
+    """Turned 5 degrees, an indented weight line's first segment sits higher on the image
+    than the name above it; lines are ordered where they meet the text's left edge."""
+    segments = [
+        segment("GROUND BEEF", 40, 100, 154, 24, -5.0),
+        segment("0.609 lb @ 4.99/lb", 440, 128, 252, 24, -5.0),
+        segment("3.04", 740, 128, 56, 24, -5.0),
+        segment("MILK", 40, 156, 56, 24, -5.0),
+        segment("1.25", 740, 156, 56, 24, -5.0),
+    ]
+    weight_line = segments[1].corners
+    assert sum(y for _, y in weight_line) < sum(y for _, y in segments[0].corners)
+    lines = [line.text for line in group_lines(segments, 900, 400)]
+    assert lines == ["GROUND BEEF", "0.609 lb @ 4.99/lb 3.04", "MILK 1.25"]

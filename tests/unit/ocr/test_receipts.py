@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_app.ocr.receipts import (
-    _CURRENCY_CODES,
-    _DEPOSIT,
-    _DISCOUNT,
-    _NOT_ITEM,
-    _SUBTOTAL,
-    _TAX,
-    _TOTAL,
-    ReceiptParser,
-    parse_amount,
-)
+from serve_app.ocr.receipt_grammar import _CURRENCY_CODES, item_kind, label_kind, parse_amount
+from serve_app.ocr.receipts import ReceiptParser
 
 PARSER = ReceiptParser()
 
@@ -248,10 +241,8 @@ def test_arbitrary_text_never_crashes(lines: list[str]):
             # item names, not the receipt's own words ("VAT 0.00" is a tax line, not an item)
             st.from_regex(r"[A-Z][A-Z ]{2,15}", fullmatch=True).filter(
                 lambda name: (
-                    not any(
-                        word.search(name)
-                        for word in (_SUBTOTAL, _TAX, _TOTAL, _DISCOUNT, _DEPOSIT, _NOT_ITEM)
-                    )
+                    label_kind(name) == "item"
+                    and item_kind(name, Decimal(1)) == "item"
                     # "AUD 0.00" is an amount in Australian dollars, not an item named AUD
                     and not set(name.split()) & set(_CURRENCY_CODES)
                 )
@@ -306,3 +297,144 @@ def test_header_lines_after_the_date_are_not_item_names():
     ]
     receipt = PARSER.parse(lines)
     assert [(i.name, i.total) for i in receipt.items] == [("MILK", 3.49)]
+
+
+def items_of(lines: list[str]) -> list[tuple]:
+    receipt = PARSER.parse(lines)
+    return [(i.name, i.quantity, i.unit_price, i.unit, i.total, i.kind) for i in receipt.items]
+
+
+def test_a_weight_line_under_its_item():
+    """US and UK print the weight under the item; its product is the amount above."""
+    assert items_of(
+        ["MILK 1.25", "LOOSE BANANAS £1.07", "1.372 kg @ £0.78/kg", "BREAD 1.10", "TOTAL 3.42"]
+    ) == [
+        ("MILK", 1, None, None, 1.25, "item"),
+        ("LOOSE BANANAS", 1.372, 0.78, "kg", 1.07, "item"),
+        ("BREAD", 1, None, None, 1.10, "item"),
+    ]
+
+
+def test_a_quantity_line_above_its_item():
+    """German stores print "2 x 1,25" above the item, whose own line carries the total."""
+    assert items_of(["BROT 1,99 B", "2 x 1,25", "COLA 1,25L 2,50 A", "SUMME EUR 4,49"]) == [
+        ("BROT", 1, None, None, 1.99, "item"),
+        ("COLA 1,25L", 2, 1.25, None, 2.50, "item"),
+    ]
+
+
+def test_a_quantity_line_that_fits_neither_goes_where_the_receipts_others_go():
+    """Here quantities are printed below their items (the first one fits its item above),
+    so "4 @ 0.50", whose product is not the next item's total, is the item above's too."""
+    assert items_of(["GUM 1.00", "2 @ 0.50", "SODA 2.00", "4 @ 0.50", "CHIPS 3.00", "TOTAL 6.00"])[
+        :2
+    ] == [
+        ("GUM", 2, 0.50, None, 1.00, "item"),
+        ("SODA", 4, 0.50, None, 2.00, "item"),
+    ]
+
+
+def test_quantity_lines_with_their_own_amount():
+    assert items_of(
+        [
+            "GREEK YOGURT 32OZ",
+            "6 AT 1 FOR 5.48 32.88",  # a multibuy with the line's amount, under the name
+            "CROISSANTS X6 2 \u00d7 2,40 € 4,80 1",  # inline, after the name
+            "HAFERFLOCKEN 500G",
+            "0,89 x 2 1,78 B",  # price first
+            "TOTAL 39.46",
+        ]
+    ) == [
+        ("GREEK YOGURT 32OZ", 6, 5.48, None, 32.88, "item"),
+        ("CROISSANTS X6", 2, 2.40, None, 4.80, "item"),
+        ("HAFERFLOCKEN 500G", 2, 0.89, None, 1.78, "item"),
+    ]
+
+
+def test_a_pack_size_in_the_name_is_not_a_quantity():
+    assert items_of(["Toilettenpapier 8x 3,95", "zu zahlen 3,95"]) == [
+        ("Toilettenpapier 8x", 1, None, None, 3.95, "item"),
+    ]
+
+
+def test_us_receipt_savings_after_the_subtotal_and_tax_on_top():
+    receipt = PARSER.parse(
+        [
+            "MAPLE MARKET",
+            "COLA 12PK CANS 6.98 T",
+            "BTL DEP 0.60",
+            "SUBTOTAL 7.58",
+            "MEMBER SAVINGS 1.00-",  # after the subtotal: comes off the total
+            "TAX 0.49",
+            "9 BALANCE DUE $7.07",
+            "VISA TEND 7.07",
+            "CHANGE DUE 0.00",
+            "TOTAL SAVINGS 1.00",  # a summary, not the total
+        ]
+    )
+    assert [(i.name, i.total, i.kind) for i in receipt.items] == [
+        ("COLA 12PK CANS", 6.98, "item"),
+        ("BTL DEP", 0.60, "deposit"),
+        ("MEMBER SAVINGS", -1.00, "discount"),
+    ]
+    assert (receipt.subtotal, receipt.tax, receipt.total) == (7.58, 0.49, 7.07)
+    assert receipt.consistent
+
+
+def test_german_receipt_pfand_leergut_card_slip_and_vat_table():
+    receipt = PARSER.parse(
+        [
+            "MARKTKAUF WEBER",
+            "APFELSCHORLE 1L 0,89 A",
+            "PFAND 0,25 A",
+            "LEERGUT -0,25 A",
+            "Preisvorteil -0,10 A",
+            "zu zahlen 0,79",
+            "Geg. Kreditkarte EUR 0,79",
+            "Steuer % Netto Steuer Brutto",
+            "A= 19,0% 0,66 0,13 0,79",
+            "Summe 0,66 0,13 0,79",
+            "Kundenbeleg",
+            "Terminal-ID:22818575",
+            "Betrag EUR 0,79",
+            "Sie haben 0,10 EUR gespart!",
+        ]
+    )
+    assert [(i.name, i.total, i.kind) for i in receipt.items] == [
+        ("APFELSCHORLE 1L", 0.89, "item"),
+        ("PFAND", 0.25, "deposit"),
+        ("LEERGUT", -0.25, "deposit"),
+        ("Preisvorteil", -0.10, "discount"),
+    ]
+    assert (receipt.total, receipt.tax, receipt.currency) == (0.79, 0.13, "EUR")
+    assert receipt.consistent  # VAT included in the prices: the items add up to the total
+
+
+def test_french_receipt_glued_tax_digits_and_total_a_payer():
+    receipt = PARSER.parse(
+        [
+            "HYPER SOLEIL",
+            "JAMBON BLANC X4 2,991",
+            "BAGUETTE TRADITION 2,20 1",
+            "BON DE REDUCTION -0,50 1",
+            "TOTAL A PAYER 4,69 €",
+            ">>>> 3 ARTICLES",
+            "CB SANS CONTACT 4,69 €",
+            "TVA HT TVA TTC",
+            "1 5,50% 4,45 0,24 4,69",
+            "TOTAUX 4,45 0,24 4,69",
+            "VOUS AVEZ ECONOMISE 0,50 €",
+        ]
+    )
+    assert [(i.name, i.total) for i in receipt.items] == [
+        ("JAMBON BLANC X4", 2.99),
+        ("BAGUETTE TRADITION", 2.20),
+        ("BON DE REDUCTION", -0.50),
+    ]
+    assert (receipt.total, receipt.tax) == (4.69, 0.24)
+    assert receipt.consistent
+
+
+def test_not_consistent_when_an_item_is_missing():
+    receipt = PARSER.parse(["MILK 1.25", "BREAD 1.10", "SUBTOTAL 3.35", "TOTAL 3.35"])
+    assert not receipt.consistent
