@@ -6,12 +6,11 @@ from typing import Any
 
 from ray.serve import Application
 
+from serve_app import MODELS
 from serve_app.embeddings.deployment import EmbeddingDeployment
 from serve_app.ingress import Ingress
 from serve_app.ocr.deployment import OcrDeployment
 from serve_app.solver.deployment import SolverDeployment
-
-ALL_MODELS = ("embeddings", "ocr", "solver")
 
 
 def only_models(app_config: dict[str, Any], models: list[str]) -> dict[str, Any]:
@@ -27,10 +26,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Bind the ingress to the model deployments named in ``args["models"]`` (default: all);
     ``args["store"]`` (default true) serves /v1/documents and /v1/search (needs embeddings)."""
     args = args or {}
-    models = tuple(args.get("models", ALL_MODELS))
-    unknown = set(models) - set(ALL_MODELS)
+    models = tuple(args.get("models", MODELS))
+    unknown = set(models) - set(MODELS)
     if unknown:
-        raise ValueError(f"unknown models {sorted(unknown)}; known: {list(ALL_MODELS)}")
+        raise ValueError(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
     handles: dict[str, Any] = {}
     if "embeddings" in models:
         handles["embeddings"] = EmbeddingDeployment.bind()

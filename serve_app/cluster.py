@@ -199,7 +199,7 @@ def configure_proxy(kind: str, share_port: bool = False) -> None:
     Ray head starts. HAProxy's stats and metrics listeners and the proxy behind it get free
     ports so that several servers can run on one machine. ``share_port``: HAProxy binds the
     public port with SO_REUSEPORT, beside the bridge that holds it while Serve starts
-    (serve_app/bridge.py).
+    (serve_app/bridge/).
     """
     if kind == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"

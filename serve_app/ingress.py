@@ -16,19 +16,18 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serve_app import __version__
 from serve_app.deployment_client import DeploymentClient
 from serve_app.embeddings.model_files import ModelExport, served_export
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
-from serve_app.http_errors import ERROR_RESPONSES, install_error_handlers
+from serve_app.http_app import create_http_app
+from serve_app.http_errors import ERROR_RESPONSES
 from serve_app.logs import get_logger, init_sentry
 from serve_app.metrics import REGISTRY, REPLICAS
-from serve_app.middleware import InflightCounter, IngressMiddleware
+from serve_app.middleware import InflightCounter
 from serve_app.ocr.routes import ocr_router
 from serve_app.ocr.routes import router as receipts_router
 from serve_app.ocr.serving import OcrService
-from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings, get_settings
 from serve_app.solver.routes import router as plans_router
 from serve_app.solver.serving import PlanService
@@ -83,25 +82,15 @@ class HealthReporter:
         app = status.applications.get(self.app_name)
         return dict(app.deployments) if app else {}
 
-    async def report(self) -> tuple[int, dict[str, Any]]:
+    async def components(self) -> dict[str, dict[str, Any]]:
+        """Each model's and service's state, for ``/health`` (:func:`health_answer`)."""
         deployments = await self.deployments()
         components: dict[str, Any] = {}
         for name, client in self.clients.items():
             components[name] = await self._component(client, deployments.get(name))
         for name, check in self.services.items():
             components[name] = await check()
-        states = {c["status"] for c in components.values()}
-        if states <= {"ready", "scaled_to_zero"}:
-            overall = "ok"
-        elif states <= {"ready", "scaled_to_zero", "unavailable"}:
-            overall = "degraded"
-        else:
-            overall = "starting"
-        return (503 if overall == "starting" else 200), {
-            "status": overall,
-            "version": __version__,
-            "components": components,
-        }
+        return components
 
     async def _component(self, client: DeploymentClient, deployment: Any) -> dict[str, Any]:
         if deployment is None:
@@ -161,35 +150,12 @@ def create_api(
     store: Store | None = None,
 ) -> FastAPI:
     """The FastAPI app: routes of the enabled models, health, metrics, errors."""
-    app = FastAPI(
-        title="grocery-planner-ai",
-        version=__version__,
-        description="Private model server for Grocery Planner (see API.md).",
-        default_response_class=FastJSONResponse,
-    )
-    install_error_handlers(app)
-    inflight = inflight or InflightCounter()
-    app.add_middleware(
-        IngressMiddleware,
-        settings=settings,
-        inflight=inflight,
-        raw_body_paths=("/v1/ocr",),
-        echo_request_id=not behind_serve_proxy,
-    )
     services = {"store": store.status} if store is not None and "embeddings" in clients else {}
     health = HealthReporter(app_name, clients, services)
+    app = create_http_app(
+        settings, health.components, inflight=inflight, echo_request_id=not behind_serve_proxy
+    )
     app.state.health = health
-
-    @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get("/health", tags=["health"], responses={503: {"description": "not ready"}})
-    async def ready() -> Response:
-        code, body = await health.report()
-        if inflight.draining:  # tell load balancers to stop sending before we stop
-            code, body["status"] = 503, "draining"
-        return FastJSONResponse(body, status_code=code)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:

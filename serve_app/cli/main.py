@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if only == "run" and "-h" not in argv and "--help" not in argv:
         # The port answers sooner: the bridge starts before this process's slower imports
         # (its settings most of all); `run` decides what becomes of it (cli/run.py).
-        from serve_app.bridge import BridgeProcess
+        from serve_app.bridge.process import BridgeProcess
 
         early = BridgeProcess.early(argv[1:])
     try:

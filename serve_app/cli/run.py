@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve_app.bridge import BridgeProcess, PortInUse, bind_host, connect_host
+from serve_app.bridge.process import BridgeProcess
+from serve_app.bridge.sockets import PortInUse, bind_host, connect_host
 from serve_app.cli.errors import CliError
 from serve_app.cli.serve_config import (
     bridge_components,
@@ -80,7 +81,7 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
 def start_bridge(
     settings: Settings, host: str, port: int, early: BridgeProcess | None = None
 ) -> BridgeProcess | None:
-    """The bridge on the public port while Ray and Serve start (serve_app/bridge.py), when
+    """The bridge on the public port while Ray and Serve start (serve_app/bridge/), when
     SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it);
     ``early``: the one ``serve-app`` spawned before reading its settings."""
     if not settings.bridge or settings.proxy != "haproxy":

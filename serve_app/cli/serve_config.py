@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from serve_app import MODELS
 from serve_app.cli.errors import CliError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -83,7 +84,7 @@ def _apps(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _models(app: dict[str, Any]) -> list[str]:
-    return list((app.get("args") or {}).get("models", ["embeddings"]))
+    return list((app.get("args") or {}).get("models", MODELS))
 
 
 def serves_embeddings(raw: dict[str, Any]) -> bool:
@@ -101,7 +102,7 @@ def uses_store(raw: dict[str, Any]) -> bool:
 
 
 def bridge_unsuitable(raw: dict[str, Any]) -> str | None:
-    """Why the bridge (serve_app/bridge.py) cannot stand in for this config while Serve
+    """Why the bridge (serve_app/bridge/) cannot stand in for this config while Serve
     starts, or None: it serves one application at ``/`` whose models include embeddings."""
     apps = _apps(raw)
     if len(apps) != 1:

@@ -73,7 +73,9 @@ class Observation:
 
 @dataclass(frozen=True)
 class Policy:
-    min_machines: int = 1
+    """How ``serve-app fly autoscale`` decides; its defaults are the command's."""
+
+    min_machines: int = 0  # as fly.toml's min_machines_running: Fly's proxy wakes the first
     max_machines: int = 4
     target_inflight: float = 64.0  # requests in flight one machine serves well
     down_ratio: float = 0.5  # scale down when load < (n-1) * target * down_ratio ...

@@ -38,14 +38,15 @@ def cmd_fly(args: argparse.Namespace) -> int:
             elif command == "warm":
                 print(f"started {ops.warm(args.count)} machine(s)")
             elif command == "autoscale":
-                policy = autoscale.Policy(
-                    min_machines=args.min,
-                    max_machines=args.max,
-                    target_inflight=args.target_inflight,
-                    down_ratio=args.down_ratio,
-                    down_after_s=args.down_after,
-                    cooldown_s=args.cooldown,
-                )
+                given = {
+                    "min_machines": args.min,
+                    "max_machines": args.max,
+                    "target_inflight": args.target_inflight,
+                    "down_ratio": args.down_ratio,
+                    "down_after_s": args.down_after,
+                    "cooldown_s": args.cooldown,
+                }  # the rest: the policy's own defaults (one declaration, autoscale.Policy)
+                policy = autoscale.Policy(**{k: v for k, v in given.items() if v is not None})
                 try:
                     autoscale.run(
                         ops,
@@ -131,23 +132,22 @@ def add_parser(sub: Any) -> None:
         parents=[after],
         help="start/stop machines from the servers' /metrics (a control loop)",
     )
+    # defaults: autoscale.Policy's
     auto.add_argument(
         "--min",
         type=int,
-        default=0,
-        help="machines always started (0, as fly.toml's min_machines_running: at idle Fly's "
-        "proxy stops the last one and wakes it on the next request)",
+        help="machines always started (default 0, as fly.toml's min_machines_running: at idle "
+        "Fly's proxy stops the last one and wakes it on the next request)",
     )
-    auto.add_argument("--max", type=int, default=4, help="machines started at most")
+    auto.add_argument("--max", type=int, help="machines started at most (default 4)")
     auto.add_argument(
         "--target-inflight",
         type=float,
-        default=64,
-        help="requests in flight per machine (fly.toml soft_limit is a good start)",
+        help="requests in flight per machine (default 64; fly.toml's soft_limit is a good start)",
     )
-    auto.add_argument("--down-ratio", type=float, default=0.5)
-    auto.add_argument("--down-after", type=float, default=300, help="seconds of low load")
-    auto.add_argument("--cooldown", type=float, default=120, help="seconds after a change")
+    auto.add_argument("--down-ratio", type=float, help="default 0.5")
+    auto.add_argument("--down-after", type=float, help="seconds of low load (default 300)")
+    auto.add_argument("--cooldown", type=float, help="seconds after a change (default 120)")
     auto.add_argument("--interval", type=float, default=15, help="seconds between rounds")
     auto.add_argument("--rounds", type=int, help="stop after this many rounds (default: never)")
     auto.add_argument("--metrics-port", type=int, help="server port (default: SERVE_APP_PORT)")

@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from dataclasses import asdict
+from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from serve_app.errors import ApiError, overloaded
 from serve_app.metrics import BATCH_ITEMS
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
 from serve_app.ocr.jobs import PageJob, PageResult
+from serve_app.ocr.protocol import MAX_LINE_CHARS
 from serve_app.ocr.receipts import ReceiptParser
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
@@ -44,6 +46,23 @@ async def read_upload(request: Request) -> bytes:
         f"Send the image as multipart field 'file' or as a JPEG/PNG/WebP/PDF body, not "
         f"{content_type or 'no content type'}.",
     )
+
+
+PARSER = ReceiptParser()  # no state: one for the OCR route and /v1/receipts/parse
+
+
+async def parse_lines(lines: list[str]) -> dict[str, Any]:
+    """``POST /v1/receipts/parse``: the receipt in lines from another reader; a line over
+    :data:`MAX_LINE_CHARS` is 413 ``line_too_long``."""
+    for i, line in enumerate(lines):
+        if len(line) > MAX_LINE_CHARS:
+            raise ApiError(
+                413,
+                "line_too_long",
+                f"lines[{i}] has {len(line)} characters; at most {MAX_LINE_CHARS}.",
+            )
+    # Regex work on up to 2000 lines: off the event loop so other requests keep flowing.
+    return (await asyncio.to_thread(PARSER.parse, lines)).to_dict()
 
 
 class PageAdmission:
@@ -109,7 +128,6 @@ class OcrService:
     def __init__(self, client: DeploymentClient, settings: Settings):
         self.client = client
         self.settings = settings
-        self.parser = ReceiptParser()
         self.admission = PageAdmission(self.ADMIT_SHARE * client.timeout_s)
 
     async def run(self, data: bytes, receipt: bool) -> FastJSONResponse:
@@ -144,7 +162,7 @@ class OcrService:
         ocr_page = result.page
         lines = [asdict(line) for line in ocr_page.lines]
         texts = [line["text"] for line in lines]
-        parsed = (await asyncio.to_thread(self.parser.parse, texts)).to_dict() if receipt else None
+        parsed = (await asyncio.to_thread(PARSER.parse, texts)).to_dict() if receipt else None
         return FastJSONResponse(
             {
                 "text": "\n".join(texts),

@@ -139,7 +139,7 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
 
 def probe_while_starting(url: str, ready: threading.Event, early: dict[str, object]) -> None:
     """From the start: embeddings until the first 200, then a document stored and a receipt
-    parse sent while the bridge holds the port (serve_app/bridge.py)."""
+    parse sent while the bridge holds the port (serve_app/bridge/)."""
 
     def post(path: str, body: dict) -> httpx.Response:
         return httpx.post(f"{url}{path}", json=body, headers=AUTH, timeout=120)

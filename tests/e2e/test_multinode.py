@@ -169,7 +169,7 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
             except (httpx.HTTPError, ValueError):
                 return False
             # this head's own app (embeddings only), not another server on the machine, and
-            # Serve's answer: the bridge (serve_app/bridge.py) answers /health while Serve starts
+            # Serve's answer: the bridge (serve_app/bridge/) answers /health while Serve starts
             components = set(body.get("components", {}))
             serve = "x-served-by" not in response.headers
             return response.status_code == 200 and components == {"embeddings"} and serve

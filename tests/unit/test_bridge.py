@@ -1,4 +1,4 @@
-"""The bridge (serve_app/bridge.py): the port steered between two sockets by the kernel, and
+"""The bridge (serve_app/bridge/): the port steered between two sockets by the kernel, and
 the bridge's own app with the real embedding model, its /health, and the requests it holds
 for Serve and forwards over real HTTP."""
 
@@ -18,16 +18,10 @@ import httpx
 import numpy as np
 import pytest
 
-from serve_app import bridge as bridge_module
-from serve_app.bridge import (
-    Bridge,
-    connect_host,
-    create_app,
-    hand_over,
-    haproxy_missing,
-    listening,
-    steer,
-)
+from serve_app.bridge import process as bridge_process
+from serve_app.bridge import server, sockets
+from serve_app.bridge.server import Bridge, create_app, hand_over
+from serve_app.bridge.sockets import connect_host, haproxy_missing, listening, steer
 from serve_app.cli.serve_config import (
     bridge_components,
     bridge_unsuitable,
@@ -64,7 +58,7 @@ def who_accepts(port: int, first: socket.socket, second: socket.socket, n: int =
 
 def test_steer_sends_every_connection_to_the_chosen_socket_then_to_the_other():
     port = free_port()
-    bridge_sock = bridge_module.bind("127.0.0.1", port)  # first in the group, steered to itself
+    bridge_sock = sockets.bind("127.0.0.1", port)  # first in the group, steered to itself
     haproxy = reuseport_listener(port)  # what HAProxy does with SERVE_SOCKET_REUSE_PORT_ENABLED
     try:
         assert who_accepts(port, bridge_sock, haproxy) == {"first": 12, "second": 0}
@@ -82,7 +76,7 @@ def test_a_port_in_use_is_refused_before_binding():
         other.listen()
         assert listening("127.0.0.1", port)
         # the command says so and exits 2: serve-app stops with that message
-        assert bridge_module.main(["--host", "127.0.0.1", "--port", str(port)]) == 2
+        assert server.main(["--host", "127.0.0.1", "--port", str(port)]) == 2
     assert not listening("127.0.0.1", port)
 
 
@@ -107,6 +101,9 @@ def test_components_from_the_configs():
     assert bridge_unsuitable(local) == "the application serves no embeddings"
     assert not uses_store(local)
     assert bridge_unsuitable({"applications": []}) == "the config has 0 applications"
+    # no models named: the application binds all of them (serve_app.MODELS, as build_app)
+    local["applications"][0]["args"] = {}
+    assert bridge_components(local) == ["ocr", "solver"] and uses_store(local)
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -352,7 +349,7 @@ def test_the_handover_steers_to_haproxy_only_when_it_shares_the_port(loaded_brid
     _, _, loop = loaded_bridge
     upstream = loaded_bridge[0].serve_url
     port = free_port()
-    sock = bridge_module.bind("127.0.0.1", port)
+    sock = sockets.bind("127.0.0.1", port)
     server = SimpleNamespace(should_exit=False)
     try:
         b = Bridge("127.0.0.1", port, sock, loop)
@@ -392,7 +389,7 @@ socket.socket.setsockopt = setsockopt
 
 @pytest.mark.parametrize(
     "option",
-    [socket.SO_REUSEPORT, bridge_module.SO_ATTACH_REUSEPORT_CBPF],
+    [socket.SO_REUSEPORT, sockets.SO_ATTACH_REUSEPORT_CBPF],
     ids=["reuseport", "cbpf"],
 )
 def test_a_kernel_that_cannot_share_or_steer_the_port_leaves_it_to_serve(
@@ -416,7 +413,7 @@ def test_a_kernel_that_cannot_share_or_steer_the_port_leaves_it_to_serve(
 def test_a_bridge_that_does_not_listen_in_time_is_given_up(tmp_path, monkeypatch):
     (tmp_path / "sitecustomize.py").write_text("import time\ntime.sleep(60)\n")
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
-    process = bridge_module.BridgeProcess("127.0.0.1", free_port())
+    process = bridge_process.BridgeProcess("127.0.0.1", free_port())
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="did not listen within 2 s"):
         process.start(timeout_s=2)
@@ -432,15 +429,15 @@ def test_a_bridge_started_before_the_settings_takes_them_and_their_limits(monkey
     monkeypatch.setenv("SERVE_APP_PORT", str(free_port()))
     get_settings.cache_clear()
     try:
-        assert bridge_module.main(["--host", "0.0.0.0"]) == 4
+        assert server.main(["--host", "0.0.0.0"]) == 4
         assert (
             "refusing to listen on 0.0.0.0 without SERVE_APP_API_TOKEN" in capsys.readouterr().out
         )
         monkeypatch.setenv("SERVE_APP_BRIDGE", "false")
         get_settings.cache_clear()
-        assert bridge_module.main([]) == 4
+        assert server.main([]) == 4
         assert "bridge: off" in capsys.readouterr().out
     finally:
         get_settings.cache_clear()
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # someone else's cluster: no bridge
-    assert bridge_module.BridgeProcess.early(["--port", "9"]) is None
+    assert bridge_process.BridgeProcess.early(["--port", "9"]) is None

@@ -148,7 +148,7 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     ],
 )
 def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
-    from serve_app.bridge import bind_host
+    from serve_app.bridge.sockets import bind_host
 
     assert bind_host(host, proxy) == bound
 

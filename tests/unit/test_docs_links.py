@@ -43,3 +43,16 @@ def test_relative_links_resolve(doc: Path):
         if not path.exists() or missing_heading:
             broken.append(target)
     assert not broken, f"{doc.name}: links that lead nowhere: {broken}"
+
+
+def test_architecture_names_every_module():
+    """docs/architecture.md's module tables cannot drift: each module of serve_app/ is named
+    there (a capability's role files by their common names: `routes.py`, `serving.py`, ...)."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    modules = sorted((ROOT / "serve_app").rglob("*.py"))
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in modules
+        if path.name not in ("__init__.py", "__main__.py") and f"`{path.name}`" not in text
+    ]
+    assert not missing, f"not in docs/architecture.md: {missing}"

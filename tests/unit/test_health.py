@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from serve_app.http_app import health_answer
 from serve_app.ingress import HealthReporter
 
 
@@ -46,13 +47,18 @@ def reporter_with(info: CountingInfo, running: list[int]) -> HealthReporter:
     return reporter
 
 
+async def report(reporter: HealthReporter) -> tuple[int, dict]:
+    """/health's answer as the ingress gives it."""
+    return health_answer(await reporter.components())
+
+
 def test_concurrent_polls_share_one_info_call_and_reuse_it():
     info, running = CountingInfo(), [1]
     reporter = reporter_with(info, running)
 
     async def scenario():
-        first = await asyncio.gather(*(reporter.report() for _ in range(20)))
-        again = await reporter.report()
+        first = await asyncio.gather(*(report(reporter) for _ in range(20)))
+        again = await report(reporter)
         return first, again
 
     first, again = asyncio.run(scenario())
@@ -72,7 +78,7 @@ def test_info_is_asked_again_when_stale_or_replicas_change(monkeypatch):
     reporter = reporter_with(info, running)
 
     async def solver():
-        return (await reporter.report())[1]["components"]["solver"]
+        return (await report(reporter))[1]["components"]["solver"]
 
     async def scenario():
         assert (await solver())["call"] == 1
@@ -95,12 +101,12 @@ def test_a_failed_info_call_is_not_kept():
     reporter = reporter_with(info, running)
 
     async def scenario():
-        code, body = await reporter.report()
+        code, body = await report(reporter)
         assert code == 503
         assert body["components"]["solver"]["status"] == "starting"
         assert "slow replica" in body["components"]["solver"]["reason"]
         info.fail = None
-        code, body = await reporter.report()
+        code, body = await report(reporter)
         assert code == 200 and body["components"]["solver"]["call"] == 2
 
     asyncio.run(scenario())
@@ -111,9 +117,9 @@ def test_a_poll_that_gives_up_does_not_cancel_the_shared_call():
     reporter = reporter_with(info, running)
 
     async def scenario():
-        impatient = asyncio.ensure_future(reporter.report())
+        impatient = asyncio.ensure_future(report(reporter))
         await asyncio.sleep(0.05)
-        patient = asyncio.ensure_future(reporter.report())
+        patient = asyncio.ensure_future(report(reporter))
         impatient.cancel()
         with pytest.raises(asyncio.CancelledError):
             await impatient
@@ -122,3 +128,18 @@ def test_a_poll_that_gives_up_does_not_cancel_the_shared_call():
         assert info.calls == 1
 
     asyncio.run(scenario())
+
+
+def test_health_answer_from_the_components_states():
+    """One place decides /health's status (the ingress and the bridge both use it)."""
+    code, body = health_answer(
+        {"embeddings": {"status": "ready"}, "ocr": {"status": "unavailable"}}
+    )
+    assert (code, body["status"]) == (200, "degraded")
+    code, body = health_answer(
+        {"embeddings": {"status": "scaled_to_zero"}, "ocr": {"status": "ready"}}
+    )
+    assert (code, body["status"]) == (200, "ok")
+    code, body = health_answer({"embeddings": {"status": "starting"}, "ocr": {"status": "ready"}})
+    assert (code, body["status"]) == (503, "starting")
+    assert body["components"]["embeddings"] == {"status": "starting"} and body["version"]

@@ -53,3 +53,18 @@ def test_the_check_can_fail():
     """The replicas' runtimes do load theirs (so the check above sees an import)."""
     assert "torch" in loaded_after("serve_app.embeddings.torch_encoder")
     assert "z3" in loaded_after("serve_app.solver.search")
+
+
+def test_serve_app_runs_side_of_the_bridge_is_standard_library_only():
+    """`serve-app run` spawns the bridge before its slower imports: the side it imports for
+    that (serve_app.bridge.process) loads no web, settings or array library."""
+    code = (
+        "import sys, serve_app.bridge.process; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'pydantic', 'httpx', 'numpy', "
+        "'psutil', 'yaml') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -83,3 +83,15 @@ def test_empty_receipt_is_not_an_error(serve_server):
     assert response.status_code == 200
     assert response.json()["receipt"]["items"] == []
     assert response.json()["receipt"]["consistent"] is False
+
+
+def test_openapi_lists_every_accepted_upload(serve_server):
+    spec = httpx.get(f"{serve_server.url}/openapi.json").json()
+    content = spec["paths"]["/v1/ocr"]["post"]["requestBody"]["content"]
+    assert set(content) == {
+        "multipart/form-data",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "application/pdf",
+    }

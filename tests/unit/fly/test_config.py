@@ -12,6 +12,7 @@ from dockerfile_parse import DockerfileParser
 
 from serve_app.cli.main import build_parser
 from serve_app.cli.serve_config import load_config
+from serve_app.fly.autoscale import Policy
 from serve_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,9 +89,11 @@ def test_fly_toml_and_fly_yaml_agree():
     assert concurrency["type"] == "requests"
     assert concurrency["soft_limit"] < concurrency["hard_limit"]
     assert concurrency["hard_limit"] == fly_yaml["ingress"].max_ongoing_requests
-    # the autoscaler's default target is the proxy's soft limit
+    # the autoscaler's default target is the proxy's soft limit; `serve-app fly autoscale`
+    # declares no defaults of its own (what it is not given is the policy's)
     fly_args = build_parser().parse_args(["fly", "autoscale"])
-    assert fly_args.target_inflight == concurrency["soft_limit"]
+    assert fly_args.target_inflight is None and fly_args.min is None
+    assert Policy().target_inflight == concurrency["soft_limit"]
     # readiness: /health, with a grace period for Ray's start and model loading
     (check,) = service["checks"]
     assert check["path"] == "/health" and check["method"] == "GET"
@@ -98,7 +101,7 @@ def test_fly_toml_and_fly_yaml_agree():
     # idle at zero machines: the proxy stops or suspends the last one and wakes it
     assert service["min_machines_running"] == 0 and service["auto_start_machines"] is True
     assert service["auto_stop_machines"] in ("suspend", "stop")
-    assert fly_args.min == service["min_machines_running"]  # the autoscaler agrees
+    assert Policy().min_machines == service["min_machines_running"]  # the autoscaler agrees
     if service["auto_stop_machines"] == "suspend":  # Fly suspends machines of <= 2 GB only
         (vm,) = FLY["vm"]
         assert megabytes(vm["memory"]) <= 2048

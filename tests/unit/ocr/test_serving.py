@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from serve_app.errors import ApiError
-from serve_app.ingress import HealthReporter
 from serve_app.ocr.jobs import PageResult
 from serve_app.ocr.pages import OcrPage
 from serve_app.ocr.serving import OcrService, PageAdmission
@@ -136,33 +135,3 @@ def test_admission_estimate_and_retry_after():
         PageResult(page=OcrPage(1, 1, []), page_seconds=4.0, pages_at_once=2, replica="b")
     )
     assert admission.slots() == 4  # a second replica doubles what is read at once
-
-
-def test_unavailable_component_degrades_but_stays_ready():
-    reporter = HealthReporter("grocery", {})
-
-    async def report(components):
-        async def fake_deployments():
-            return {}
-
-        reporter.deployments = fake_deployments  # type: ignore[method-assign]
-
-        async def fake_component(client, deployment):
-            return components[client]
-
-        reporter._component = fake_component  # type: ignore[method-assign]
-        reporter.clients = {name: name for name in components}  # type: ignore[assignment]
-        return await reporter.report()
-
-    code, body = asyncio.run(
-        report({"embeddings": {"status": "ready"}, "ocr": {"status": "unavailable"}})
-    )
-    assert (code, body["status"]) == (200, "degraded")
-    code, body = asyncio.run(
-        report({"embeddings": {"status": "scaled_to_zero"}, "ocr": {"status": "ready"}})
-    )
-    assert (code, body["status"]) == (200, "ok")
-    code, body = asyncio.run(
-        report({"embeddings": {"status": "starting"}, "ocr": {"status": "ready"}})
-    )
-    assert (code, body["status"]) == (503, "starting")
