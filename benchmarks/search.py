@@ -187,8 +187,8 @@ async def rebuild_index(data_dir: Path, m: int, ef_construction: int) -> float:
     settings does); returns the seconds it took."""
     import asyncpg
 
-    from serve_app.store.db import IndexParams, migrate, stored_dimensions
     from serve_app.store.embedded import pgdata_dir, socket_uri
+    from serve_app.store.schema import IndexParams, migrate, stored_dimensions
 
     conn = await asyncpg.connect(socket_uri(pgdata_dir(data_dir)))
     try:
@@ -210,8 +210,9 @@ async def measure_db(
 ) -> dict[str, Any]:
     """Search latency without embedding and recall@k against an exact scan, per ef_search."""
     from serve_app.settings import Settings
-    from serve_app.store.db import IndexParams, Store
+    from serve_app.store.db import Store
     from serve_app.store.embedded import pgdata_dir, socket_uri
+    from serve_app.store.schema import IndexParams
 
     s = Settings()
     m, efc = index or (s.store_hnsw_m, s.store_hnsw_ef_construction)

@@ -60,11 +60,11 @@ def serve_server() -> Iterator[ServeServer]:
     from ray import serve
 
     from serve_app.cli.database import prepare_database
-    from serve_app.cli.run import deploy, wait_ready
     from serve_app.cli.serve_config import load_config
     from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
     from serve_app.embeddings.model_files import served_export
     from serve_app.settings import Settings
+    from serve_app.supervisor import deploy, wait_ready
 
     # The same path as `serve-app run`: the model's ONNX export (made once), the embedded
     # PostgreSQL (real, with pgvector) for its vectors, then a Ray head of our own in its own

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serve_app.bridge import FAILED, LOADED, SERVED_BY
+from serve_app.embeddings.jobs import EmbedResult
+from serve_app.settings import get_settings
 
 
 class LocalEmbeddings:
@@ -14,8 +20,6 @@ class LocalEmbeddings:
     name = "embeddings"
 
     def __init__(self, on_loaded: Any = None) -> None:
-        import threading
-        from concurrent.futures import ThreadPoolExecutor
 
         self.runtime: Any = None
         self.error: BaseException | None = None
@@ -25,12 +29,10 @@ class LocalEmbeddings:
         self._pool.submit(self._load)
 
     def _load(self) -> None:
-        import time
 
         started = time.perf_counter()
         try:
             from serve_app.embeddings.runtime import EmbeddingRuntime
-            from serve_app.settings import get_settings
 
             runtime = EmbeddingRuntime.from_settings(get_settings())
             runtime.embed(["warm up"])  # the first forward pass is slow
@@ -45,9 +47,6 @@ class LocalEmbeddings:
                 self._on_loaded()
 
     def _embed(self, texts: list[str]) -> Any:
-        import time
-
-        from serve_app.embeddings.jobs import EmbedResult
 
         if self.runtime is None:
             raise RuntimeError(f"the embedding model did not load: {self.error!r}")
@@ -63,7 +62,6 @@ class LocalEmbeddings:
         )
 
     async def call(self, method: str, job: Any) -> Any:
-        import asyncio
 
         assert method == "embed", method
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, job.texts)
@@ -73,6 +71,5 @@ class LocalEmbeddings:
             return {"status": "starting", "reason": "loading the model", "served_by": SERVED_BY}
         if self.runtime is None:
             return {"status": "starting", "reason": repr(self.error)[:200], "served_by": SERVED_BY}
-        from serve_app.settings import get_settings
 
         return {**self.runtime.info(get_settings().embeddings_model_name), "served_by": SERVED_BY}

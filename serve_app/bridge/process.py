@@ -4,9 +4,15 @@ imports."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import queue
+import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 from serve_app.bridge import CAUGHT_UP, FAILED, KEPT
@@ -35,7 +41,6 @@ class BridgeProcess:
         settings are the most of them): the port answers sooner. serve-app decides once it
         has read them (:meth:`wait_listening` or :meth:`stop`). None on someone else's
         cluster (RAY_ADDRESS), where serve-app starts no bridge."""
-        import argparse
 
         if os.environ.get("RAY_ADDRESS"):
             return None
@@ -49,9 +54,6 @@ class BridgeProcess:
 
     def spawn(self) -> None:
         """Start the bridge process; :meth:`wait_listening` waits for it to listen."""
-        import queue
-        import subprocess
-        import threading
 
         address = []
         for option, value in (("--host", self.host), ("--port", self.port)):
@@ -78,8 +80,6 @@ class BridgeProcess:
     def wait_listening(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until the bridge listens, at most ``timeout_s``; RuntimeError (PortInUse) with
         its words if not."""
-        import queue
-        import threading
 
         try:
             first = self._first.get(timeout=timeout_s)
@@ -124,7 +124,6 @@ class BridgeProcess:
 
     def configure(self, components: list[str], store: bool) -> None:
         """The config's models besides embeddings, and whether the bridge serves the store."""
-        import json
 
         self._send(json.dumps({"components": components, "store": store}))
 
@@ -133,7 +132,6 @@ class BridgeProcess:
         bridge has finished what it held and exited (stopped after ``timeout_s``). False when
         it kept the port (no HAProxy shares it, :data:`KEPT`): it passes every request on to
         Serve until :meth:`stop`."""
-        import time
 
         self._send(f"handover {serve_url}")
         deadline = time.monotonic() + timeout_s
@@ -146,7 +144,6 @@ class BridgeProcess:
         return True
 
     def stop(self, timeout_s: float = 10) -> None:
-        import subprocess
 
         if self.proc is None:
             return

@@ -4,14 +4,32 @@ forwarded once Serve answers, and the handover to Serve's HAProxy."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 import sys
+import threading
 from typing import Any
+
+import httpx
+import uvicorn
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from serve_app.bridge import CATCH_UP_S, CAUGHT_UP, KEPT
 from serve_app.bridge.model import LocalEmbeddings
-from serve_app.bridge.sockets import bind, bind_host, haproxy_missing, listening, steer
+from serve_app.bridge.sockets import haproxy_missing, steer
+from serve_app.embeddings.model_files import served_export
+from serve_app.embeddings.routes import router as embeddings_router
+from serve_app.embeddings.serving import EmbeddingService
+from serve_app.errors import ApiError, error_response, retry_later
+from serve_app.http_app import create_http_app
+from serve_app.settings import get_settings
+from serve_app.store.db import create_store
+from serve_app.store.routes import router as store_router
+from serve_app.store.serving import StoreService
 
 HOP_BY_HOP = {
     "connection",
@@ -28,7 +46,6 @@ class Bridge:
     """The bridge's state: the config serve-app sent, the upstream once Serve answers."""
 
     def __init__(self, host: str, port: int, sock: socket.socket, loop: Any):
-        import asyncio
 
         self.host, self.port, self.sock = host, port, sock
         self.model_ready = asyncio.Event()  # loaded or failed: requests for it wait until then
@@ -50,7 +67,6 @@ class Bridge:
     def _model_done(self) -> None:
         """On the loop: the model loaded (or failed). Requests held for it go on; once they
         are answered (at most :data:`CATCH_UP_S`), :data:`CAUGHT_UP` tells serve-app."""
-        import asyncio
 
         self.model_ready.set()
 
@@ -94,13 +110,6 @@ class Bridge:
 
     async def forward(self, request: Any) -> Any:
         """Hold a request until Serve answers, then pass it on (HAProxy on the same port)."""
-        import asyncio
-
-        import httpx
-        from starlette.responses import Response
-
-        from serve_app.errors import retry_later
-        from serve_app.settings import get_settings
 
         settings = get_settings()
         waits = [asyncio.ensure_future(e.wait()) for e in (self.upstream, self.gone)]
@@ -178,11 +187,6 @@ class Dispatch:
 
     async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         if not self.local(scope["path"]):
-            from starlette.exceptions import HTTPException
-            from starlette.requests import Request
-
-            from serve_app.errors import ApiError, error_response
-
             request = Request(scope, receive)
             request_id = request.state.request_id
             try:
@@ -210,12 +214,6 @@ def create_app(bridge: Bridge) -> Any:
     """The bridge's app: the public port's (:func:`create_http_app`, /health from the
     bridge's components) with the ingress's embeddings and store routes; everything else is
     forwarded (:class:`Dispatch`)."""
-    from serve_app.embeddings.model_files import served_export
-    from serve_app.embeddings.routes import router as embeddings_router
-    from serve_app.embeddings.serving import EmbeddingService
-    from serve_app.http_app import create_http_app
-    from serve_app.settings import get_settings
-    from serve_app.store.routes import router as store_router
 
     settings = get_settings()
     app = create_http_app(
@@ -234,9 +232,6 @@ def create_app(bridge: Bridge) -> Any:
 
 def use_store(bridge: Bridge, app: Any) -> None:
     """Serve /v1/documents and /v1/search here too (the config has the store)."""
-    from serve_app.settings import get_settings
-    from serve_app.store.db import create_store
-    from serve_app.store.serving import StoreService
 
     settings = get_settings()
     store = create_store(settings, app.state.embeddings.dimensions)
@@ -244,26 +239,10 @@ def use_store(bridge: Bridge, app: Any) -> None:
     bridge.store = app.state.store.store
 
 
-def resolve_address(args: Any) -> str | None:
-    """``args.host`` and ``args.port`` from the settings where not given; why the bridge must
-    not start, if so (it is off, or the address needs a token that is not set)."""
-    from serve_app.settings import get_settings, is_loopback
-
-    settings = get_settings()
-    if not settings.bridge or settings.proxy != "haproxy":
-        return "bridge: off (SERVE_APP_BRIDGE, SERVE_APP_PROXY)"
-    args.host = bind_host(args.host or settings.host, settings.proxy)
-    args.port = args.port or settings.port
-    if settings.api_token_value() is None and not is_loopback(args.host):
-        return f"bridge: refusing to listen on {args.host} without SERVE_APP_API_TOKEN"
-    return None
-
-
 async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
     """Serve answers at ``url``: steer new connections to HAProxy (the port's group's second
     socket), forward what is held to ``url``, then let ``server`` finish and exit (True). With
     no HAProxy in the group, keep the port and pass every request on to ``url`` (False)."""
-    import asyncio
 
     bridge.serve_url = url.rstrip("/")
     why = haproxy_missing(bridge.sock)
@@ -279,36 +258,12 @@ async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import asyncio
-    import json
-    import threading
-
-    parser = argparse.ArgumentParser(prog="python -m serve_app.bridge")
-    parser.add_argument("--host", help="default: SERVE_APP_HOST")
-    parser.add_argument("--port", type=int, help="default: SERVE_APP_PORT")
-    args = parser.parse_args(argv)
-    if args.host is None or args.port is None:  # started before serve-app read its settings
-        refused = resolve_address(args)
-        if refused:
-            print(refused, flush=True)
-            return 4
-    if listening(args.host, args.port):
-        print(f"bridge: port {args.port} on {args.host} is in use", flush=True)
-        return 2
-    try:
-        sock = bind(args.host, args.port)
-    except OSError as exc:
-        print(f"bridge: cannot listen on {args.host}:{args.port}: {exc}", flush=True)
-        return 3
-    print(f"bridge: listening on {args.host}:{args.port}", flush=True)
-
-    import uvicorn
-
+def serve(host: str, port: int, sock: socket.socket) -> int:
+    """Answer on ``sock`` (the public port, bound by :mod:`serve_app.bridge.__main__`) until
+    the handover or the end of stdin."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    bridge = Bridge(args.host, args.port, sock, loop)
+    bridge = Bridge(host, port, sock, loop)
     app = create_app(bridge)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=150)
     server = uvicorn.Server(config)

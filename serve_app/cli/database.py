@@ -21,7 +21,8 @@ def prepare_database(
     server (None with DATABASE_URL)."""
     import asyncpg
 
-    from serve_app.store.db import CONNECTION_ERRORS, IndexParams, StoreUnavailable, migrate
+    from serve_app.store.db import CONNECTION_ERRORS
+    from serve_app.store.schema import IndexParams, StoreUnavailable, migrate
 
     embedded = None
     if settings.database_url:
@@ -35,7 +36,7 @@ def prepare_database(
         dsn, where = embedded.start(), f"embedded PostgreSQL ({embedded.pgdata})"
 
     async def run() -> tuple[list[str], str]:
-        from serve_app.store.db import check_pgvector
+        from serve_app.store.schema import check_pgvector
 
         conn = await asyncpg.connect(dsn, timeout=settings.store_connect_timeout_s)
         try:
@@ -74,7 +75,7 @@ async def reindex_documents(conn: Any, settings: Settings, dimensions: int, inde
     from pgvector.asyncpg import register_vector
 
     from serve_app.embeddings.runtime import EmbeddingRuntime
-    from serve_app.store.db import reindex, stored_dimensions
+    from serve_app.store.schema import reindex, stored_dimensions
 
     stored = await stored_dimensions(conn)
     if stored is None or stored == dimensions:

@@ -6,12 +6,11 @@ import asyncio
 import math
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from serve_app.deployment_client import DeploymentClient
 from serve_app.errors import ApiError, overloaded
 from serve_app.metrics import BATCH_ITEMS
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
@@ -20,6 +19,9 @@ from serve_app.ocr.protocol import MAX_LINE_CHARS
 from serve_app.ocr.receipts import ReceiptParser
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
+
+if TYPE_CHECKING:  # the ingress side: importable without Ray
+    from serve_app.deployment_client import DeploymentClient
 
 
 async def read_upload(request: Request) -> bytes:

@@ -6,13 +6,17 @@ not load the solvers.
 
 from __future__ import annotations
 
-from serve_app.deployment_client import DeploymentClient
+from typing import TYPE_CHECKING
+
 from serve_app.errors import ApiError
 from serve_app.metrics import BATCH_SECONDS
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 from serve_app.solver.problem import PlanInvalid, limits_from, validate
 from serve_app.solver.protocol import PlanRequest
+
+if TYPE_CHECKING:  # the ingress side: importable without Ray
+    from serve_app.deployment_client import DeploymentClient
 
 
 class PlanService:

@@ -8,8 +8,9 @@ from serve_app.embeddings.serving import EmbeddingService
 from serve_app.errors import ApiError
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
-from serve_app.store.db import Document, Store, StoreUnavailable
+from serve_app.store.db import Document, Store
 from serve_app.store.protocol import SearchRequest, UpsertRequest
+from serve_app.store.schema import StoreUnavailable
 
 
 def unavailable(exc: StoreUnavailable, retry_after_s: int) -> ApiError:

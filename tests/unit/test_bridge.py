@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from serve_app.bridge import process as bridge_process
-from serve_app.bridge import server, sockets
+from serve_app.bridge import sockets
+from serve_app.bridge.__main__ import main as bridge_main
 from serve_app.bridge.server import Bridge, create_app, hand_over
 from serve_app.bridge.sockets import connect_host, haproxy_missing, listening, steer
 from serve_app.cli.serve_config import (
@@ -76,7 +77,7 @@ def test_a_port_in_use_is_refused_before_binding():
         other.listen()
         assert listening("127.0.0.1", port)
         # the command says so and exits 2: serve-app stops with that message
-        assert server.main(["--host", "127.0.0.1", "--port", str(port)]) == 2
+        assert bridge_main(["--host", "127.0.0.1", "--port", str(port)]) == 2
     assert not listening("127.0.0.1", port)
 
 
@@ -429,13 +430,13 @@ def test_a_bridge_started_before_the_settings_takes_them_and_their_limits(monkey
     monkeypatch.setenv("SERVE_APP_PORT", str(free_port()))
     get_settings.cache_clear()
     try:
-        assert server.main(["--host", "0.0.0.0"]) == 4
+        assert bridge_main(["--host", "0.0.0.0"]) == 4
         assert (
             "refusing to listen on 0.0.0.0 without SERVE_APP_API_TOKEN" in capsys.readouterr().out
         )
         monkeypatch.setenv("SERVE_APP_BRIDGE", "false")
         get_settings.cache_clear()
-        assert server.main([]) == 4
+        assert bridge_main([]) == 4
         assert "bridge: off" in capsys.readouterr().out
     finally:
         get_settings.cache_clear()

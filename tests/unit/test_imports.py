@@ -68,3 +68,19 @@ def test_serve_app_runs_side_of_the_bridge_is_standard_library_only():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_ingress_side_of_each_capability_imports_without_ray():
+    """`serving.py` (and the routes on it) is the ingress side: request checks and the call
+    to a deployment through a client it is given; it imports no Ray, so it is tested, and
+    served by the bridge, without a cluster."""
+    code = (
+        "import sys, serve_app.embeddings.routes, serve_app.ocr.routes, "
+        "serve_app.solver.routes, serve_app.store.routes; "
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

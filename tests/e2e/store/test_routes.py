@@ -11,6 +11,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.helpers.waiting import wait_for
+
 pytestmark = pytest.mark.e2e
 
 GROCERIES = {
@@ -268,15 +270,6 @@ def test_64_bit_integers_and_large_floats_round_trip(serve_server):
     assert [r["metadata"] for r in found] == [metadata]
 
 
-def wait_for(check, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
-
-
 def store_health(server) -> dict:
     return httpx.get(f"{server.url}/health", timeout=30).json()["components"]["store"]
 
@@ -308,7 +301,7 @@ def test_database_down_gives_503_then_recovers_without_restart(serve_server):
         assert emb.status_code == 200
     finally:
         postgres.ensure_running()
-    assert wait_for(lambda: store_health(serve_server)["status"] == "ready")
+    wait_for(lambda: store_health(serve_server)["status"] == "ready", 30, "the store back")
     back = search(serve_server, ns, "milk")
     assert back.status_code == 200 and back.json()["results"][0]["id"] == "milk"
 
@@ -318,8 +311,7 @@ def test_acknowledged_upsert_survives_sigkill_of_postgres(serve_server):
     assert upsert(serve_server, ns, {"acked": ("Cheddar cheese", {})}).status_code == 200
     postgres = serve_server.postgres
     os.kill(postgres.pid(), signal.SIGKILL)
-    assert wait_for(lambda: not postgres.running(), 10)
+    wait_for(lambda: not postgres.running(), 10, "PostgreSQL to go")
     postgres.ensure_running()
-    found = wait_for(lambda: search(serve_server, ns, "cheese").status_code == 200)
-    assert found, search(serve_server, ns, "cheese").text
+    wait_for(lambda: search(serve_server, ns, "cheese").status_code == 200, 30, "search back")
     assert search(serve_server, ns, "cheese").json()["results"][0]["id"] == "acked"

@@ -87,7 +87,8 @@ def test_the_store_follows_the_models_dimension(data_dir: Path, small_model, mon
     refused naming both dimensions and the way out, and `db reindex` embeds every stored
     text again with the model served now."""
     from serve_app.embeddings.runtime import EmbeddingRuntime
-    from serve_app.store.db import Document, IndexParams, Store
+    from serve_app.store.db import Document, Store
+    from serve_app.store.schema import IndexParams
 
     kind = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
     kind += " WHERE attrelid = 'documents'::regclass AND attname = 'embedding'"

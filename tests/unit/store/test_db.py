@@ -17,17 +17,16 @@ import asyncpg
 import numpy as np
 import pytest
 
-from serve_app.store.db import (
-    Document,
+from serve_app.store.db import Document, Store
+from serve_app.store.embedded import EmbeddedPostgres, socket_uri
+from serve_app.store.schema import (
     IndexParams,
-    Store,
     StoreUnavailable,
     _version,
     check_pgvector,
     migrate,
     migrations,
 )
-from serve_app.store.embedded import EmbeddedPostgres, socket_uri
 
 
 @pytest.fixture(scope="module")
