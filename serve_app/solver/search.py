@@ -10,9 +10,11 @@ cutting off counts that do not fit. Imports z3, ``encoding.py``, ``relaxation.py
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 
 import z3
 
@@ -53,25 +55,58 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
         milp.start(_proof_seconds(deadline))
     try:
         enc = Encoding(problem)
-        # Z3 honours its timeout in most places but not all (an Optimize call was seen running
-        # far past it under load): a watchdog interrupts the context at the deadline regardless.
-        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, enc.ctx.interrupt)
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _Watchdog(enc.ctx, deadline)
         try:
-            return _finish(_search(problem, enc, deadline, timeout_ms, milp), started)
+            result = _search(problem, enc, deadline, timeout_ms, milp, watchdog)
+            return _finish(result, started)
         finally:
-            watchdog.cancel()
+            watchdog.stop()
     finally:
         if milp is not None:
             milp.cancel()  # phase 1 ended the solve (infeasible, out of time) or it is done
 
 
+class _Watchdog:
+    """Z3 honours its timeout in most places but not all (an Optimize call was seen running
+    far past it under load): this interrupts the context at the deadline regardless. A model
+    read while Z3 is interrupted raises 'canceled' or comes back incomplete, so reads happen
+    in :meth:`reading`: one in progress finishes before the interrupt, and none starts after
+    it (the search ends with the plan it has)."""
+
+    def __init__(self, ctx: z3.Context, deadline: float):
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self.expired = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()) + 0.05, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._ctx.interrupt()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[bool]:
+        """Yields whether a model may be read (False once the deadline has passed)."""
+        with self._lock:
+            yield not self.expired
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
 def _search(
-    problem: Problem, enc: Encoding, deadline: float, timeout_ms: int, milp: CountMilp | None
+    problem: Problem,
+    enc: Encoding,
+    deadline: float,
+    timeout_ms: int,
+    milp: CountMilp | None,
+    watchdog: _Watchdog,
 ) -> PlanResult:
     """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum). ``milp``:
-    the count relaxation for HiGHS, already solving; None to prove the bound with Z3's MaxSAT."""
+    the count relaxation for HiGHS, already solving; None to prove the bound with Z3's MaxSAT.
+    ``watchdog``: models are read only through it."""
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
     solver = z3.Solver(ctx=ctx)
@@ -88,11 +123,12 @@ def _search(
         core = {str(flag) for flag in solver.unsat_core()}
         names = [name for flag, name in tracks if str(flag) in core]
         return PlanResult("infeasible", explanation=names)
-    if answer != z3.sat:
+    with watchdog.reading() as may_read:
+        best = enc.plan_of(solver.model()) if answer == z3.sat and may_read else None
+    if best is None:
         return PlanResult(
             "timeout", explanation=[f"time limit {timeout_ms} ms reached before any plan was found"]
         )
-    best = enc.plan_of(solver.model())
     best_cost = evaluate(problem, best)[1]
 
     # Phase 2: the count relaxation's optimum (a MILP by HiGHS, or Z3's MaxSAT), then a check
@@ -134,8 +170,13 @@ def _search(
             flags[flag] = r
         layout.set("timeout", _remaining_ms(deadline))
         fits = layout.check(*flags)
-        if fits == z3.sat:
-            plan = enc.plan_of(layout.model())
+        with watchdog.reading() as may_read:
+            if not may_read:
+                reason = "canceled at the time limit"
+                break
+            plan = enc.plan_of(layout.model()) if fits == z3.sat else None
+            named = {str(c) for c in layout.unsat_core()} if fits == z3.unsat else set()
+        if plan is not None:
             cost = evaluate(problem, plan)[1]
             if cost <= best_cost:
                 best, best_cost = plan, cost
@@ -148,7 +189,6 @@ def _search(
         if relaxed.state != "optimal" or fits != z3.unsat:
             reason = reason or relaxed.reason or layout.reason_unknown()
             break
-        named = {str(c) for c in layout.unsat_core()}
         core = [r for f, r in flags.items() if str(f) in named]
         # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
         # is always valid.

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from benchmarks.data.plan_data import week_request
+from serve_app.solver.encoding import Encoding
 from serve_app.solver.problem import Limits
 from serve_app.solver.protocol import PlanRequest
 from serve_app.solver.search import solve
@@ -109,3 +110,22 @@ def test_timeout_is_capped_by_the_limit():
     started = time.monotonic()
     solve(req, Limits(max_timeout_ms=500))
     assert time.monotonic() - started < 0.5 + 1.0
+
+
+def test_the_deadline_passing_while_a_plan_is_read_is_not_an_error(monkeypatch):
+    """The watchdog interrupts Z3 at the deadline; a model being read then must not raise
+    Z3's 'canceled' (a 500): the read finishes, and the solve ends with the plan it has."""
+    original = Encoding.plan_of
+    calls = []
+
+    def slow_read(self, model):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.6)  # the 0.3 s deadline (and the watchdog) passes mid-read
+        return original(self, model)
+
+    monkeypatch.setattr(Encoding, "plan_of", slow_read)
+    req = PlanRequest.model_validate(week_request(20, seed=1, timeout_ms=300))
+    result = solve(req, Limits())
+    assert calls and result.status in ("timeout", "feasible", "optimal")
+    assert result.plan  # the first plan, read in full
