@@ -43,7 +43,7 @@ from benchmarks.harness.loadgen import (
     write_json,
 )
 from benchmarks.harness.servers import ROOT, Server, serve_cmd, this_server
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 ADJECTIVES = ["organic", "fresh", "frozen", "low-fat", "smoked", "wholegrain", "vegan", "salted"]
 ITEMS = [

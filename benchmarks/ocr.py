@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks.harness.loadgen import LoadResult, closed_loop, print_table, write_json
 from benchmarks.harness.servers import ROOT, Server, this_server
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 RANDOM_WEIGHTS = {"SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS": "true"}
 

@@ -22,7 +22,7 @@ import psutil
 from benchmarks.cold_start import request_for
 from benchmarks.harness.loadgen import print_table, write_json
 from benchmarks.harness.servers import ROOT, Server, serve_cmd
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 PROCESS_MARKERS = ("serve_app.cli", "raylet", "gcs_server", "ray::", "haproxy", "bin/postgres")
 

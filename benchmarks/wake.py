@@ -10,7 +10,7 @@ uvicorn process), which is started the same way:
   plain-st  the same plain server on sentence-transformers (torch: what a user would likely
             write instead; reported beside it)
   serve     ``serve-app run`` (``--config``, default local.yaml): process start -> first
-            embeddings answer (and who gave it: the bridge, serve_app/bridge/, or Serve),
+            embeddings answer (and who gave it: the bridge, serve_app/startup/bridge/, or Serve),
             -> Serve's own first answer, and -> ``/health`` 200; memory of every process the
             server started (PSS and RSS, every model and the store warm); SIGTERM -> exit with
             nothing in flight
@@ -57,7 +57,7 @@ import psutil
 from benchmarks.harness.flyproxy import FlyProxyStandIn, podman
 from benchmarks.harness.loadgen import print_table, write_json
 from benchmarks.harness.servers import spawn
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "wake-token-0123456789"
@@ -83,7 +83,7 @@ def embeds(url: str, headers: dict[str, str] | None = None) -> bool:
 
 
 def answered_by(url: str, headers: dict[str, str] | None = None) -> str | None:
-    """Who answered an embeddings request with 200: "bridge" (serve_app/bridge/, while
+    """Who answered an embeddings request with 200: "bridge" (serve_app/startup/bridge/, while
     Serve starts) or "serve"; None for no 200."""
     r = httpx.post(f"{url}/v1/embeddings", json=EMBED, headers=headers or HEADERS, timeout=60)
     return r.headers.get("x-served-by", "serve") if r.status_code == 200 else None

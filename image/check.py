@@ -1,7 +1,7 @@
 """`make image-test`: the CPU image, run as a container, behaves as Fly will run it.
 
 1. As fly.toml runs it (its command and environment, ``--memory 2g`` without swap, a token,
-   host network): ``/health`` 200 from the bridge (serve_app/bridge/), then from Serve with
+   host network): ``/health`` 200 from the bridge (serve_app/startup/bridge/), then from Serve with
    every model warm; an embeddings request answers 200, one without the token 401; the server
    runs as a non-root user. Then Fly's heaviest moment: three phone-size receipts (3024x4032
    JPEG) at once, a plan, embeddings and a search, all together: every answer 200, nothing
@@ -162,7 +162,7 @@ def fly_load(url: str) -> dict:
 
 def health_inside(name: str, port: int) -> tuple[int, str, dict]:
     """/health as seen from inside the container (works with --network none): status, who
-    answered ("bridge" while Serve starts, serve_app/bridge/, else "serve"), body."""
+    answered ("bridge" while Serve starts, serve_app/startup/bridge/, else "serve"), body."""
     out = podman("exec", name, "/opt/venv/bin/python", "-c", PROBE % port, check=False)
     status, _, rest = out.partition(" ")
     by, _, body = rest.partition(" ")

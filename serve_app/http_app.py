@@ -1,6 +1,6 @@
 """The public HTTP app, one factory for everything that serves the public port: the ingress
 (:mod:`serve_app.ingress`) and the bridge that answers while Serve starts
-(:mod:`serve_app.bridge`). Both get the same middleware (request ids, auth, size and type
+(:mod:`serve_app.startup.bridge`). Both get the same middleware (request ids, auth, size and type
 checks, metrics), the same error shape, ``/health/live``, and ``/health`` from
 :func:`health_answer`."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
+from serve_app import __version__
 from serve_app.settings import Settings, secret_value
 
 SERVE_LOGGER = "ray.serve"  # Ray Serve's logger: its handlers add the request context
@@ -54,8 +55,6 @@ def init_sentry(settings: Settings, component: str) -> bool:
             "SENTRY_DSN is set but sentry-sdk is not installed (pip install '.[sentry]')"
         )
         return False
-    from serve_app import __version__
-
     sentry_sdk.init(
         dsn=dsn,
         release=f"grocery-planner-ai@{__version__}",

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         True,
         description="While Ray and Serve start, `serve-app run` answers embeddings, documents "
         "and search on the public port from a plain process of its own (the bridge, "
-        "serve_app/bridge/) and holds every other request for Serve; it hands the port to "
+        "serve_app/startup/bridge/) and holds every other request for Serve; it hands the port to "
         "Serve's HAProxy once Serve answers, and exits. Needs SERVE_APP_PROXY=haproxy and a "
         "head of its own; false: the port answers once Serve is ready.",
     )

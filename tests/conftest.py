@@ -27,7 +27,8 @@ os.environ.update(
 def _prepare_ray_env() -> None:
     """Token auth and the default proxy, as `serve-app run` sets them; Ray reads these once
     per process, so this runs before any test module imports Ray."""
-    from serve_app.cluster import configure_proxy, use_token_auth
+    from serve_app.cluster import use_token_auth
+    from serve_app.proxy import configure_proxy
     from serve_app.settings import Settings
 
     settings = Settings()
@@ -59,12 +60,13 @@ def serve_server() -> Iterator[ServeServer]:
     import ray
     from ray import serve
 
-    from serve_app.cli.database import prepare_database
-    from serve_app.cli.serve_config import load_config
-    from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead, free_port
+    from serve_app.cluster import SERVE_NAMESPACE, LocalRayHead
     from serve_app.embeddings.model_files import served_export
+    from serve_app.net import free_port
     from serve_app.settings import Settings
-    from serve_app.supervisor import deploy, wait_ready
+    from serve_app.startup.config import load_config
+    from serve_app.startup.prepare import prepare_database
+    from serve_app.startup.serve_control import deploy, wait_ready
 
     # The same path as `serve-app run`: the model's ONNX export (made once), the embedded
     # PostgreSQL (real, with pgvector) for its vectors, then a Ray head of our own in its own

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def wait_healthy(
     hint: str = "",
 ) -> None:
     """Poll ``url``/health every 0.25 s until Serve answers it 200 (not the bridge that holds
-    the port while Serve starts, serve_app/bridge/: a benchmark measures Serve);
+    the port while Serve starts, serve_app/startup/bridge/: a benchmark measures Serve);
     ``failed()`` returning a reason (the server process exited) stops the wait at once."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from benchmarks.cold_start import scale_to_zero_quickly
 from benchmarks.harness.loadgen import HEADER, LoadResult
 from benchmarks.harness.servers import Server, serve_cmd
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CPSAT_VENV = ROOT / "benchmarks" / ".venv-ortools"

@@ -1,5 +1,1 @@
-"""The ``serve-app`` command line (``serve_app.cli.main``; one module per command)."""
-
-from serve_app.cli.main import main
-
-__all__ = ["main"]
+"""The ``serve-app`` command line: ``main.py`` lists the commands, one module each."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.cli.errors import CliError
+from serve_app.embeddings.model_files import ModelNotServable, default_model_dir, ensure_export
 from serve_app.settings import get_settings
 
 # Files of a Hub repository a sentence-transformers model does not need (other formats).
@@ -56,12 +57,6 @@ def download(repo: str, revision: str, sha256: str | None, target: Path) -> Path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from serve_app.embeddings.model_files import (
-        ModelNotServable,
-        default_model_dir,
-        ensure_export,
-    )
-
     settings = get_settings()
     model_dir = Path(args.model_dir or settings.embeddings_model_dir or default_model_dir())
     onnx_dir = Path(args.onnx_dir) if args.onnx_dir else settings.embeddings_onnx_path()

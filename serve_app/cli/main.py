@@ -1,9 +1,10 @@
 """``serve-app``: run the server, show its status, manage its database, weights and machines.
 
 Each command lives in a module of its own with an ``add_parser(subparsers)`` that names the
-command, declares its options and sets its function (``args.func``); this module lists them
-and dispatches. The command modules import their heavy dependencies (Ray, the models) inside
-the functions that need them, so building the parser stays cheap.
+command, declares its options and sets the function that runs it (``args.func``, for a
+command with subcommands one per subcommand); this module lists them and dispatches. Only the
+module of the command given is imported (all of them for ``--help``): a command's imports
+cost nothing to the others. Ray itself is imported where it is used, never to build a parser.
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ import sys
 from pydantic import ValidationError
 
 from serve_app.cli.errors import CliError
+from serve_app.startup import StartupError
+from serve_app.startup.bridge.process import BridgeProcess
 
 COMMANDS = {
     "run": "serve_app.cli.run",
+    "join": "serve_app.cli.join",
     "status": "serve_app.cli.status",
     "weights": "serve_app.cli.weights",
     "embeddings": "serve_app.cli.embeddings",
-    "fly": "serve_app.fly.cli",
+    "fly": "serve_app.cli.fly",
     "db": "serve_app.cli.database",
 }
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Every command's parser; with ``only``, that command's alone (its module alone is
-    imported: ``serve-app run`` opens its port sooner)."""
+    imported)."""
     parser = argparse.ArgumentParser(prog="serve-app", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
@@ -39,19 +43,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    only = argv[0] if argv and argv[0] == "run" else None
+    only = argv[0] if argv and argv[0] in COMMANDS else None
     early = None
     if only == "run" and "-h" not in argv and "--help" not in argv:
         # The port answers sooner: the bridge starts before this process's slower imports
         # (its settings most of all); `run` decides what becomes of it (cli/run.py).
-        from serve_app.bridge.process import BridgeProcess
-
         early = BridgeProcess.early(argv[1:])
     try:
         args = build_parser(only).parse_args(argv)
         args.early_bridge = early
         return args.func(args)
-    except CliError as exc:
+    except (CliError, StartupError) as exc:
         print(f"serve-app: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:

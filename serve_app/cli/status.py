@@ -6,8 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from serve_app.cli.run import use_cluster_token
-from serve_app.cluster import SERVE_NAMESPACE
+from serve_app.cluster import SERVE_NAMESPACE, use_cluster_token
 from serve_app.settings import get_settings
 
 

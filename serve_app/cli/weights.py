@@ -1,6 +1,5 @@
 """``serve-app weights``: docTR's weights for the OCR deployment (the only command that uses
-the network; the image build runs it), and what ``serve-app run`` settles about OCR before it
-deploys (the weights, the engine)."""
+the network; the image build runs it)."""
 
 from __future__ import annotations
 
@@ -11,51 +10,16 @@ from typing import Any
 import httpx
 
 from serve_app.cli.errors import CliError
-from serve_app.cli.serve_config import load_config
-from serve_app.settings import Settings, get_settings
-
-
-def prepare_ocr(config: Any, settings: Settings) -> None:
-    """Before deploying: refuse to start when docTR's weights are required
-    (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing (a failed deploy beats a silently blind OCR),
-    and settle ``engine: auto``: docTR when its weights are present, else rapidocr, written
-    into the deployment's ``user_config`` so that the replica reads with the engine named
-    here, and said."""
-    from serve_app.ocr.config import OcrConfig
-    from serve_app.ocr.runtime import resolve_engine
-    from serve_app.ocr.weights import missing_by_name
-
-    weights_dir = settings.ocr_weights_path()
-    for app in config.applications:
-        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
-            continue
-        deployment = next((d for d in app.deployments if d.name == "ocr"), None)
-        ocr = OcrConfig.model_validate((deployment.user_config if deployment else None) or {})
-        if ocr.engine == "rapidocr":
-            print("OCR engine: rapidocr (set in the config)", flush=True)
-            continue
-        missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
-        if missing and settings.ocr_require_weights:
-            raise CliError(
-                "docTR weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) but missing for "
-                + ", ".join(missing)
-                + f" in {weights_dir}. Run `serve-app weights download` (the image build does) "
-                "or unset it."
-            )
-        engine, why = resolve_engine(ocr, weights_dir)
-        print(f"OCR engine: {engine} ({why})", flush=True)
-        if deployment is not None and ocr.engine == "auto":
-            deployment.user_config = {**(deployment.user_config or {}), "engine": engine}
+from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
+from serve_app.ocr.weights import WeightsError, configured_architectures
+from serve_app.settings import get_settings
+from serve_app.startup.config import load_config
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:
     """Fetch the configured docTR weights (the image build runs this; needs the network)."""
-    from serve_app.ocr.weights import WeightsError, configured_architectures, download
-
     settings = get_settings()
     if args.det_arch or args.reco_arch:
-        from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
-
         pairs = [(args.det_arch or DEFAULT_DET_ARCH, args.reco_arch or DEFAULT_RECO_ARCH)]
     else:
         configs = args.config or [settings.config]
@@ -65,6 +29,8 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
                 if pair not in pairs:
                     pairs.append(pair)
     weights_dir = Path(args.dir) if args.dir else settings.ocr_weights_path()
+    from serve_app.ocr.doctr_runtime import download  # docTR's names for its files (torch)
+
     try:
         saved = download(weights_dir, pairs, args.mirror or settings.ocr_weights_mirror)
     except (httpx.HTTPError, WeightsError, OSError) as exc:

@@ -22,6 +22,7 @@ from tokenizers import Encoding, Tokenizer
 from serve_app.devices import cpu_threads, resolve_device
 from serve_app.embeddings.model_files import ModelExport, default_model_dir, ensure_export
 from serve_app.logs import get_logger
+from serve_app.settings import get_settings
 
 if TYPE_CHECKING:
     from serve_app.settings import Settings
@@ -87,8 +88,6 @@ class EmbeddingRuntime:
         started = time.perf_counter()
         model_dir = Path(model_dir) if model_dir else default_model_dir()
         if onnx_dir is None:
-            from serve_app.settings import get_settings
-
             onnx_dir = get_settings().embeddings_onnx_path()
         self.export = ensure_export(model_dir, onnx_dir, log.info)
         self.model_dir = model_dir

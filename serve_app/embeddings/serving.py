@@ -23,7 +23,7 @@ from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS, SHED
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 
-if TYPE_CHECKING:  # the bridge (serve_app/bridge/) serves this without Ray
+if TYPE_CHECKING:  # the bridge (serve_app/startup/bridge/) serves this without Ray
     from serve_app.deployment_client import DeploymentClient
     from serve_app.embeddings.model_files import ModelExport
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_app.cluster import join_host_port
 from serve_app.fly.ops import FlyOps, Machine
+from serve_app.net import join_host_port
 
 
 @dataclass(frozen=True)

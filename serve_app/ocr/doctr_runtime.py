@@ -8,6 +8,7 @@ and are hash-checked before loading. Nothing is downloaded here: models are buil
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,14 @@ from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
 from serve_app.ocr.jobs import DOWNLOAD_HINT
 from serve_app.ocr.lines import group_lines
 from serve_app.ocr.pages import OcrPage, OcrSegment
-from serve_app.ocr.weights import WeightsError, verify_hash
+from serve_app.ocr.weights import (
+    Progress,
+    WeightsError,
+    WeightsSource,
+    fetch,
+    print_progress,
+    verify_hash,
+)
 
 log = get_logger(__name__)
 
@@ -141,3 +149,34 @@ class DoctrRuntime:
         return OcrPage(
             width=int(width), height=int(height), lines=group_lines(segments, width, height)
         )
+
+
+def sources(
+    weights_dir: Path, det_arch: str, reco_arch: str, mirror: str | None = None
+) -> list[WeightsSource]:
+    """The files the architectures need; ``mirror`` replaces docTR's host (same file names)."""
+    found = []
+    for kind, arch in (("detection", det_arch), ("recognition", reco_arch)):
+        model = build_model(kind, arch)  # type: ignore[arg-type]
+        path = weights_file(weights_dir, model)
+        url = model.cfg["url"]
+        if mirror:
+            url = f"{mirror.rstrip('/')}/{path.name}"
+        found.append(WeightsSource(arch=arch, url=url, path=path))
+    return found
+
+
+def download(
+    weights_dir: Path,
+    pairs: Iterable[tuple[str, str]],
+    mirror: str | None = None,
+    timeout_s: float = 60.0,
+    progress: Progress = print_progress,
+) -> list[Path]:
+    """Fetch exactly the weights of the given (det_arch, reco_arch) pairs into ``weights_dir``."""
+    saved: list[Path] = []
+    for det_arch, reco_arch in pairs:
+        for source in sources(weights_dir, det_arch, reco_arch, mirror):
+            if source.path not in saved:
+                saved.append(fetch(source, timeout_s, progress))
+    return saved

@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,23 +66,6 @@ class WeightsSource:
     path: Path
 
 
-def sources(
-    weights_dir: Path, det_arch: str, reco_arch: str, mirror: str | None = None
-) -> list[WeightsSource]:
-    """The files the architectures need; ``mirror`` replaces docTR's host (same file names)."""
-    from serve_app.ocr.doctr_runtime import build_model, weights_file  # docTR's own names
-
-    found = []
-    for kind, arch in (("detection", det_arch), ("recognition", reco_arch)):
-        model = build_model(kind, arch)  # type: ignore[arg-type]
-        path = weights_file(weights_dir, model)
-        url = model.cfg["url"]
-        if mirror:
-            url = f"{mirror.rstrip('/')}/{path.name}"
-        found.append(WeightsSource(arch=arch, url=url, path=path))
-    return found
-
-
 def ocr_configs(config: Any) -> list[OcrConfig]:
     """The OCR deployments' ``user_config`` in a validated Serve config (apps that serve OCR)."""
     found = []
@@ -105,11 +88,13 @@ def configured_architectures(config: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-def _print(message: str) -> None:
+def print_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def fetch(source: WeightsSource, timeout_s: float = 60.0, progress: Progress = _print) -> Path:
+def fetch(
+    source: WeightsSource, timeout_s: float = 60.0, progress: Progress = print_progress
+) -> Path:
     """Download one file to a temporary name, check its hash, then move it into place.
 
     A file already present with the right hash is kept. A hash mismatch leaves nothing behind.
@@ -144,19 +129,3 @@ def fetch(source: WeightsSource, timeout_s: float = 60.0, progress: Progress = _
         return source.path
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def download(
-    weights_dir: Path,
-    pairs: Iterable[tuple[str, str]],
-    mirror: str | None = None,
-    timeout_s: float = 60.0,
-    progress: Progress = _print,
-) -> list[Path]:
-    """Fetch exactly the weights of the given (det_arch, reco_arch) pairs into ``weights_dir``."""
-    saved: list[Path] = []
-    for det_arch, reco_arch in pairs:
-        for source in sources(weights_dir, det_arch, reco_arch, mirror):
-            if source.path not in saved:
-                saved.append(fetch(source, timeout_s, progress))
-    return saved

@@ -18,6 +18,7 @@ import orjson
 from pgvector.asyncpg import register_vector
 
 from serve_app.logs import get_logger
+from serve_app.store.embedded import pgdata_dir, socket_uri
 from serve_app.store.schema import (
     IndexParams,
     StoreUnavailable,
@@ -229,8 +230,6 @@ class Store:
 def create_store(settings: Any, dimensions: int) -> Store:
     """The document store for vectors of ``dimensions``: DATABASE_URL, else the embedded
     PostgreSQL in the data directory."""
-    from serve_app.store.embedded import pgdata_dir, socket_uri
-
     if settings.database_url:
         url = settings.database_url
         dsn, kind = (lambda: url), "external"

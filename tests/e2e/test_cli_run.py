@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from serve_app.app import only_models
-from serve_app.cluster import free_port
+from serve_app.net import free_port
 from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir
 from tests.conftest import TOKEN
 
@@ -139,7 +139,7 @@ def test_run_prints_url_and_drains_on_sigterm(tmp_path: Path):
 
 def probe_while_starting(url: str, ready: threading.Event, early: dict[str, object]) -> None:
     """From the start: embeddings until the first 200, then a document stored and a receipt
-    parse sent while the bridge holds the port (serve_app/bridge/)."""
+    parse sent while the bridge holds the port (serve_app/startup/bridge/)."""
 
     def post(path: str, body: dict) -> httpx.Response:
         return httpx.post(f"{url}{path}", json=body, headers=AUTH, timeout=120)
@@ -191,7 +191,7 @@ def bridged(url: str, early: dict[str, object], output: str, pid: int) -> None:
     assert [r["id"] for r in found["results"]] == ["1"], found
     # and the bridge's process is gone, with the memory of its model
     children = psutil.Process(pid).children(recursive=True)
-    assert not [c for c in children if "serve_app.bridge" in " ".join(c.cmdline())]
+    assert not [c for c in children if "serve_app.startup.bridge" in " ".join(c.cmdline())]
 
 
 def serve_run_after(config: Path, env: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from serve_app.app import only_models
-from serve_app.cluster import free_port, join_host_port
+from serve_app.net import free_port, join_host_port
 from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -169,7 +169,8 @@ def test_worker_node_serves_replicas_and_its_loss_keeps_the_app_serving(tmp_path
             except (httpx.HTTPError, ValueError):
                 return False
             # this head's own app (embeddings only), not another server on the machine, and
-            # Serve's answer: the bridge (serve_app/bridge/) answers /health while Serve starts
+            # Serve's answer: the bridge (serve_app/startup/bridge/) answers /health while
+            # Serve starts
             components = set(body.get("components", {}))
             serve = "x-served-by" not in response.headers
             return response.status_code == 200 and components == {"embeddings"} and serve

@@ -315,7 +315,7 @@ class MachinesStandIn:
     # -- serving ----------------------------------------------------------------------
 
     def start(self) -> str:
-        from serve_app.cluster import free_port
+        from serve_app.net import free_port
 
         port = free_port()
         config = uvicorn.Config(self.api, host="127.0.0.1", port=port, log_level="warning")

@@ -1,4 +1,4 @@
-"""The bridge (serve_app/bridge/): the port steered between two sockets by the kernel, and
+"""The bridge (serve_app/startup/bridge/): the port steered between two sockets by the kernel, and
 the bridge's own app with the real embedding model, its /health, and the requests it holds
 for Serve and forwards over real HTTP."""
 
@@ -18,18 +18,18 @@ import httpx
 import numpy as np
 import pytest
 
-from serve_app.bridge import process as bridge_process
-from serve_app.bridge import sockets
-from serve_app.bridge.__main__ import main as bridge_main
-from serve_app.bridge.server import Bridge, create_app, hand_over
-from serve_app.bridge.sockets import connect_host, haproxy_missing, listening, steer
-from serve_app.cli.serve_config import (
+from serve_app.net import free_port
+from serve_app.startup.bridge import process as bridge_process
+from serve_app.startup.bridge import sockets
+from serve_app.startup.bridge.__main__ import main as bridge_main
+from serve_app.startup.bridge.server import Bridge, create_app, hand_over
+from serve_app.startup.bridge.sockets import connect_host, haproxy_missing, listening, steer
+from serve_app.startup.config import (
     bridge_components,
     bridge_unsuitable,
     read_config,
     uses_store,
 )
-from serve_app.cluster import free_port
 from tests.conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,7 +269,7 @@ def fresh_bridge(loop, serve_url: str | None = None) -> tuple[Bridge, object]:
 
 def test_requests_sent_while_the_model_loads_wait_for_it_none_shed(capsys):
     """And once they are answered, the bridge says so (serve-app starts Ray then)."""
-    from serve_app.bridge import CAUGHT_UP
+    from serve_app.startup.bridge import CAUGHT_UP
 
     loop = asyncio.new_event_loop()
     try:
@@ -398,8 +398,8 @@ def test_a_kernel_that_cannot_share_or_steer_the_port_leaves_it_to_serve(
 ):
     """Where SO_REUSEPORT or the steering program is refused, the bridge does not start and
     `serve-app run` says so and goes on: the port answers once Serve is ready."""
-    from serve_app.cli.run import start_bridge
     from serve_app.settings import Settings
+    from serve_app.startup.supervisor import start_bridge
 
     (tmp_path / "sitecustomize.py").write_text(SITE.format(option=option))
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")

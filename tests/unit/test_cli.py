@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_app.cli import main
-from serve_app.cli.errors import CliError
-from serve_app.cli.run import check_bind
-from serve_app.cli.serve_config import fit_cpus, load_config
+from serve_app.cli.main import main
 from serve_app.settings import Settings, is_loopback
+from serve_app.startup import StartupError
+from serve_app.startup.config import load_config
+from serve_app.startup.supervisor import check_bind
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_loopback_hosts(host: str):
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "fdaa::3"])
 def test_refuses_public_bind_without_token(host: str):
     assert not is_loopback(host)
-    with pytest.raises(CliError, match="SERVE_APP_API_TOKEN"):
+    with pytest.raises(StartupError, match="SERVE_APP_API_TOKEN"):
         check_bind(host, Settings(api_token=None))
     check_bind(host, Settings(api_token="s3cret"))
 
@@ -72,55 +72,6 @@ def test_invalid_settings_are_named_without_a_traceback(env, expected, capsys, m
     assert expected in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "fly.yaml", "gpu.yaml"])
-def test_configs_validate_and_take_host_port(name: str):
-    config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
-    assert config.http_options.port == 8123
-    app = config.applications[0]
-    assert app.import_path == "serve_app.app:build_app"
-    deployments = {d.name: d for d in app.deployments}
-    assert set(deployments) == {"ingress", "embeddings", "ocr", "solver"}
-    # OCR on a CPU is rapidocr (its weights in its package), on a GPU docTR
-    assert deployments["ocr"].user_config["engine"] == (
-        "doctr" if name == "gpu.yaml" else "rapidocr"
-    )
-    emb = deployments["embeddings"]
-    assert emb.max_queued_requests > 0
-    assert emb.user_config["max_batch_tokens"] >= 4096
-    ocr = deployments["ocr"]
-    assert ocr.max_ongoing_requests >= ocr.user_config["max_batch_size"]  # or batches stay small
-
-
-def test_gpu_config_shares_one_gpu():
-    app = load_config(ROOT / "deployments" / "gpu.yaml", "127.0.0.1", 8000).applications[0]
-    gpus = {d.name: d.ray_actor_options.num_gpus or 0 for d in app.deployments}
-    assert gpus["ingress"] == 0
-    assert 0 < gpus["embeddings"] < 1 and 0 < gpus["ocr"] < 1
-    assert sum(gpus.values()) <= 1
-
-
-def test_a_config_for_more_cores_is_fitted_to_this_node_saying_so():
-    config = load_config(ROOT / "deployments" / "fly.yaml", "127.0.0.1", 8000)
-    asked = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
-    message = fit_cpus(config, 2)
-    fitted = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
-    assert sum(asked.values()) > 2 >= sum(fitted.values())
-    assert all(0 < fitted[name] < asked[name] for name in asked)
-    assert fitted["embeddings"] / fitted["ingress"] == asked["embeddings"] / asked["ingress"]
-    assert message and "this node has 2" in message and "fitted" in message
-    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
-    assert fit_cpus(local, 2) is None  # made for two cores: left as it is
-
-
-def test_bad_config_is_reported(tmp_path: Path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("applications: [{name: x, import_path: 5, deployments: nope}]\n")
-    with pytest.raises(CliError, match="not a valid Serve config"):
-        load_config(bad, "127.0.0.1", 8000)
-    with pytest.raises(CliError, match="not found"):
-        load_config(tmp_path / "missing.yaml", "127.0.0.1", 8000)
-
-
 def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, monkeypatch):
     from serve_app import settings as settings_module
 
@@ -148,13 +99,13 @@ def test_required_ocr_weights_missing_refuses_to_start(tmp_path: Path, capsys, m
     ],
 )
 def test_bind_host_listens_on_ipv4_and_ipv6_for_any(host, proxy, bound):
-    from serve_app.bridge.sockets import bind_host
+    from serve_app.startup.bridge.sockets import bind_host
 
     assert bind_host(host, proxy) == bound
 
 
 def test_host_port_helpers_bracket_ipv6():
-    from serve_app.cluster import join_host_port, resolve_address, split_host_port
+    from serve_app.net import join_host_port, resolve_address, split_host_port
 
     assert join_host_port("fdaa::3", 6380) == "[fdaa::3]:6380"
     assert join_host_port("10.0.0.5", 6380) == "10.0.0.5:6380"
@@ -181,7 +132,7 @@ def test_ray_ports_become_ray_start_flags():
 
 
 def test_haproxy_servers_on_one_machine_get_their_own_internal_ports(monkeypatch):
-    from serve_app.cluster import configure_proxy
+    from serve_app.proxy import configure_proxy
 
     for name in ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -236,18 +187,21 @@ class _Process:
     head: _Process
 
 
-def stand_in_start(monkeypatch, cli, head: _Process, database: _Process, bridge: _Process) -> None:
+def stand_in_start(
+    monkeypatch, supervisor, head: _Process, database: _Process, bridge: _Process
+) -> None:
     """`serve-app run`'s start with stand-ins for the head, the database and the bridge (no
     token, no proxy setup, no OCR weights, no orphaned HAProxy scan)."""
-    monkeypatch.setattr(cli, "use_cluster_token", lambda settings: None)
-    monkeypatch.setattr(cli, "configure_proxy", lambda kind, share_port=False: None)
-    monkeypatch.setattr(cli, "start_bridge", lambda settings, host, port, early: bridge)
-    monkeypatch.setattr(cli, "prepare_ocr", lambda config, settings: None)
-    monkeypatch.setattr(cli, "uses_store", lambda config: True)
-    monkeypatch.setattr(cli, "prepare_database", lambda settings, dimensions: database)
-    monkeypatch.setattr(cli, "prepare_embeddings", lambda settings: SimpleNamespace(dimensions=384))
-    monkeypatch.setattr(cli, "stop_orphaned_haproxy", lambda port: [])
-    monkeypatch.setattr(cli, "new_head", lambda settings, head_node: head)
+    monkeypatch.setattr(supervisor, "use_cluster_token", lambda settings: None)
+    monkeypatch.setattr(supervisor, "configure_proxy", lambda kind, share_port=False: None)
+    monkeypatch.setattr(supervisor, "start_bridge", lambda settings, host, port, early: bridge)
+    monkeypatch.setattr(supervisor, "prepare_ocr", lambda config, settings: None)
+    monkeypatch.setattr(supervisor, "uses_store", lambda config: True)
+    monkeypatch.setattr(supervisor, "prepare_database", lambda settings, dimensions: database)
+    model = SimpleNamespace(dimensions=384)
+    monkeypatch.setattr(supervisor, "prepare_embeddings", lambda settings: model)
+    monkeypatch.setattr(supervisor, "stop_orphaned_haproxy", lambda port: [])
+    monkeypatch.setattr(supervisor, "new_head", lambda settings, head_node: head)
 
 
 def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypatch, capsys):
@@ -255,7 +209,7 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     failure while draining or stopping Serve must not leave them running, nor the bridge."""
     import signal
 
-    from serve_app.cli import run as cli
+    from serve_app.startup import supervisor
 
     head, database, bridge = _Process(), _Process(), _Process()
     bridge.head = head
@@ -266,8 +220,8 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # an operator's own value
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
-    stand_in_start(monkeypatch, cli, head, database, bridge)
-    monkeypatch.setattr(cli, "connect_ray", lambda address: None)
+    stand_in_start(monkeypatch, supervisor, head, database, bridge)
+    monkeypatch.setattr(supervisor, "connect_ray", lambda address: None)
 
     def deploy(config):
         raise RuntimeError("deploy failed")
@@ -275,9 +229,9 @@ def test_run_stops_ray_and_postgres_when_shutdown_fails(tmp_path: Path, monkeypa
     def disconnect_ray():
         raise RuntimeError("leaving the cluster failed")
 
-    monkeypatch.setattr(cli, "deploy", deploy)
-    monkeypatch.setattr(cli, "drain", lambda config, timeout_s: None)
-    monkeypatch.setattr(cli, "disconnect_ray", disconnect_ray)
+    monkeypatch.setattr(supervisor, "deploy", deploy)
+    monkeypatch.setattr(supervisor, "drain", lambda config, timeout_s: None)
+    monkeypatch.setattr(supervisor, "disconnect_ray", disconnect_ray)
     with pytest.raises(RuntimeError, match="leaving the cluster failed"):
         main(["run", "--port", "18999"])
     assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
@@ -297,7 +251,7 @@ def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, mon
     head, the bridge and PostgreSQL, and exits 0."""
     import signal
 
-    from serve_app.cli import run as cli
+    from serve_app.startup import supervisor
 
     head, database, bridge = _Process(), _Process(), _Process()
     bridge.head = head
@@ -309,13 +263,13 @@ def test_a_signal_while_ray_starts_stops_at_once_and_exits_0(tmp_path: Path, mon
         signal, "signal", lambda signum, handler: handlers.update({signum: handler})
     )
     head.signal_while_starting = lambda: handlers[signal.SIGTERM](signal.SIGTERM, None)
-    stand_in_start(monkeypatch, cli, head, database, bridge)
+    stand_in_start(monkeypatch, supervisor, head, database, bridge)
 
     def never(*args, **kwargs):
         raise AssertionError("nothing connects or deploys after a signal while Ray starts")
 
-    monkeypatch.setattr(cli, "connect_ray", never)
-    monkeypatch.setattr(cli, "deploy", never)
+    monkeypatch.setattr(supervisor, "connect_ray", never)
+    monkeypatch.setattr(supervisor, "deploy", never)
     assert main(["run", "--port", "18998"]) == 0
     assert (head.stops, database.stops, bridge.stops) == (1, 1, 1)
     assert "stopping while starting" in capsys.readouterr().out
@@ -356,7 +310,7 @@ def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
     thread) is printed, and shutdown goes on."""
     from ray import serve
 
-    from serve_app.cli import run as cli
+    from serve_app.startup import serve_control
 
     class Handle:
         is_initialized = False
@@ -367,7 +321,7 @@ def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
 
     monkeypatch.setattr(serve, "get_deployment_handle", lambda name, app_name: Handle())
     config = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
-    cli.drain(config, timeout_s=1)
+    serve_control.drain(config, timeout_s=1)
     out = capsys.readouterr().out
     assert "drain failed for grocery: RuntimeError: No event loop running" in out
 
@@ -375,21 +329,21 @@ def test_drain_failure_is_reported_not_raised(monkeypatch, capsys):
 def test_no_bridge_without_haproxy_or_when_turned_off(monkeypatch):
     """The bridge shares the port with HAProxy only: SERVE_APP_PROXY=python and
     SERVE_APP_BRIDGE=false start none (and no process)."""
-    from serve_app.cli import run as cli
     from serve_app.settings import Settings
+    from serve_app.startup import supervisor
 
     started, stopped = [], []
-    monkeypatch.setattr(cli.BridgeProcess, "spawn", lambda self: started.append(self))
-    monkeypatch.setattr(cli.BridgeProcess, "wait_listening", lambda self: None)
-    monkeypatch.setattr(cli.BridgeProcess, "stop", lambda self: stopped.append(self))
-    assert cli.start_bridge(Settings(proxy="python"), "127.0.0.1", 8000) is None
-    assert cli.start_bridge(Settings(bridge=False), "127.0.0.1", 8000) is None
+    monkeypatch.setattr(supervisor.BridgeProcess, "spawn", lambda self: started.append(self))
+    monkeypatch.setattr(supervisor.BridgeProcess, "wait_listening", lambda self: None)
+    monkeypatch.setattr(supervisor.BridgeProcess, "stop", lambda self: stopped.append(self))
+    assert supervisor.start_bridge(Settings(proxy="python"), "127.0.0.1", 8000) is None
+    assert supervisor.start_bridge(Settings(bridge=False), "127.0.0.1", 8000) is None
     assert started == []
-    assert cli.start_bridge(Settings(), "127.0.0.1", 8000) is not None
+    assert supervisor.start_bridge(Settings(), "127.0.0.1", 8000) is not None
     assert len(started) == 1
     # one that serve-app spawned before reading its settings is stopped when they say no
-    early = cli.BridgeProcess()
-    assert cli.start_bridge(Settings(bridge=False), "127.0.0.1", 8000, early) is None
+    early = supervisor.BridgeProcess()
+    assert supervisor.start_bridge(Settings(bridge=False), "127.0.0.1", 8000, early) is None
     assert stopped == [early]
-    assert cli.start_bridge(Settings(), "127.0.0.1", 8000, early) is early
+    assert supervisor.start_bridge(Settings(), "127.0.0.1", 8000, early) is early
     assert len(started) == 1  # taken as it is, not spawned again

@@ -58,9 +58,9 @@ def test_the_check_can_fail():
 
 def test_serve_app_runs_side_of_the_bridge_is_standard_library_only():
     """`serve-app run` spawns the bridge before its slower imports: the side it imports for
-    that (serve_app.bridge.process) loads no web, settings or array library."""
+    that (serve_app.startup.bridge.process) loads no web, settings or array library."""
     libraries = ("fastapi", "starlette", "pydantic", "httpx", "numpy", "psutil", "yaml")
-    assert loaded_after("serve_app.bridge.process", among=libraries) == []
+    assert loaded_after("serve_app.startup.bridge.process", among=libraries) == []
 
 
 def test_the_ingress_side_of_each_capability_imports_without_ray():

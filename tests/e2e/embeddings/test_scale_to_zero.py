@@ -38,7 +38,7 @@ def zero_app_config(port: int) -> dict:
 def test_scale_to_zero_then_cold_start(serve_server, embedding_runtime):
     from ray.serve.schema import ServeDeploySchema
 
-    from serve_app.supervisor import deploy
+    from serve_app.startup.serve_control import deploy
 
     base = serve_server.config.model_dump(exclude_unset=True)
     combined = ServeDeploySchema.model_validate(

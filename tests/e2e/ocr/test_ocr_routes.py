@@ -179,7 +179,7 @@ def test_health_reports_the_engine_and_its_weights(serve_server):
 
 
 def test_the_engine_switches_through_reconfigure_without_a_restart(serve_server):
-    from serve_app.supervisor import deploy
+    from serve_app.startup.serve_control import deploy
 
     data = png_bytes(render_receipt())
     headers = {**serve_server.headers, "Content-Type": "image/png"}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.cli import main
 from serve_app.cli.embeddings import files_sha256
+from serve_app.cli.main import main
 from serve_app.embeddings.model_files import default_model_dir
 
 

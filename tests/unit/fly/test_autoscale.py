@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serve_app.cli import main
+from serve_app.cli.main import main
 from serve_app.fly.autoscale import (
     Autoscaler,
     MachineLoad,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.cli import main
+from serve_app.cli.main import main
 from serve_app.fly.api import FlyApiError, InsufficientCapacity, MachinesClient, RetryPolicy
 from serve_app.fly.ops import OpsError, app_name
 from tests.helpers.fly_standin import APP, FLY_TOKEN

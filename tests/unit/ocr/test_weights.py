@@ -17,19 +17,19 @@ import pytest
 import torch
 import yaml
 
-from serve_app.cli import main
-from serve_app.cli.serve_config import load_config
-from serve_app.cli.weights import prepare_ocr
+from serve_app.cli.main import main
 from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
-from serve_app.ocr.doctr_runtime import DoctrRuntime, build_model
+from serve_app.ocr.doctr_runtime import DoctrRuntime, build_model, sources
 from serve_app.ocr.weights import (
     WeightsSource,
     configured_architectures,
     fetch,
     missing_by_name,
-    sources,
 )
 from serve_app.settings import Settings
+from serve_app.startup import StartupError
+from serve_app.startup.config import load_config
+from serve_app.startup.prepare import prepare_ocr
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -177,11 +177,9 @@ def test_auto_without_weights_reads_with_rapidocr_unless_they_are_required(tmp_p
     ocr = next(d for d in config.applications[0].deployments if d.name == "ocr")
     assert ocr.user_config["engine"] == "rapidocr"
     # ...unless docTR's weights are required (production GPU configs).
-    from serve_app.cli.errors import CliError
-
     required = settings.model_copy(update={"ocr_require_weights": True})
     fresh = load_config(Path("deployments/gpu.yaml"), "127.0.0.1", 8000)
-    with pytest.raises(CliError, match="docTR weights are required"):
+    with pytest.raises(StartupError, match="docTR weights are required"):
         prepare_ocr(fresh, required)
 
 

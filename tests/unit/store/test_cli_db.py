@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from serve_app import settings as settings_module
-from serve_app.cli import main
-from serve_app.cluster import free_port
+from serve_app.cli.main import main
+from serve_app.net import free_port
 from serve_app.store.embedded import EmbeddedPostgres, pgdata_dir, socket_uri
 
 

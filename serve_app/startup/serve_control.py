@@ -1,7 +1,7 @@
-"""The server's supervisor, what ``serve-app run`` and ``join`` drive: connect to Ray, deploy a
-config through Serve's own config path (what ``serve run config.yaml`` does), wait until
-``/health`` answers 200, drain in-flight requests, shut Serve down. Ray is imported inside
-each step: ``serve-app`` spawns the bridge before its slower imports."""
+"""The supervisor's steps that talk to Ray and Serve: connect to Ray, deploy a config through
+Serve's own config path (what ``serve run config.yaml`` does), wait until ``/health`` answers
+200, drain in-flight requests, shut Serve down. Ray is imported inside each step: ``serve-app``
+spawns the bridge before its slower imports."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import threading
 import time
 from typing import Any
 
-from serve_app.bridge.sockets import connect_host
-from serve_app.cli.errors import CliError
 from serve_app.cluster import SERVE_NAMESPACE
+from serve_app.startup import StartupError
+from serve_app.startup.bridge.sockets import connect_host
 
 
 class StoppedWhileStarting(Exception):
@@ -88,7 +88,7 @@ def wait_ready(
             return None
         failure = deploy_failure(app_names) if app_names else None
         if failure:
-            raise CliError(failure)
+            raise StartupError(failure)
         try:
             response = httpx.get(f"{url}/health", timeout=10)
             body = response.json()
@@ -103,7 +103,7 @@ def wait_ready(
             print(f"  ... {summary}", flush=True)
             last = summary
         time.sleep(1.0)
-    raise CliError(f"server not ready after {timeout_s:.0f} s ({last})")
+    raise StartupError(f"server not ready after {timeout_s:.0f} s ({last})")
 
 
 def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:

@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-from serve_app.bridge import CAUGHT_UP, FAILED, KEPT
-from serve_app.bridge.sockets import PortInUse
+from serve_app.startup.bridge import CAUGHT_UP, FAILED, KEPT
+from serve_app.startup.bridge.sockets import PortInUse
 
 
 class BridgeProcess:
@@ -59,7 +59,7 @@ class BridgeProcess:
         for option, value in (("--host", self.host), ("--port", self.port)):
             address += [option, str(value)] if value is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve_app.bridge", *address],
+            [sys.executable, "-m", "serve_app.startup.bridge", *address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -8,9 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from serve_app.bridge import FAILED, LOADED, SERVED_BY
 from serve_app.embeddings.jobs import EmbedResult
 from serve_app.settings import get_settings
+from serve_app.startup.bridge import FAILED, LOADED, SERVED_BY
 
 
 class LocalEmbeddings:

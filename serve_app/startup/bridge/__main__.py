@@ -1,5 +1,5 @@
-"""``python -m serve_app.bridge``: bind the public port first (the standard library and the
-settings only), then load and run the bridge (:mod:`serve_app.bridge.server`)."""
+"""``python -m serve_app.startup.bridge``: bind the public port first (the standard library and the
+settings only), then load and run the bridge (:mod:`serve_app.startup.bridge.server`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from serve_app.bridge.sockets import bind, bind_host, listening
+from serve_app.startup.bridge.sockets import bind, bind_host, listening
 
 
 def resolve_address(args: Any) -> str | None:
@@ -26,7 +26,7 @@ def resolve_address(args: Any) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serve_app.bridge")
+    parser = argparse.ArgumentParser(prog="python -m serve_app.startup.bridge")
     parser.add_argument("--host", help="default: SERVE_APP_HOST")
     parser.add_argument("--port", type=int, help="default: SERVE_APP_PORT")
     args = parser.parse_args(argv)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bridge: cannot listen on {args.host}:{args.port}: {exc}", flush=True)
         return 3
     print(f"bridge: listening on {args.host}:{args.port}", flush=True)
-    from serve_app.bridge.server import serve  # the app, the model: after the port is bound
+    from serve_app.startup.bridge.server import serve  # the app, the model: after the port is bound
 
     return serve(args.host, args.port, sock)
 

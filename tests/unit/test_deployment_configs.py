@@ -1,4 +1,5 @@
-"""fly.toml, the Serve configs, the Dockerfile and the workflows parse and agree."""
+"""The deployment configs: the Serve configs in deployments/, fly.toml, the Dockerfile and the
+workflows parse, agree with each other, and are what `serve-app run` takes and fits to a node."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from serve_app.cli.main import build_parser
-from serve_app.cli.serve_config import load_config
 from serve_app.fly.autoscale import Policy
 from serve_app.settings import Settings
+from serve_app.startup import StartupError
+from serve_app.startup.config import fit_cpus, load_config
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 FLY = tomllib.loads((ROOT / "fly" / "fly.toml").read_text())
 CONFIGS = sorted((ROOT / "deployments").glob("*.yaml"))
 
@@ -65,6 +67,47 @@ def test_every_serve_config_parses_and_sheds_load():
             if name != "ingress":
                 has_scaling = d.autoscaling_config or d.num_replicas
                 assert has_scaling, f"{path.name}:{name} has no replica settings"
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "fly.yaml", "gpu.yaml"])
+def test_configs_validate_and_take_host_port(name: str):
+    config = load_config(ROOT / "deployments" / name, "127.0.0.1", 8123)
+    assert config.http_options.port == 8123
+    app = config.applications[0]
+    assert app.import_path == "serve_app.app:build_app"
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"ingress", "embeddings", "ocr", "solver"}
+    # OCR on a CPU is rapidocr (its weights in its package), on a GPU docTR
+    assert deployments["ocr"].user_config["engine"] == (
+        "doctr" if name == "gpu.yaml" else "rapidocr"
+    )
+    emb = deployments["embeddings"]
+    assert emb.max_queued_requests > 0
+    assert emb.user_config["max_batch_tokens"] >= 4096
+    ocr = deployments["ocr"]
+    assert ocr.max_ongoing_requests >= ocr.user_config["max_batch_size"]  # or batches stay small
+
+
+def test_a_config_for_more_cores_is_fitted_to_this_node_saying_so():
+    config = load_config(ROOT / "deployments" / "fly.yaml", "127.0.0.1", 8000)
+    asked = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    message = fit_cpus(config, 2)
+    fitted = {d.name: d.ray_actor_options.num_cpus for d in config.applications[0].deployments}
+    assert sum(asked.values()) > 2 >= sum(fitted.values())
+    assert all(0 < fitted[name] < asked[name] for name in asked)
+    assert fitted["embeddings"] / fitted["ingress"] == asked["embeddings"] / asked["ingress"]
+    assert message and "this node has 2" in message and "fitted" in message
+    local = load_config(ROOT / "deployments" / "local.yaml", "127.0.0.1", 8000)
+    assert fit_cpus(local, 2) is None  # made for two cores: left as it is
+
+
+def test_bad_config_is_reported(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("applications: [{name: x, import_path: 5, deployments: nope}]\n")
+    with pytest.raises(StartupError, match="not a valid Serve config"):
+        load_config(bad, "127.0.0.1", 8000)
+    with pytest.raises(StartupError, match="not found"):
+        load_config(tmp_path / "missing.yaml", "127.0.0.1", 8000)
 
 
 def test_fly_toml_and_fly_yaml_agree():
@@ -158,6 +201,7 @@ def test_gpu_yaml_shares_one_gpu_and_batches_more():
     cpu = deployments(ROOT / "deployments" / "fly.yaml")
     shares = [d.ray_actor_options.num_gpus or 0 for d in gpu.values()]
     assert all(0 <= s < 1 for s in shares) and 0 < sum(shares) <= 1
+    assert not gpu["ingress"].ray_actor_options.num_gpus
     assert gpu["embeddings"].ray_actor_options.num_gpus > 0
     assert gpu["ocr"].ray_actor_options.num_gpus > 0
     assert gpu["ocr"].user_config["max_batch_size"] > cpu["ocr"].user_config["max_batch_size"]
@@ -265,6 +309,3 @@ def test_batching_lives_in_user_config_not_code(path):
             assert d.user_config, f"{path.name}:{name} has no batch settings"
         if name == "solver":
             assert "user_config" not in d.model_fields_set  # batching does not apply
-            assert "Batching does not apply" in path.read_text() or "no batching" in (
-                path.read_text()
-            )

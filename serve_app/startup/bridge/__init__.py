@@ -1,6 +1,6 @@
 """The bridge: the public port answers embeddings and search while Ray and Serve start.
 
-``serve-app run`` starts it first (``python -m serve_app.bridge [--host H] [--port P]``,
+``serve-app run`` starts it first (``python -m serve_app.startup.bridge [--host H] [--port P]``,
 before its own settings are read, so the missing ones from the bridge's), before ``ray
 start``. It binds the public port at once, loads the embedding model as a plain process
 would, and answers ``/v1/embeddings``, ``/v1/documents`` and ``/v1/search`` with the same
@@ -32,7 +32,7 @@ Commands on stdin, one JSON object or line each: ``{"components": [...], "store"
 stdin (serve-app is gone) the bridge exits.
 
 The package: :mod:`.sockets` (the port's socket group, steering, who listens), :mod:`.server`
-(the bridge process: its app, the model, the handover; ``python -m serve_app.bridge``) and
+(the bridge process: its app, the model, the handover; ``python -m serve_app.startup.bridge``) and
 :mod:`.process` (``serve-app run``'s side: start, configure, hand over, stop). Here: the lines
 the two sides exchange.
 """

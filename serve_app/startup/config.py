@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from serve_app import MODELS
-from serve_app.cli.errors import CliError
+from serve_app.startup import StartupError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -22,13 +22,13 @@ def read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         bundled = ROOT / path
         path = bundled if bundled.is_file() else path
     if not path.is_file():
-        raise CliError(f"config file {path} not found")
+        raise StartupError(f"config file {path} not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise CliError(f"{path} is not valid YAML: {exc}") from None
+        raise StartupError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise CliError(f"{path} is not a Serve config (a mapping with applications)")
+        raise StartupError(f"{path} is not a Serve config (a mapping with applications)")
     return path, raw
 
 
@@ -43,7 +43,7 @@ def load_config(path: Path, host: str, port: int) -> Any:
     try:
         return ServeDeploySchema.model_validate(raw)
     except Exception as exc:
-        raise CliError(f"{path} is not a valid Serve config: {exc}") from exc
+        raise StartupError(f"{path} is not a valid Serve config: {exc}") from exc
 
 
 def fit_cpus(config: Any, cpus: float) -> str | None:
@@ -102,7 +102,7 @@ def uses_store(raw: dict[str, Any]) -> bool:
 
 
 def bridge_unsuitable(raw: dict[str, Any]) -> str | None:
-    """Why the bridge (serve_app/bridge/) cannot stand in for this config while Serve
+    """Why the bridge (serve_app/startup/bridge/) cannot stand in for this config while Serve
     starts, or None: it serves one application at ``/`` whose models include embeddings."""
     apps = _apps(raw)
     if len(apps) != 1:

@@ -1,4 +1,4 @@
-"""The bridge process (``python -m serve_app.bridge``): the embedding model in this process,
+"""The bridge process (``python -m serve_app.startup.bridge``): the embedding model in this process,
 the ingress's embeddings and store routes on the public port, every other request held and
 forwarded once Serve answers, and the handover to Serve's HAProxy."""
 
@@ -18,15 +18,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serve_app.bridge import CATCH_UP_S, CAUGHT_UP, KEPT
-from serve_app.bridge.model import LocalEmbeddings
-from serve_app.bridge.sockets import haproxy_missing, steer
 from serve_app.embeddings.model_files import served_export
 from serve_app.embeddings.routes import router as embeddings_router
 from serve_app.embeddings.serving import EmbeddingService
 from serve_app.errors import ApiError, error_response, retry_later
 from serve_app.http_app import create_http_app
 from serve_app.settings import get_settings
+from serve_app.startup.bridge import CATCH_UP_S, CAUGHT_UP, KEPT
+from serve_app.startup.bridge.model import LocalEmbeddings
+from serve_app.startup.bridge.sockets import haproxy_missing, steer
 from serve_app.store.db import create_store
 from serve_app.store.routes import router as store_router
 from serve_app.store.serving import StoreService
@@ -259,7 +259,7 @@ async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
 
 
 def serve(host: str, port: int, sock: socket.socket) -> int:
-    """Answer on ``sock`` (the public port, bound by :mod:`serve_app.bridge.__main__`) until
+    """Answer on ``sock`` (the public port, bound by :mod:`serve_app.startup.bridge.__main__`) until
     the handover or the end of stdin."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

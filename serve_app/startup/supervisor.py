@@ -1,0 +1,315 @@
+"""The supervisor: what ``serve-app run`` does, in order. It exports the model once if needed,
+puts the bridge on the port, starts the database while the bridge loads its model, starts a
+Ray head of its own (``ray start`` runs in the background while the config is read) or joins
+``RAY_ADDRESS``, deploys the config through Serve's own config path, hands the port to Serve
+once ``/health`` answers 200, and on SIGINT/SIGTERM drains in-flight requests, then stops
+what it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serve_app.cluster import LocalRayHead, RayPorts, node_ip, tune_allocator, use_cluster_token
+from serve_app.embeddings.model_files import ModelExport, ModelNotServable, served_export
+from serve_app.proxy import configure_proxy, stop_orphaned_haproxy
+from serve_app.settings import Settings, get_settings, is_loopback
+from serve_app.startup import StartupError
+from serve_app.startup.bridge.process import BridgeProcess
+from serve_app.startup.bridge.sockets import PortInUse, bind_host
+from serve_app.startup.config import (
+    bridge_components,
+    bridge_unsuitable,
+    fit_cpus,
+    load_config,
+    read_config,
+    serves_embeddings,
+    uses_store,
+)
+from serve_app.startup.serve_control import (
+    StoppedWhileStarting,
+    connect_ray,
+    deploy,
+    disconnect_ray,
+    drain,
+    fallback_url,
+    shutdown_serve,
+    wait_ready,
+)
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback without a token (API.md)."""
+    if settings.api_token_value() is None and not is_loopback(host):
+        raise StartupError(
+            f"refusing to listen on {host}: no API token is configured. Set "
+            "SERVE_APP_API_TOKEN (clients send 'Authorization: Bearer <token>') or bind to "
+            "127.0.0.1."
+        )
+
+
+def prepare_embeddings(settings: Settings) -> ModelExport:
+    """The served embedding model's ONNX export, made once when missing (it says so)."""
+    try:
+        return served_export(settings, progress=lambda line: print(line, flush=True))
+    except ModelNotServable as exc:
+        raise StartupError(f"the embeddings cannot start: {exc}") from None
+
+
+# serve_app.startup.prepare's steps, imported when first needed: on the database's thread,
+# while the bridge loads its model. Imported before, its libraries (a fifth of a second of a
+# core) would delay the bridge's first answer (benchmarks/wake.py measures it).
+def prepare_database(settings: Settings, dimensions: int) -> Any:
+    from serve_app.startup.prepare import prepare_database as prepare
+
+    return prepare(settings, dimensions)
+
+
+def prepare_ocr(config: Any, settings: Settings) -> None:
+    from serve_app.startup.prepare import prepare_ocr as prepare
+
+    prepare(config, settings)
+
+
+def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
+    """A Ray head private to this machine, or with ``head_node`` one that worker nodes can
+    join (fixed ports, the private address)."""
+    if head_node:
+        ports = RayPorts.from_settings(settings)
+        return LocalRayHead(node_ip=node_ip(settings), num_cpus=settings.ray_num_cpus, ports=ports)
+    return LocalRayHead()
+
+
+def start_bridge(
+    settings: Settings, host: str, port: int, early: BridgeProcess | None = None
+) -> BridgeProcess | None:
+    """The bridge on the public port while Ray and Serve start (serve_app/startup/bridge/), when
+    SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it);
+    ``early``: the one ``serve-app`` spawned before reading its settings."""
+    if not settings.bridge or settings.proxy != "haproxy":
+        if early is not None:
+            early.stop()
+        return None
+    bridge = early or BridgeProcess(host, port)
+    try:
+        if early is None:
+            bridge.spawn()
+        try:
+            bridge.wait_listening()
+        except PortInUse:
+            # an HAProxy left by a crash holds the port: stopped, then the bridge again
+            if not stop_orphaned_haproxy(port):
+                raise
+            print(f"stopped an orphaned HAProxy on port {port}", flush=True)
+            bridge = BridgeProcess(host, port)
+            bridge.start()
+    except PortInUse as exc:
+        raise StartupError(str(exc)) from None
+    except RuntimeError as exc:  # this kernel cannot steer the port: start without it
+        print(f"serve-app: no bridge ({exc}); the port answers once Serve is ready", flush=True)
+        return None
+    return bridge
+
+
+class InThread:
+    """``fn(*args)`` on a thread of its own; :meth:`result` waits for it and returns what it
+    returned or raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any, args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self, raise_error: bool = True) -> Any:
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
+        return self._value
+
+
+class Elapsed:
+    """Seconds since it was made, for the progress lines."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.started
+
+    def __str__(self) -> str:
+        return f"{self():.1f} s"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """``serve-app run``'s options; None: the setting's value."""
+
+    config: str | None = None
+    host: str | None = None
+    port: int | None = None
+    ready_timeout: float = 900
+    drain_timeout: float = 30
+    head: bool = False
+    early_bridge: BridgeProcess | None = None  # spawned by serve-app before its imports
+
+
+def run_server(args: RunOptions) -> int:
+    """Serve until SIGINT/SIGTERM; 0 when stopped, a StartupError for what the operator can
+    fix."""
+    elapsed = Elapsed()
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    check_bind(host, settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        print(
+            f"\nreceived {signal.Signals(signum).name}; draining and shutting down ...", flush=True
+        )
+        stop.set()
+
+    def handle_signals() -> None:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    handle_signals()  # a signal while starting stops the start, and what it started
+    # Before Ray is imported (it reads this once): this process connects to Ray explicitly.
+    # Without it, a Serve thread still running after ray.shutdown() (a router's long poll)
+    # would silently connect again while the head is being stopped, and crash the process.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+    tune_allocator()  # before the bridge, PostgreSQL and Ray start: they inherit it
+    # Replicas run in other working directories: give them the data directory's full path
+    # (before Ray starts: its workers inherit this environment).
+    os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
+    head = bridge = None
+    for pid in stop_orphaned_haproxy(port):
+        print(f"stopped an orphaned HAProxy on port {port} (pid {pid})", flush=True)
+    name = args.config or settings.config
+    _, raw = read_config(Path(name))  # YAML only: Ray's schema checks it below
+    # before anything listens: the first start on a machine exports the model once
+    model = prepare_embeddings(settings) if serves_embeddings(raw) else None
+    if not os.environ.get("RAY_ADDRESS"):
+        # First: the port answers embeddings while everything below starts.
+        bridge = start_bridge(settings, bind_host(host, settings.proxy), port, args.early_bridge)
+    if bridge is not None:
+        why = bridge_unsuitable(raw)
+        if why:
+            print(f"serve-app: the bridge stops: {why}", flush=True)
+            bridge.stop()
+            bridge = None
+        else:
+            bridge.configure(bridge_components(raw), uses_store(raw))
+    # The database starts while the bridge loads its model (its /health needs the store)
+    database = (
+        InThread(prepare_database, settings, model.dimensions)
+        if model and uses_store(raw)
+        else None
+    )
+    embedded = None
+    try:
+        if bridge is not None:
+            # Ray starts once the bridge has its model: started together, they shared the
+            # two cores and the first answer took 1.7x a plain process's (docs/benchmarks.md).
+            bridge.wait_loaded(timeout_s=60)
+        if stop.is_set():
+            raise StoppedWhileStarting
+        if not os.environ.get("RAY_ADDRESS"):
+            # Before Ray is imported: Ray reads its auth mode once per process.
+            use_cluster_token(settings)
+            configure_proxy(settings.proxy, share_port=bridge is not None)
+            head = new_head(settings, args.head)
+            head.launch()  # `ray start` runs while the config is read
+        config = load_config(Path(name), bind_host(host, settings.proxy), port)
+        if head is not None:  # a node of our own: its CPUs are known
+            from ray._private.utils import get_num_cpus
+
+            fitted = fit_cpus(config, settings.ray_num_cpus or get_num_cpus())
+            if fitted:
+                print(f"serve-app: {fitted}", flush=True)
+        prepare_ocr(config, settings)
+        embedded = database.result() if database is not None else None
+        if embedded is not None:
+            embedded.supervise()  # restarted if it dies; stopped after Serve below
+        if head is not None:
+            address = head.wait(stop=stop)  # None: a signal came, the head stops below
+            if address is None:
+                raise StoppedWhileStarting
+            print(f"Ray head started ({elapsed}); deploying {name} ...", flush=True)
+            if args.head:
+                print(f"Ray head at {address}: add nodes with `serve-app join {address}`")
+        else:
+            address = os.environ["RAY_ADDRESS"]
+            print(f"joining the Ray cluster at {address}; deploying {name} ...", flush=True)
+        connect_ray(address)
+        # ray.init installs handlers of its own (SIGTERM would abort this process): ours again
+        handle_signals()
+    except BaseException as exc:
+        if bridge is not None:
+            bridge.stop()
+        if head is not None:
+            head.stop()
+        if embedded is None and database is not None:  # its start may still be under way
+            embedded = database.result(raise_error=False)
+        if embedded is not None:
+            embedded.stop()
+        if isinstance(exc, StoppedWhileStarting):
+            print(f"stopping while starting ({elapsed}): stopped what had started", flush=True)
+            return 0
+        raise
+    try:
+        if not stop.is_set():  # (a signal while Ray started: nothing to deploy)
+            deploy(config)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "0::0") else host
+        url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+        names = [app.name for app in config.applications]
+        if bridge is not None:  # Serve answers behind the bridge: the port goes to it
+            behind = fallback_url(bind_host(host, settings.proxy))
+            if wait_ready(behind, args.ready_timeout, stop=stop, app_names=names) is not None:
+                if bridge.handover(behind, timeout_s=settings.request_timeout_s + 60):
+                    bridge = None
+                else:  # the bridge stays in front of Serve, stopped with it below
+                    print("serve-app: the bridge keeps the port (see above)", flush=True)
+        health = wait_ready(url, args.ready_timeout, stop=stop, app_names=names)
+        if health is None:
+            print(f"stopping while starting ({elapsed})", flush=True)
+        else:
+            print(f"ready in {elapsed}: {url}  (status: {health['status']})", flush=True)
+            stop.wait()
+    finally:
+        stopping = Elapsed()
+        if bridge is not None:  # stopped while Serve was starting
+            bridge.stop()
+        try:
+            drain(config, args.drain_timeout)
+            if head is None:
+                # Someone else's cluster (RAY_ADDRESS): take our applications down, leave it.
+                shutdown_serve(timeout_s=60)
+            else:
+                # Our own head: nothing is in flight any more, and Serve's state lives in
+                # the head's memory. Stopping the head's processes ends everything at once;
+                # serve.shutdown() would take 35 s more (Serve's HAProxy ingress waits out
+                # RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s, before it closes).
+                disconnect_ray()
+        finally:  # whatever failed above, the processes this command started stop
+            if head is not None:
+                head.stop()
+                for pid in stop_orphaned_haproxy(port):
+                    print(f"stopped orphaned HAProxy (pid {pid})", flush=True)
+            if embedded is not None:
+                embedded.stop()
+                print("stopped the embedded PostgreSQL", flush=True)
+            print(f"stopped ({stopping} after the signal)", flush=True)
+    return 0
