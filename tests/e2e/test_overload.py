@@ -110,13 +110,20 @@ def test_burst_at_five_times_capacity_is_shed_fast_and_cleanly(serve_server):
     assert set(statuses) <= {200, 503, 429}, sorted(set(statuses))  # no 500, no dropped conns
     assert shed > 0, "5x capacity was all served: the burst did not overload"
     assert ok >= 0.5 * measured * 30, "the server stopped doing useful work under overload"
-    # Shed fast: an admitted request waits at most a budget or two of queued calls, so the
-    # slowest answer stays within a few closed-loop latencies of this run (a machine's speed
-    # moves 3-5x between days). A queue without shedding grows at 5x for 30 s: its requests
-    # would wait about 24 s.
+    # Shed fast: an admitted request waits at most a budget or two of queued calls, so 99% of
+    # answers stay within a few closed-loop latencies of this run (a machine's speed moves
+    # 3-5x between days), and the slowest within twice that (one of ~900 requests: a pause
+    # of the load generator sharing the two cores shows there; 2.69 s against 2.62 s failed
+    # CI once). A queue without shedding grows at 5x for 30 s: its requests would wait
+    # about 24 s, past both bounds.
     limit = max(2.0, 4 * bounded_latency)
-    assert latencies[-1] <= limit, (
-        f"slowest request took {latencies[-1]:.2f} s (limit {limit:.2f} s: 4x the closed "
+    p99 = latencies[int(0.99 * (len(latencies) - 1))]
+    assert p99 <= limit, (
+        f"99% of requests within {p99:.2f} s (limit {limit:.2f} s: 4x the closed loop's "
+        f"{bounded_latency:.2f} s)"
+    )
+    assert latencies[-1] <= 2 * limit, (
+        f"slowest request took {latencies[-1]:.2f} s (limit {2 * limit:.2f} s: 8x the closed "
         f"loop's {bounded_latency:.2f} s)"
     )
     for status, _, retry_after, body in results:
