@@ -168,10 +168,6 @@ class EmbeddingRuntime:
             texts = [text.lower() for text in texts]
         return self.tokenizer.encode_batch(texts)
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Token counts after truncation, special tokens included."""
-        return [len(encoding.ids) for encoding in self._encode(texts)]
-
     def embed(self, texts: list[str]) -> EmbeddingOutput:
         """Embed ``texts``; the result keeps their order."""
         if not texts:

@@ -51,12 +51,6 @@ def weights_file(weights_dir: Path, model: torch.nn.Module) -> Path:
     return weights_dir / "models" / file_name
 
 
-def missing_weights(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
-    """Weights files the given architectures need that are not in ``weights_dir``."""
-    models = (build_model("detection", det_arch), build_model("recognition", reco_arch))
-    return [str(p) for p in (weights_file(weights_dir, m) for m in models) if not p.is_file()]
-
-
 class DoctrRuntime:
     """One docTR ``ocr_predictor`` built once from explicit model objects. Its words are
     grouped into printed lines by :func:`serve_app.ocr.lines.group_lines`, as rapidocr's

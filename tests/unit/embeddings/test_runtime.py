@@ -133,7 +133,6 @@ def test_vectors_are_normalised_and_truncated(embedding_runtime: EmbeddingRuntim
     np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)
     assert max(out.token_counts) == 256  # the long texts are cut at the model's 256 tokens
     assert min(out.token_counts) >= 3
-    assert embedding_runtime.count_tokens(TEXTS) == out.token_counts
 
 
 def test_order_is_kept_whatever_the_lengths(embedding_runtime: EmbeddingRuntime):
