@@ -58,3 +58,10 @@ def overloaded(what: str, retry_after_s: int) -> ApiError:
         f"The {what} service is overloaded; retry after {retry_after_s} s.",
         retry_after_s,
     )
+
+
+def refuse_long(texts: list[str], limit: int, code: str, field: str) -> None:
+    """413 ``code`` naming the first of ``texts`` over ``limit`` characters (``field[i]``)."""
+    for i, text in enumerate(texts):
+        if len(text) > limit:
+            raise ApiError(413, code, f"{field}[{i}] has {len(text)} characters; at most {limit}.")

@@ -17,7 +17,7 @@ from serve_app.embeddings.jobs import (
     split_jobs,
 )
 from serve_app.embeddings.protocol import EmbeddingRequest
-from serve_app.errors import ApiError, overloaded
+from serve_app.errors import ApiError, overloaded, refuse_long
 from serve_app.logs import Every, get_logger
 from serve_app.metrics import BATCH_ITEMS, BATCH_REQUESTS, BATCH_SECONDS, SHED
 from serve_app.responses import FastJSONResponse
@@ -72,14 +72,7 @@ class EmbeddingService:
             raise ApiError(
                 413, "too_many_inputs", f"{len(texts)} inputs given; at most {limit} per request."
             )
-        max_chars = self.settings.embeddings_max_input_chars
-        for i, text in enumerate(texts):
-            if len(text) > max_chars:
-                raise ApiError(
-                    413,
-                    "input_too_long",
-                    f"input[{i}] has {len(text)} characters; at most {max_chars}.",
-                )
+        refuse_long(texts, self.settings.embeddings_max_input_chars, "input_too_long", "input")
         return texts
 
     async def embed(self, texts: list[str], bulk: bool = False) -> tuple[np.ndarray, list[int]]:

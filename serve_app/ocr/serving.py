@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from serve_app.errors import ApiError, overloaded
+from serve_app.errors import ApiError, overloaded, refuse_long
 from serve_app.metrics import BATCH_ITEMS
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
 from serve_app.ocr.jobs import PageJob, PageResult
@@ -56,13 +56,7 @@ PARSER = ReceiptParser()  # no state: one for the OCR route and /v1/receipts/par
 async def parse_lines(lines: list[str]) -> dict[str, Any]:
     """``POST /v1/receipts/parse``: the receipt in lines from another reader; a line over
     :data:`MAX_LINE_CHARS` is 413 ``line_too_long``."""
-    for i, line in enumerate(lines):
-        if len(line) > MAX_LINE_CHARS:
-            raise ApiError(
-                413,
-                "line_too_long",
-                f"lines[{i}] has {len(line)} characters; at most {MAX_LINE_CHARS}.",
-            )
+    refuse_long(lines, MAX_LINE_CHARS, "line_too_long", "lines")
     # Regex work on up to 2000 lines: off the event loop so other requests keep flowing.
     return (await asyncio.to_thread(PARSER.parse, lines)).to_dict()
 
