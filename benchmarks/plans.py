@@ -1,11 +1,9 @@
 """Meal-plan benchmark: this server's solver vs OR-Tools CP-SAT on the same instances.
 
-Run ``python -m benchmarks.plans [--quick] [--timeout S] [--bound milp|maxsat] [--seeds 0-11]``:
+Run ``python -m benchmarks.plans [--quick] [--timeout S] [--seeds 0-11]``:
 7 days x 3 meals with 20, 50, 100 and 200 recipes (benchmarks.data.plan_data, seeded), time,
 status and objective for each solver; prints a table and writes
 ``benchmarks/results/<timestamp>/plans.json``.
-``--bound`` picks what proves the server's optimum (HiGHS on the count relaxation, the default,
-or Z3's MaxSAT alone).
 
 CP-SAT runs in its own virtual environment, ``benchmarks/.venv-ortools`` (created on first use
 with ``pip install ortools==9.15.6755``): OR-Tools needs protobuf 6, Ray needs protobuf 7, so
@@ -124,12 +122,6 @@ def main() -> None:
         "--seeds",
         help="data seeds per size, e.g. 0-11 or 1,5 (default: the size itself, 200 -> seed 200)",
     )
-    parser.add_argument(
-        "--bound",
-        choices=["milp", "maxsat"],
-        default="milp",
-        help="what proves the server's optimum (SERVE_APP_PLANS_BOUND)",
-    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     sizes = [20, 50] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -137,11 +129,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     python = None if args.no_cpsat else ortools_python()
     timeout_ms = int(args.timeout * 1000)
-    rows, report = [], {"timeout_s": args.timeout, "bound": args.bound, "instances": []}
+    rows, report = [], {"timeout_s": args.timeout, "instances": []}
     for n, seed in [(size, seed) for size in sizes for seed in seeds_of(args.seeds, size)]:
         req = PlanRequest.model_validate(week_request(n, seed=seed, timeout_ms=timeout_ms))
         started = time.perf_counter()
-        z = solve(req, Limits(max_timeout_ms=timeout_ms, bound=args.bound))
+        z = solve(req, Limits(max_timeout_ms=timeout_ms))
         z_seconds = time.perf_counter() - started
         entry: dict[str, Any] = {
             "recipes": n,
@@ -180,11 +172,10 @@ def main() -> None:
             ]
         )
     print()
-    server = f"server ({args.bound})"
     header = [
         "recipes",
         "seed",
-        f"{server} status",
+        "server status",
         "s",
         "cost",
         "CP-SAT status",

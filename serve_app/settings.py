@@ -257,11 +257,6 @@ class Settings(BaseSettings):
         ge=100,
         description="Cap in milliseconds on a request's `timeout_ms` (whose default is 5000).",
     )
-    plans_bound: Literal["milp", "maxsat"] = Field(
-        "milp",
-        description="What proves a plan optimal: `milp` (HiGHS on the count relaxation) or "
-        "`maxsat` (Z3's MaxSAT only).",
-    )
 
     # Ray nodes (`serve-app run --head`, `serve-app join`). Fixed ports, so that fly.toml can
     # list them.

@@ -1,13 +1,13 @@
 """The count relaxation as a mixed-integer program, solved by HiGHS (``highspy``).
 
-The same relaxation as ``CountModel`` in ``relaxation.py`` (how often each recipe is used, not
-when; the daily bounds summed over the plan), in integers: ``c_r`` uses of recipe ``r`` (0 to
+How often each recipe is used, not when (the daily bounds summed over the plan, so every plan's
+counts fit it with the same cost), in integers: ``c_r`` uses of recipe ``r`` (0 to
 ``max_repeats``), ``b_i`` packages of item ``i``; cost ``sum(price_i * b_i)``. Every number is
 the integer the Z3 model uses (``Problem.quantities`` and ``Problem.money``), so the program's
 data are exact; its solution is checked afterwards, exactly, by the Z3 layout over the days and
 by ``evaluation.evaluate`` in fractions. Its optimum is a lower bound on the plan's cost that
-HiGHS proves by branch and bound on the LP relaxation, which Z3's MaxSAT engines could not do
-within 20 s from 50 recipes up (docs/benchmarks.md, "Meal plans").
+HiGHS proves by branch and bound on the LP relaxation (Z3's MaxSAT on the same relaxation did
+not within 20 s from 50 recipes up; docs/models.md).
 
 Counts that cannot be laid out over the days are cut off (``cut``) and the program solved again.
 

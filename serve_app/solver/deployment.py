@@ -40,5 +40,5 @@ class SolverDeployment:
             "status": "ready",
             "device": "cpu",
             "z3": z3.get_version_string(),
-            "bound": self.limits.bound,
+            "bound": "milp",
         }

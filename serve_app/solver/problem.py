@@ -5,7 +5,7 @@ a ``Fraction``; ``scaled`` puts a constraint on one integer scale, the least com
 its denominators, so the solvers see integers only and money is never rounded) or raises
 ``PlanInvalid`` naming the field (422, 413 for size). ``Limits`` caps a request (``limits_from``
 reads them from the settings), ``empty_domains`` explains meals left without any recipe, and
-``Relaxed`` is the count relaxation's answer (relaxation.py, bound.py). The ingress validates
+``Relaxed`` is the count relaxation's answer (bound.py). The ingress validates
 with this module alone; it imports only the standard library and ``protocol.py``.
 """
 
@@ -37,9 +37,6 @@ class Limits:
     max_days: int = 31
     max_meals: int = 10
     max_timeout_ms: int = 30_000
-    # What proves phase 2's lower bound: "milp" (HiGHS on the count relaxation, bound.py) or
-    # "maxsat" (Z3's MaxSAT on the same relaxation; proves small plans, not 50+ recipes).
-    bound: str = "milp"
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -48,7 +45,6 @@ def limits_from(settings: Settings) -> Limits:
         max_days=settings.plans_max_days,
         max_meals=settings.plans_max_meals,
         max_timeout_ms=settings.plans_max_timeout_ms,
-        bound=settings.plans_bound,
     )
 
 

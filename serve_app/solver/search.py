@@ -3,9 +3,8 @@
 ``solve`` validates a request and finds its cheapest plan. Phase 1 finds a first plan in the
 slot model (``Encoding``), with the constraint groups tracked (an unsat core explains an
 infeasible request). Phase 2 proves the optimum on the count relaxation (HiGHS's ``CountMilp``,
-started before phase 1, or Z3's ``MaxSatCounts``) and lays its counts out over the days,
-cutting off counts that do not fit. Imports z3, ``encoding.py``, ``relaxation.py``,
-``bound.py`` (HiGHS), ``evaluation.py`` and ``problem.py``.
+started before phase 1) and lays its counts out over the days, cutting off counts that do not
+fit. Imports z3, ``encoding.py``, ``bound.py`` (HiGHS), ``evaluation.py`` and ``problem.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from serve_app.solver.encoding import Encoding
 from serve_app.solver.evaluation import PlanResult, build_result, evaluate
 from serve_app.solver.problem import Limits, Problem, empty_domains, validate
 from serve_app.solver.protocol import PlanRequest
-from serve_app.solver.relaxation import MaxSatCounts
 
 
 def _remaining_ms(deadline: float) -> int:
@@ -49,10 +47,8 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
 
     # HiGHS solves the count relaxation on its own thread while Z3 encodes the plan and looks
     # for a first one (phase 1): on two cores the two overlap instead of adding up.
-    milp = None
-    if limits.bound == "milp":
-        milp = CountMilp(problem)
-        milp.start(_proof_seconds(deadline))
+    milp = CountMilp(problem)
+    milp.start(_proof_seconds(deadline))
     try:
         enc = Encoding(problem)
         watchdog = _Watchdog(enc.ctx, deadline)
@@ -62,8 +58,7 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
         finally:
             watchdog.stop()
     finally:
-        if milp is not None:
-            milp.cancel()  # phase 1 ended the solve (infeasible, out of time) or it is done
+        milp.cancel()  # phase 1 ended the solve (infeasible, out of time) or it is done
 
 
 class _Watchdog:
@@ -101,12 +96,12 @@ def _search(
     enc: Encoding,
     deadline: float,
     timeout_ms: int,
-    milp: CountMilp | None,
+    milp: CountMilp,
     watchdog: _Watchdog,
 ) -> PlanResult:
     """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum). ``milp``:
-    the count relaxation for HiGHS, already solving; None to prove the bound with Z3's MaxSAT.
-    ``watchdog``: models are read only through it."""
+    the count relaxation for HiGHS, already solving. ``watchdog``: models are read only
+    through it."""
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
     solver = z3.Solver(ctx=ctx)
@@ -131,10 +126,9 @@ def _search(
         )
     best_cost = evaluate(problem, best)[1]
 
-    # Phase 2: the count relaxation's optimum (a MILP by HiGHS, or Z3's MaxSAT), then a check
+    # Phase 2: the count relaxation's optimum (a MILP by HiGHS), then a check
     # that its counts can be laid out over the days; counts that cannot are cut off (by an
     # unsat core) and the next optimum is tried. The first that fits is optimal.
-    relaxation: MaxSatCounts | CountMilp = milp or MaxSatCounts(problem, ctx)
     factor = problem.money()[2]
     layout = z3.Solver(ctx=ctx)
     # No core minimisation here: on the 200-recipe weeks it took 8-13 s per core, and the
@@ -146,10 +140,8 @@ def _search(
             layout.add(*constraints)
     status, reason = "timeout", ""
     for round_ in itertools.count():
-        if round_ == 0 and milp is not None:
-            relaxed = milp.result()  # started before phase 1
-        else:
-            relaxed = relaxation.solve(_proof_seconds(deadline))
+        # The first solve was started before phase 1.
+        relaxed = milp.result() if round_ == 0 else milp.solve(_proof_seconds(deadline))
         if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
             status, reason = "feasible", "the count relaxation became unsatisfiable"
             break
@@ -193,7 +185,7 @@ def _search(
         # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
         # is always valid.
         core = core or list(flags.values())
-        relaxation.cut({r: counts[r] for r in core})
+        milp.cut({r: counts[r] for r in core})
     # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".
     out_of_time = time.monotonic() > deadline - 0.05 or "timeout" in reason or "canceled" in reason
     if status == "timeout" and not out_of_time:

@@ -61,7 +61,7 @@ def test_schema_rejects_negative_and_empty_values(bad):
         PlanRequest.model_validate({**base_request(), **bad})
 
 
-def test_settings_choose_the_bound(monkeypatch):
-    assert limits_from(Settings()).bound == "milp"
-    monkeypatch.setenv("SERVE_APP_PLANS_BOUND", "maxsat")
-    assert limits_from(Settings()).bound == "maxsat"
+def test_settings_set_the_limits(monkeypatch):
+    assert limits_from(Settings()).max_timeout_ms == 20_000
+    monkeypatch.setenv("SERVE_APP_PLANS_MAX_RECIPES", "7")
+    assert limits_from(Settings()).max_recipes == 7
