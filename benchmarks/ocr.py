@@ -76,10 +76,10 @@ def bench_raw(
     from serve_app.ocr.runtime import default_runtime
     from serve_app.settings import get_settings
 
-    runtime, why = default_runtime(get_settings())
+    runtime = default_runtime(get_settings())
     runtime.read(pages[:1])
     sweep = {}
-    print(f"  engine {runtime.engine} ({why})", flush=True)
+    print(f"  engine {runtime.engine}", flush=True)
     print(f"  device {runtime.device}, torch threads {torch.get_num_threads()}", flush=True)
     for batch in batches:
         done, started = 0, time.perf_counter()
@@ -91,7 +91,6 @@ def bench_raw(
     best = max(sweep, key=sweep.__getitem__)
     report = {
         "engine": runtime.engine,
-        "engine_reason": why,
         "device": runtime.device,
         "pages_per_s_by_batch": sweep,
         "best_batch": best,

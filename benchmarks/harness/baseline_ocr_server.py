@@ -1,7 +1,7 @@
 """Baseline (b) for OCR: one uvicorn process that runs the predictor once per request.
 
 This is the docTR reference API's approach (no batching across requests), with the same
-engine (the OCR deployment's default, resolved the same way), runtime and image intake as
+engine (the OCR deployment's default), runtime and image intake as
 this server. Run: ``python -m benchmarks.harness.baseline_ocr_server``.
 """
 
@@ -16,8 +16,8 @@ from serve_app.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    runtime, why = default_runtime(get_settings())
-    print(f"OCR engine: {runtime.engine} ({why})", flush=True)
+    runtime = default_runtime(get_settings())
+    print(f"OCR engine: {runtime.engine}", flush=True)
     app = FastAPI()
 
     @app.get("/health")

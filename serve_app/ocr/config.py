@@ -34,11 +34,10 @@ class OcrConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["auto", "doctr", "rapidocr"] = Field(
-        "auto",
-        description="doctr (its weights baked into the image or downloaded), rapidocr (weights "
-        "inside its package: works offline), or auto: docTR when its weights are present, "
-        "else rapidocr",
+    engine: Literal["doctr", "rapidocr"] = Field(
+        "rapidocr",
+        description="rapidocr (weights inside its package: works offline; the CPU configs) or "
+        "doctr (its weights baked into the GPU image or downloaded; gpu.yaml)",
     )
     det_arch: str = Field(DEFAULT_DET_ARCH, description="docTR's detection architecture")
     reco_arch: str = Field(DEFAULT_RECO_ARCH, description="docTR's recognition architecture")

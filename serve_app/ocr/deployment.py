@@ -12,7 +12,7 @@ from serve_app.batching import ThreadedBatches, set_torch_threads
 from serve_app.logs import get_logger
 from serve_app.ocr.config import OcrConfig
 from serve_app.ocr.jobs import DOWNLOAD_HINT, PageJob, PageResult
-from serve_app.ocr.runtime import build_runtime, resolve_engine
+from serve_app.ocr.runtime import build_runtime
 from serve_app.ocr.weights import WeightsError
 from serve_app.settings import get_settings
 
@@ -37,7 +37,6 @@ class OcrDeployment:
     def __init__(self) -> None:
         self.runtime: OcrRuntime | None = None
         self.unavailable: str | None = "not configured yet"
-        self.engine_reason = ""
         self._built: tuple[Any, ...] | None = None
         self._batches: ThreadedBatches | None = None
         self._pages_at_once = 1
@@ -50,7 +49,7 @@ class OcrDeployment:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = OcrConfig.model_validate(user_config or {})  # unknown keys fail the deploy
         settings = get_settings()
-        engine, why = resolve_engine(config, settings.ocr_weights_path())
+        engine = config.engine
         wanted = (
             engine,
             config.det_arch,
@@ -64,14 +63,13 @@ class OcrDeployment:
             try:
                 runtime = build_runtime(engine, config, settings)
                 self.runtime, self.unavailable = runtime, None
-                self.engine_reason = why
                 self._model = {
                     "engine": runtime.engine,
                     "detection": runtime.det_arch,
                     "recognition": runtime.reco_arch,
                     "weights": runtime.weights,
                 }
-                log.info("OCR engine %s (%s); %s", engine, runtime.weights, why)
+                log.info("OCR engine %s (%s)", engine, runtime.weights)
             except WeightsError as exc:
                 if settings.ocr_require_weights:
                     raise
@@ -135,7 +133,6 @@ class OcrDeployment:
             "status": "ready",
             **self._model,
             "device": self.runtime.device,
-            "why": self.engine_reason,
             "replica": self._replica,
             "load_seconds": round(self.runtime.load_seconds, 3),
         }

@@ -3,29 +3,14 @@ imported only when that engine is built)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serve_app.devices import cpu_threads
 from serve_app.ocr.config import OcrConfig
-from serve_app.ocr.weights import missing_by_name
 
 if TYPE_CHECKING:
     from serve_app.ocr.pages import OcrRuntime
     from serve_app.settings import Settings
-
-
-def resolve_engine(config: OcrConfig, weights_dir: Path) -> tuple[str, str]:
-    """The engine ``config.engine`` means here, and why."""
-    if config.engine != "auto":
-        return config.engine, f"engine: {config.engine} in the OCR deployment's user_config"
-    missing = missing_by_name(weights_dir, config.det_arch, config.reco_arch)
-    if not missing:
-        return "doctr", f"engine: auto, and docTR's weights are in {weights_dir}"
-    return "rapidocr", (
-        f"engine: auto, and docTR's weights ({', '.join(missing)}) are not in {weights_dir}: "
-        "rapidocr reads with the weights inside its package"
-    )
 
 
 def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRuntime:
@@ -56,9 +41,8 @@ def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRunt
     raise ValueError(f"unknown OCR engine {engine!r}")
 
 
-def default_runtime(settings: Settings) -> tuple[OcrRuntime, str]:
-    """The runtime the OCR deployment builds from its defaults (``OcrConfig()``), and why that
-    engine: for baselines that must read with the same engine as the server."""
+def default_runtime(settings: Settings) -> OcrRuntime:
+    """The runtime the OCR deployment builds from its defaults (``OcrConfig()``): for baselines
+    that must read with the same engine as the server."""
     config = OcrConfig()
-    engine, why = resolve_engine(config, settings.ocr_weights_path())
-    return build_runtime(engine, config, settings), why
+    return build_runtime(config.engine, config, settings)

@@ -14,7 +14,6 @@ from pgvector.asyncpg import register_vector
 
 from serve_app.embeddings.runtime import EmbeddingRuntime
 from serve_app.ocr.config import OcrConfig
-from serve_app.ocr.runtime import resolve_engine
 from serve_app.ocr.weights import missing_by_name
 from serve_app.settings import Settings
 from serve_app.startup import StartupError
@@ -100,11 +99,9 @@ async def reindex_documents(
 
 
 def prepare_ocr(config: Any, settings: Settings) -> None:
-    """Before deploying: refuse to start when docTR's weights are required
-    (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing (a failed deploy beats a silently blind OCR),
-    and settle ``engine: auto``: docTR when its weights are present, else rapidocr, written
-    into the deployment's ``user_config`` so that the replica reads with the engine named
-    here, and said."""
+    """Before deploying: say which engine reads receipts, and refuse to start when docTR's
+    weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing (a failed deploy beats a
+    silently blind OCR)."""
     weights_dir = settings.ocr_weights_path()
     for app in config.applications:
         if "ocr" not in (app.args or {}).get("models", ["ocr"]):
@@ -112,7 +109,7 @@ def prepare_ocr(config: Any, settings: Settings) -> None:
         deployment = next((d for d in app.deployments if d.name == "ocr"), None)
         ocr = OcrConfig.model_validate((deployment.user_config if deployment else None) or {})
         if ocr.engine == "rapidocr":
-            say("OCR engine: rapidocr (set in the config)")
+            say("OCR engine: rapidocr (its weights ship in its package)")
             continue
         missing = missing_by_name(weights_dir, ocr.det_arch, ocr.reco_arch)
         if missing and settings.ocr_require_weights:
@@ -122,7 +119,4 @@ def prepare_ocr(config: Any, settings: Settings) -> None:
                 + f" in {weights_dir}. Run `serve-app weights download` (the image build does) "
                 "or unset it."
             )
-        engine, why = resolve_engine(ocr, weights_dir)
-        say(f"OCR engine: {engine} ({why})")
-        if deployment is not None and ocr.engine == "auto":
-            deployment.user_config = {**(deployment.user_config or {}), "engine": engine}
+        say(f"OCR engine: doctr (weights {weights_dir}, missing: {', '.join(missing) or 'none'})")

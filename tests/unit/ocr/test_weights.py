@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from serve_app.cli.main import main
 from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
@@ -156,31 +155,23 @@ def test_cli_rejects_unknown_architectures(tmp_path: Path, capsys):
     assert "unknown docTR detection architecture 'nope'" in capsys.readouterr().err
 
 
-def auto_engine_config(tmp_path: Path):
-    """deployments/gpu.yaml with ``engine: auto`` (docTR when its weights are here)."""
-    raw = yaml.safe_load(Path("deployments/gpu.yaml").read_text())
-    for deployment in raw["applications"][0]["deployments"]:
-        if deployment["name"] == "ocr":
-            deployment["user_config"]["engine"] = "auto"
-    path = tmp_path / "auto.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_config(path, "127.0.0.1", 8000)
+def gpu_config():
+    return load_config(Path("deployments/gpu.yaml"), "127.0.0.1", 8000)
 
 
-def test_auto_without_weights_reads_with_rapidocr_unless_they_are_required(tmp_path, capsys):
-    # `serve-app run`'s preflight does not refuse to start: it says that rapidocr reads
-    # instead (engine: auto), and writes that engine into the deployment's user_config
-    config = auto_engine_config(tmp_path)
+def test_doctr_without_weights_is_said_and_refused_when_they_are_required(tmp_path, capsys):
+    # `serve-app run`'s preflight names what is missing; the replica reports it unavailable
     settings = Settings(ocr_weights_dir=tmp_path / "none")
-    prepare_ocr(config, settings)
-    assert "OCR engine: rapidocr (engine: auto, and docTR's weights" in capsys.readouterr().out
-    ocr = next(d for d in config.applications[0].deployments if d.name == "ocr")
-    assert ocr.user_config["engine"] == "rapidocr"
-    # ...unless docTR's weights are required (production GPU configs).
+    prepare_ocr(gpu_config(), settings)
+    out = capsys.readouterr().out
+    assert "OCR engine: doctr (weights" in out and f"missing: {DEFAULT_DET_ARCH}" in out
+    # ...and refuses to start when docTR's weights are required (the GPU image).
     required = settings.model_copy(update={"ocr_require_weights": True})
-    fresh = load_config(Path("deployments/gpu.yaml"), "127.0.0.1", 8000)
     with pytest.raises(StartupError, match="docTR weights are required"):
-        prepare_ocr(fresh, required)
+        prepare_ocr(gpu_config(), required)
+    # The CPU configs read with rapidocr, whose weights ship in its package.
+    prepare_ocr(load_config(Path("deployments/fly.yaml"), "127.0.0.1", 8000), required)
+    assert "OCR engine: rapidocr" in capsys.readouterr().out
 
 
 def test_present_weights_choose_doctr_by_their_names(tmp_path: Path, capsys):
@@ -193,5 +184,5 @@ def test_present_weights_choose_doctr_by_their_names(tmp_path: Path, capsys):
     for name in ("db_mobilenet_v3_large-21748dd0.pt", "crnn_mobilenet_v3_small_pt-3b919a02.pt"):
         (weights_dir / "models" / name).write_bytes(b"x")  # the names docTR publishes
     assert missing_by_name(weights_dir, DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH) == []
-    prepare_ocr(auto_engine_config(tmp_path), Settings(ocr_weights_dir=weights_dir))
-    assert "OCR engine: doctr (engine: auto, and docTR's weights are in" in capsys.readouterr().out
+    prepare_ocr(gpu_config(), Settings(ocr_weights_dir=weights_dir))
+    assert "missing: none" in capsys.readouterr().out
