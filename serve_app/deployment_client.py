@@ -28,13 +28,13 @@ class DeploymentClient:
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
 
-    async def call(self, method: str, arg: Any, idempotent: bool = True) -> Any:
-        """Call ``method(arg)`` on a replica; a replica that dies mid-call is retried once."""
-        attempts = 2 if idempotent else 1
+    async def call(self, method: str, arg: Any) -> Any:
+        """Call ``method(arg)`` on a replica; a replica that dies mid-call is retried once
+        (every model call is idempotent)."""
         gauge = QUEUE_DEPTH.labels(self.name)
         gauge.inc()
         try:
-            for attempt in range(attempts):
+            for attempt in range(2):
                 response = None
                 try:
                     response = getattr(self.handle, method).remote(arg)
@@ -60,7 +60,7 @@ class DeploymentClient:
                         self.retry_after_s,
                     ) from None
                 except _REPLICA_GONE:
-                    if attempt + 1 < attempts:
+                    if attempt == 0:
                         continue
                     raise ApiError(
                         503,

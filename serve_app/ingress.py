@@ -146,15 +146,12 @@ def create_api(
     app_name: str,
     inflight: InflightCounter | None = None,
     model: ModelExport | None = None,
-    behind_serve_proxy: bool = True,
     store: Store | None = None,
 ) -> FastAPI:
     """The FastAPI app: routes of the enabled models, health, metrics, errors."""
     services = {"store": store.status} if store is not None and "embeddings" in clients else {}
     health = HealthReporter(app_name, clients, services)
-    app = create_http_app(
-        settings, health.components, inflight=inflight, echo_request_id=not behind_serve_proxy
-    )
+    app = create_http_app(settings, health.components, inflight=inflight)
     app.state.health = health
 
     @app.get("/metrics", tags=["health"], response_class=Response)

@@ -167,14 +167,10 @@ class MachinesClient:
     def get_machine(self, machine_id: str) -> dict[str, Any]:
         return self.request("GET", f"/{machine_id}")
 
-    def create_machine(
-        self, config: dict[str, Any], region: str | None = None, name: str | None = None
-    ) -> dict[str, Any]:
+    def create_machine(self, config: dict[str, Any], region: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"config": config}
         if region:
             body["region"] = region
-        if name:
-            body["name"] = name
         # Not idempotent: a retried create after a 5xx could make a second machine.
         return self.request("POST", "", json=body, idempotent=False)
 
@@ -191,9 +187,8 @@ class MachinesClient:
         body = {"signal": signal, "timeout": f"{timeout_s}s"}
         return self.request("POST", f"/{machine_id}/stop", json=body, nonce=nonce)
 
-    def destroy(self, machine_id: str, nonce: str | None = None, force: bool = False) -> Any:
-        params = {"force": "true"} if force else None
-        return self.request("DELETE", f"/{machine_id}", params=params, nonce=nonce)
+    def destroy(self, machine_id: str, nonce: str | None = None) -> Any:
+        return self.request("DELETE", f"/{machine_id}", nonce=nonce)
 
     def wait(
         self,

@@ -65,7 +65,6 @@ class DoctrRuntime:
         weights_dir: Path | None = None,
         allow_random_weights: bool = False,
         device: str = "auto",
-        det_batch_size: int = 4,
         reco_batch_size: int = 256,
     ) -> None:
         from doctr.models import ocr_predictor
@@ -98,7 +97,7 @@ class DoctrRuntime:
             straighten_pages=False,
             disable_page_orientation=True,
             disable_crop_orientation=True,
-            det_bs=det_batch_size,
+            det_bs=4,
             reco_bs=reco_batch_size,
         ).eval()
         self.predictor = self.predictor.to(self.device)

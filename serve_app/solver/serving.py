@@ -30,6 +30,6 @@ class PlanService:
         except PlanInvalid as exc:
             code = "payload_too_large" if exc.status == 413 else "validation_error"
             raise ApiError(exc.status, code, str(exc)) from None
-        result = await self.client.call("solve", body.model_dump(), idempotent=True)
+        result = await self.client.call("solve", body.model_dump())
         BATCH_SECONDS.labels("solver").observe(result.pop("solve_ms") / 1000)
         return FastJSONResponse(result)

@@ -34,7 +34,7 @@ def say(line: str) -> None:
 
 
 def prepare_database(
-    settings: Settings, dimensions: int, start_embedded: bool = True, reindex_first: bool = False
+    settings: Settings, dimensions: int, reindex_first: bool = False
 ) -> EmbeddedPostgres | None:
     """Start the embedded PostgreSQL when no DATABASE_URL is set, then apply migrations and
     check pgvector and that the stored vectors have ``dimensions`` (the served model's);
@@ -46,8 +46,6 @@ def prepare_database(
     else:
         embedded = EmbeddedPostgres(pgdata_dir(settings.data_dir))
         was_running = embedded.running()
-        if not start_embedded and not was_running:
-            raise StartupError(f"the embedded PostgreSQL in {embedded.pgdata} is not running")
         say(f"starting the embedded PostgreSQL in {embedded.pgdata} ...")
         dsn, where = embedded.start(), f"embedded PostgreSQL ({embedded.pgdata})"
 

@@ -52,10 +52,10 @@ class FakeHandle:
         self.embed = FakeMethod(outcomes)
 
 
-def call(outcomes: list, timeout_s: float = 1.0, idempotent: bool = True):
+def call(outcomes: list, timeout_s: float = 1.0):
     handle = FakeHandle(outcomes)
     client = DeploymentClient("embeddings", handle, timeout_s=timeout_s, retry_after_s=3)  # type: ignore[arg-type]
-    return asyncio.run(client.call("embed", ["x"], idempotent=idempotent)), handle
+    return asyncio.run(client.call("embed", ["x"])), handle
 
 
 def error_of(outcomes: list, **kwargs) -> ApiError:
@@ -107,11 +107,9 @@ def test_deployment_unavailable_is_503():
     assert (error.status, error.code) == (503, "unavailable")
 
 
-def test_replica_death_is_retried_once_when_idempotent():
+def test_replica_death_is_retried_once():
     result, handle = call([ActorDiedError(), "ok"])
     assert result == "ok"
     assert handle.embed.calls == 2
     error = error_of([ActorDiedError(), ActorDiedError()])
     assert (error.status, error.code) == (503, "replica_failed")
-    error = error_of([ActorDiedError(), "ok"], idempotent=False)
-    assert error.code == "replica_failed"
