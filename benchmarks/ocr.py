@@ -1,11 +1,11 @@
 """OCR benchmark: raw predictor vs per-request server vs this server, on synthetic receipts.
 
 Run ``python -m benchmarks.ocr [--quick]``; prints a table and writes JSON to
-``benchmarks/results/<timestamp>/ocr.json``. All three read with the engine the OCR
-deployment's defaults resolve to here (``engine: auto``: docTR where its weights are in
-SERVE_APP_OCR_WEIGHTS_DIR, rapidocr with its packaged weights otherwise), said in the output
-and the JSON. Random docTR weights are allowed (``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``,
-which the brief allows for benchmarks) for a run that names ``engine: doctr`` without weights.
+``benchmarks/results/<timestamp>/ocr.json``. All three read with the OCR deployment's
+default engine (rapidocr with its packaged weights; the server's config names it too), said in
+the output and the JSON. Random docTR weights are allowed
+(``SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS=true``, which the brief allows for benchmarks) for a run
+that names ``engine: doctr`` without weights.
 
   (a) raw     the runtime's read() in-process at its best batch size (pages/s); also, for
               comparison with (c)'s CPU setting, 2 pages at once on 1 torch thread each

@@ -1,5 +1,5 @@
-"""POST /v1/ocr through the real Serve app: rapidocr with its packaged weights (the test data
-directory has no docTR weights, so ``engine: auto`` picks it), read for real; and the engine
+"""POST /v1/ocr through the real Serve app: rapidocr with its packaged weights (the CPU configs
+name it), read for real; and the engine
 switched to docTR (random weights, as allowed in tests) and back through ``reconfigure``."""
 
 from __future__ import annotations
