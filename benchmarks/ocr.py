@@ -73,10 +73,11 @@ def bench_raw(
 
     import torch
 
-    from serve_app.ocr.runtime import default_runtime
+    from serve_app.ocr.config import OcrConfig
+    from serve_app.ocr.runtime import build_runtime
     from serve_app.settings import get_settings
 
-    runtime = default_runtime(get_settings())
+    runtime = build_runtime(OcrConfig(), get_settings())  # the deployment's defaults
     runtime.read(pages[:1])
     sweep = {}
     print(f"  engine {runtime.engine}", flush=True)

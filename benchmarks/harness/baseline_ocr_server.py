@@ -10,13 +10,14 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from benchmarks.harness.baseline_server import run_baseline
+from serve_app.ocr.config import OcrConfig
 from serve_app.ocr.images import decode_image
-from serve_app.ocr.runtime import default_runtime
+from serve_app.ocr.runtime import build_runtime
 from serve_app.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    runtime = default_runtime(get_settings())
+    runtime = build_runtime(OcrConfig(), get_settings())  # the deployment's defaults
     print(f"OCR engine: {runtime.engine}", flush=True)
     app = FastAPI()
 

@@ -61,7 +61,7 @@ class OcrDeployment:
         )
         if wanted != self._built:
             try:
-                runtime = build_runtime(engine, config, settings)
+                runtime = build_runtime(config, settings)
                 self.runtime, self.unavailable = runtime, None
                 self._model = {
                     "engine": runtime.engine,

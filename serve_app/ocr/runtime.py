@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from serve_app.settings import Settings
 
 
-def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRuntime:
-    """The engine's runtime, loaded and ready to read. docTR without weights raises
+def build_runtime(config: OcrConfig, settings: Settings) -> OcrRuntime:
+    """``config.engine``'s runtime, loaded and ready to read. docTR without weights raises
     ``WeightsError`` unless random weights are allowed (SERVE_APP_OCR_ALLOW_RANDOM_WEIGHTS)."""
-    if engine == "doctr":
+    if config.engine == "doctr":
         from serve_app.ocr.doctr_runtime import DoctrRuntime
 
         return DoctrRuntime(
@@ -27,7 +27,7 @@ def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRunt
             device=settings.ocr_device,
             reco_batch_size=config.reco_batch_size,
         )
-    if engine == "rapidocr":
+    if config.engine == "rapidocr":
         from serve_app.ocr.rapidocr_runtime import RapidOcrRuntime
 
         threads = max(1, cpu_threads(config.torch_threads) // config.parallel_batches)
@@ -38,11 +38,4 @@ def build_runtime(engine: str, config: OcrConfig, settings: Settings) -> OcrRunt
             rec_batch_size=config.rapidocr.rec_batch_size,
             device="cpu" if settings.ocr_device == "auto" else settings.ocr_device,
         )
-    raise ValueError(f"unknown OCR engine {engine!r}")
-
-
-def default_runtime(settings: Settings) -> OcrRuntime:
-    """The runtime the OCR deployment builds from its defaults (``OcrConfig()``): for baselines
-    that must read with the same engine as the server."""
-    config = OcrConfig()
-    return build_runtime(config.engine, config, settings)
+    raise ValueError(f"unknown OCR engine {config.engine!r}")
