@@ -30,11 +30,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
-    handles: dict[str, Any] = {}
-    if "embeddings" in models:
-        handles["embeddings"] = EmbeddingDeployment.bind()
-    if "ocr" in models:
-        handles["ocr"] = OcrDeployment.bind()
-    if "solver" in models:
-        handles["solver"] = SolverDeployment.bind()
+    deployments = {
+        "embeddings": EmbeddingDeployment,
+        "ocr": OcrDeployment,
+        "solver": SolverDeployment,
+    }
+    handles = {name: d.bind() for name, d in deployments.items() if name in models}
     return Ingress.bind(**handles, store=bool(args.get("store", True)))

@@ -133,13 +133,9 @@ def forget_cluster_address(gcs_port: int) -> None:
 def use_token_auth(token_file: Path, token: str | None = None) -> None:
     """Ray token auth for this process and the Ray processes it starts. ``token`` (shared by
     all nodes of a cluster) is written to ``token_file``; without it one is made once."""
-    if token:
+    if token or not token_file.is_file():
         token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-    elif not token_file.is_file():
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.write_text(secrets.token_hex(32))
+        token_file.write_text(token or secrets.token_hex(32))
         token_file.chmod(0o600)
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file.resolve())

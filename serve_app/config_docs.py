@@ -10,14 +10,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any
 
-from pydantic import AliasChoices, AliasPath, BaseModel, SecretStr
+from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from serve_app.embeddings.config import EmbeddingsConfig
 from serve_app.ocr.config import OcrConfig
@@ -32,34 +28,11 @@ _MIB = 1024 * 1024
 _KIB = 1024
 
 
-def env_names(name: str, field: FieldInfo, model: type[Settings] = Settings) -> list[str]:
+def env_names(name: str, field: FieldInfo) -> list[str]:
     """The environment variables a setting is read from, in the order they are looked up."""
-    alias = field.validation_alias
-    if isinstance(alias, str):
-        return [alias]
-    if isinstance(alias, AliasChoices):
-        return [choice for choice in alias.choices if isinstance(choice, str)]
-    if isinstance(alias, AliasPath):  # not used by Settings; named by its first element
-        return [str(alias.path[0])]
-    prefix = model.model_config.get("env_prefix", "")
-    return [f"{prefix}{name}".upper()]
-
-
-def _is_secret(annotation: Any) -> bool:
-    if annotation is SecretStr:
-        return True
-    return any(_is_secret(arg) for arg in typing.get_args(annotation))
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a field holds (``X`` or ``X | None``), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        models = [a for a in typing.get_args(annotation) if _nested_model(a) is not None]
-        if len(models) == 1:
-            return models[0]
-    return None
+    if isinstance(field.validation_alias, AliasChoices):
+        return [choice for choice in field.validation_alias.choices if isinstance(choice, str)]
+    return [f"{Settings.model_config['env_prefix']}{name}".upper()]
 
 
 def _size(value: int) -> str:
@@ -71,24 +44,15 @@ def _size(value: int) -> str:
 
 def render_default(name: str, field: FieldInfo) -> str:
     """A field's default as a reader wants to see it in a table."""
-    if field.default_factory is not None:
-        value = field.default_factory()  # type: ignore[call-arg]
-    elif field.default is PydanticUndefined:
-        return "required"
-    else:
-        value = field.default
+    value = field.default
     if value is None:
         return "unset"
-    if _is_secret(field.annotation):
-        return "(secret)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, int):
         return _size(value) if name.endswith("_bytes") else str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, BaseModel):
-        return "see below"
     return f"`{value}`"
 
 
@@ -114,9 +78,8 @@ def settings_table() -> str:
 def _user_config_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
-        nested = _nested_model(field.annotation)
-        if nested is not None:
-            rows += _user_config_rows(nested, f"{prefix}{name}.")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            rows += _user_config_rows(field.annotation, f"{prefix}{name}.")
             continue
         rows.append((f"`{prefix}{name}`", render_default(name, field), field.description or ""))
     return rows

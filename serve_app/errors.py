@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.responses import Response
 
@@ -25,11 +23,6 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
-    """The documented error document."""
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
-
-
 def error_response(
     status: int,
     code: str,
@@ -39,7 +32,7 @@ def error_response(
 ) -> Response:
     """A JSON error response in the one shape."""
     return Response(
-        orjson.dumps(error_body(code, message, request_id)),
+        orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}}),
         status_code=status,
         media_type="application/json",
         headers=headers,

@@ -34,7 +34,7 @@ _BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own detai
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": name.replace("_", " ")}
     for code, name in _STATUS_CODES.items()
-    if code not in (405,)
+    if code != 405
 }
 
 

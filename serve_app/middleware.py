@@ -80,13 +80,12 @@ class IngressMiddleware:
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = [500]
-        echo_request_id = self.echo_request_id
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                if echo_request_id:
+                if self.echo_request_id:
                     message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 

@@ -23,18 +23,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    return prepare(reindex_first=False, leave_running=False)
-
-
-def cmd_reindex(args: argparse.Namespace) -> int:
-    return prepare(reindex_first=True, leave_running=False)
-
-
-def cmd_start(args: argparse.Namespace) -> int:
-    return prepare(reindex_first=False, leave_running=True)
-
-
 def prepare(reindex_first: bool, leave_running: bool) -> int:
     """`serve-app run`'s database step alone; the embedded server is then left as it was
     found, or running with ``leave_running``."""
@@ -57,13 +45,13 @@ def add_parser(sub: Any) -> None:
         "migrate",
         help="apply pending migrations and build the HNSW index (DATABASE_URL, else the "
         "embedded server); Fly runs it as the release command",
-    ).set_defaults(func=cmd_migrate)
+    ).set_defaults(func=lambda _: prepare(reindex_first=False, leave_running=False))
     db_sub.add_parser(
         "reindex",
         help="embed every stored document again with the served model, when the database "
         "was made for another model's dimension; then migrate",
-    ).set_defaults(func=cmd_reindex)
+    ).set_defaults(func=lambda _: prepare(reindex_first=True, leave_running=False))
     db_sub.add_parser(
         "start", help="start the embedded PostgreSQL and leave it running (for `serve run`)"
-    ).set_defaults(func=cmd_start)
+    ).set_defaults(func=lambda _: prepare(reindex_first=False, leave_running=True))
     db_sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)

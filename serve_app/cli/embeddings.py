@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.cli.errors import CliError
-from serve_app.embeddings.model_files import ModelNotServable, default_model_dir, ensure_export
+from serve_app.embeddings.model_files import (
+    ModelNotServable,
+    default_model_dir,
+    ensure_export,
+    file_sha256,
+)
 from serve_app.settings import get_settings
 
 # Files of a Hub repository a sentence-transformers model does not need (other formats).
@@ -21,11 +26,10 @@ SKIP = ["onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.gguf", "coreml/*
 
 def files_sha256(model_dir: Path) -> str:
     """One SHA-256 for a model directory: of each file's relative path and SHA-256, sorted."""
-    lines = []
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        with path.open("rb") as file:
-            digest = hashlib.file_digest(file, "sha256").hexdigest()
-        lines.append(f"{path.relative_to(model_dir).as_posix()} {digest}\n")
+    lines = [
+        f"{path.relative_to(model_dir).as_posix()} {file_sha256(path)}\n"
+        for path in sorted(p for p in model_dir.rglob("*") if p.is_file())
+    ]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

@@ -12,13 +12,13 @@ from serve_app.cli.errors import CliError
 from serve_app.fly import autoscale
 from serve_app.fly.api import FlyApiError, FlyTimeout, MachinesClient
 from serve_app.fly.ops import FlyOps, OpsError, app_name, format_table
-from serve_app.settings import Settings, get_settings, secret_value
+from serve_app.settings import get_settings, secret_value
 
 Command = Callable[[argparse.Namespace], int]
 
 
 @contextmanager
-def fly_ops(args: argparse.Namespace) -> Iterator[tuple[FlyOps, Settings]]:
+def fly_ops(args: argparse.Namespace) -> Iterator[FlyOps]:
     """The app's machines (Machines REST API, FLY_API_TOKEN) for one command; the API's and
     the operations' errors become the command's."""
     settings = get_settings()
@@ -28,20 +28,20 @@ def fly_ops(args: argparse.Namespace) -> Iterator[tuple[FlyOps, Settings]]:
     try:
         app = app_name(args.app, settings.fly_app_name, Path(args.fly_toml))
         with MachinesClient(settings.fly_api_url, token, app, log=print) as client:
-            yield FlyOps(client, group=args.group, wait_timeout_s=args.wait_timeout), settings
+            yield FlyOps(client, group=args.group, wait_timeout_s=args.wait_timeout)
     except (OpsError, FlyApiError, FlyTimeout, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    with fly_ops(args) as (ops, _):
+    with fly_ops(args) as ops:
         listed = ops.machines(all_groups=True)
         print(format_table(listed) if listed else f"no machines in {ops.client.app}")
     return 0
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    with fly_ops(args) as (ops, _):
+    with fly_ops(args) as ops:
         pool = ops.scale(args.count, args.region, args.fallback_region)
     print(f"{len(pool)} {args.group} machine(s) in {args.region or 'all regions'}")
     return 0
@@ -51,7 +51,7 @@ def counted(verb: str, act: Callable[[FlyOps, argparse.Namespace], int]) -> Comm
     """A command that acts on machines and says how many it ``verb``."""
 
     def command(args: argparse.Namespace) -> int:
-        with fly_ops(args) as (ops, _):
+        with fly_ops(args) as ops:
             print(f"{verb} {act(ops, args)} machine(s)")
         return 0
 
@@ -72,14 +72,14 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
         "down_after_s": args.down_after,
         "cooldown_s": args.cooldown,
     }  # the rest: the policy's own defaults (one declaration, autoscale.Policy)
-    with fly_ops(args) as (ops, settings):
+    with fly_ops(args) as ops:
         policy = autoscale.Policy(**{k: v for k, v in given.items() if v is not None})
         try:
             autoscale.run(
                 ops,
                 policy,
                 interval_s=args.interval,
-                port=args.metrics_port or settings.port,
+                port=args.metrics_port or get_settings().port,
                 metrics_urls=args.metrics_url,
                 dry_run=args.dry_run,
                 rounds=args.rounds,

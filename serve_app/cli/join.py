@@ -45,11 +45,10 @@ def cmd_join(args: argparse.Namespace) -> int:
     proc = worker.start()
     while proc.poll() is None and not stopping.is_set():
         stopping.wait(0.5)
+    worker.stop()  # also the node's other daemons, if `ray start` exited first
     if stopping.is_set():
-        worker.stop()
         print("left the cluster", flush=True)
         return 0
-    worker.stop()  # the node's other daemons, if `ray start` exited first
     raise CliError(f"the Ray worker node stopped (exit {proc.returncode}); is the head up?")
 
 

@@ -18,7 +18,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ready_timeout=args.ready_timeout,
             drain_timeout=args.drain_timeout,
             head=args.head,
-            early_bridge=getattr(args, "early_bridge", None),
+            early_bridge=args.early_bridge,
         )
     )
 

@@ -22,9 +22,8 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
     if args.det_arch or args.reco_arch:
         pairs = [(args.det_arch or DEFAULT_DET_ARCH, args.reco_arch or DEFAULT_RECO_ARCH)]
     else:
-        configs = args.config or [settings.config]
         pairs = []
-        for path in configs:
+        for path in args.config or [settings.config]:
             for pair in configured_architectures(load_config(Path(path), "127.0.0.1", 8000)):
                 if pair not in pairs:
                     pairs.append(pair)

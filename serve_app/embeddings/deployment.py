@@ -10,12 +10,8 @@ from ray import serve
 from serve_app.batching import ThreadedBatches, set_torch_threads
 from serve_app.devices import cpu_threads
 from serve_app.embeddings.config import EmbeddingsConfig
-from serve_app.embeddings.jobs import EmbedJob, EmbedResult, split_by_jobs
+from serve_app.embeddings.jobs import EmbedJob, EmbedResult, job_tokens, split_by_jobs
 from serve_app.settings import get_settings
-
-
-def _job_tokens(jobs: list[EmbedJob]) -> int:
-    return sum(job.est_tokens for job in jobs)
 
 
 @serve.deployment(name="embeddings")
@@ -35,7 +31,7 @@ class EmbeddingDeployment:
         self._batches = ThreadedBatches(
             self._embed_jobs,
             "embeddings",
-            size_of=_job_tokens,
+            size_of=job_tokens,
             set_threads=set_torch_threads if torch else None,
         )
 

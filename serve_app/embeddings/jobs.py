@@ -4,7 +4,7 @@ jobs and merged results cut back."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,26 +34,27 @@ class EmbedResult:
 
 
 def split_by_jobs(whole: EmbedResult, jobs: list[EmbedJob]) -> list[EmbedResult]:
-    """Cut the result of the jobs' concatenated texts back into one result per job.
-
-    The batch fields are kept; only the first job stays the batch leader.
-    """
+    """Cut the result of the jobs' concatenated texts back into one result per job; only the
+    first job stays the batch leader."""
     results: list[EmbedResult] = []
     start = 0
     for i, job in enumerate(jobs):
         end = start + len(job.texts)
         results.append(
-            EmbedResult(
+            replace(
+                whole,
                 vectors=whole.vectors[start:end],
                 token_counts=whole.token_counts[start:end],
-                batch_jobs=whole.batch_jobs,
-                batch_texts=whole.batch_texts,
                 batch_leader=whole.batch_leader and i == 0,
-                batch_seconds=whole.batch_seconds,
             )
         )
         start = end
     return results
+
+
+def job_tokens(jobs: list[EmbedJob]) -> int:
+    """The estimated tokens of ``jobs`` together."""
+    return sum(job.est_tokens for job in jobs)
 
 
 def estimate_tokens(text: str, max_tokens: int) -> int:

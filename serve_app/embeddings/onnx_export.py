@@ -134,9 +134,7 @@ def export(model_dir: Path, out_dir: Path) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left
         raise
     if out_dir.exists():  # a stale export of the same directory: replaced whole
-        for child in out_dir.iterdir():
-            child.unlink()
-        out_dir.rmdir()
+        shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return record
 

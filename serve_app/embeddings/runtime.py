@@ -82,13 +82,11 @@ class EmbeddingRuntime:
         device: str = "auto",
         max_tokens: int | None = None,
         max_batch_tokens: int = 16384,
-        threads: int = 0,
         engine: str = "auto",
     ) -> None:
         started = time.perf_counter()
         model_dir = Path(model_dir) if model_dir else default_model_dir()
-        if onnx_dir is None:
-            onnx_dir = get_settings().embeddings_onnx_path()
+        onnx_dir = onnx_dir or get_settings().embeddings_onnx_path()
         self.export = ensure_export(model_dir, onnx_dir, log.info)
         self.model_dir = model_dir
         self.max_tokens = max_tokens or self.export.max_tokens
@@ -100,7 +98,7 @@ class EmbeddingRuntime:
         self.max_batch_tokens = max_batch_tokens
         self.dimensions = self.export.dimensions
         self.device = resolve_device(device)
-        self.encoder: Encoder = self._encoder(threads, engine)
+        self.encoder: Encoder = self._encoder(engine)
         self.tokenizer = Tokenizer.from_file(str(self.export.tokenizer_path))
         self.tokenizer.no_padding()  # each forward pass pads to its longest text
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
@@ -118,7 +116,7 @@ class EmbeddingRuntime:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> EmbeddingRuntime:
+    def from_settings(cls, settings: Settings) -> EmbeddingRuntime:
         """The model the settings name (SERVE_APP_EMBEDDINGS_*)."""
         return cls(
             model_dir=settings.embeddings_model_dir,
@@ -126,10 +124,9 @@ class EmbeddingRuntime:
             device=settings.embeddings_device,
             max_tokens=settings.embeddings_max_tokens,
             engine=settings.embeddings_engine,
-            **kwargs,
         )
 
-    def _encoder(self, threads: int, engine: str) -> Encoder:
+    def _encoder(self, engine: str) -> Encoder:
         if engine == "auto":
             engine = "onnxruntime" if self.device == "cpu" else "torch"
         if engine == "onnxruntime":
@@ -138,7 +135,7 @@ class EmbeddingRuntime:
                     f"ONNX Runtime runs the embeddings on the CPU here, not on {self.device}: "
                     "SERVE_APP_EMBEDDINGS_ENGINE=torch (or auto) serves them on CUDA"
                 )
-            return OnnxEncoder(self.export, cpu_threads(threads))
+            return OnnxEncoder(self.export, cpu_threads(0))  # every core, until set_threads
         from serve_app.embeddings.torch_encoder import TorchEncoder
 
         return TorchEncoder(self.model_dir, self.device)
@@ -163,16 +160,13 @@ class EmbeddingRuntime:
             "load_seconds": round(self.load_seconds, 3),
         }
 
-    def _encode(self, texts: list[str]) -> list[Encoding]:
-        if self._lowercase:
-            texts = [text.lower() for text in texts]
-        return self.tokenizer.encode_batch(texts)
-
     def embed(self, texts: list[str]) -> EmbeddingOutput:
         """Embed ``texts``; the result keeps their order."""
         if not texts:
             return EmbeddingOutput(np.zeros((0, self.dimensions), dtype=np.float32), [])
-        encodings = self._encode(texts)
+        if self._lowercase:
+            texts = [text.lower() for text in texts]
+        encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(encoding.ids) for encoding in encodings]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)

@@ -13,6 +13,7 @@ from serve_app.embeddings.jobs import (
     JOB_MAX_TOKENS,
     EmbedJob,
     EmbedResult,
+    job_tokens,
     split_by_jobs,
     split_jobs,
 )
@@ -83,7 +84,7 @@ class EmbeddingService:
             if len(jobs) == 1:  # refused at once, or shed if it waits too long
                 results: list[EmbedResult] = [await self.coalescer.submit(jobs[0], bulk=bulk)]
             else:  # a large request is admitted or refused as a whole, never half-served
-                self.coalescer.admit(sum(job.est_tokens for job in jobs), bulk)
+                self.coalescer.admit(job_tokens(jobs), bulk)
                 results = await asyncio.gather(
                     *(self.coalescer.submit(job, admit=False, bulk=bulk) for job in jobs)
                 )
@@ -122,9 +123,8 @@ class EmbeddingService:
     async def _call_merged(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
         """One deployment call for jobs of several requests; results split back per job."""
         if len(jobs) == 1:
-            job = jobs[0]
-            return [await self.client.call("embed", job)]
-        merged = EmbedJob([t for job in jobs for t in job.texts], sum(j.est_tokens for j in jobs))
+            return [await self.client.call("embed", jobs[0])]
+        merged = EmbedJob([t for job in jobs for t in job.texts], job_tokens(jobs))
         result: EmbedResult = await self.client.call("embed", merged)
         return split_by_jobs(result, jobs)
 

@@ -79,7 +79,6 @@ class MachinesClient:
         token: str,
         app: str,
         retry: RetryPolicy | None = None,
-        timeout_s: float = 30.0,
         log: Callable[[str], None] | None = None,
     ):
         self.app = app
@@ -88,7 +87,7 @@ class MachinesClient:
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "User-Agent": "serve-app-fly"},
-            timeout=httpx.Timeout(timeout_s, read=MAX_WAIT_S + 15),
+            timeout=httpx.Timeout(30.0, read=MAX_WAIT_S + 15),
         )
 
     def close(self) -> None:
@@ -111,7 +110,6 @@ class MachinesClient:
         params: dict[str, Any] | None = None,
         nonce: str | None = None,
         idempotent: bool = True,
-        ok: tuple[int, ...] = (200, 201, 202),
     ) -> Any:
         """One API call with retries. 429 is always retried (the call was not processed);
         5xx and connection errors only when ``idempotent``."""
@@ -128,7 +126,7 @@ class MachinesClient:
                     raise FlyApiError(0, message, None, label) from None
                 self._wait(attempt, None, f"{label}: {type(exc).__name__}")
                 continue
-            if response.status_code in ok:
+            if response.status_code in (200, 201, 202):
                 return response.json() if response.content else None
             status = response.status_code
             retryable = status == 429 or (status >= 500 and idempotent)
@@ -177,14 +175,8 @@ class MachinesClient:
     def start(self, machine_id: str, nonce: str | None = None) -> dict[str, Any]:
         return self.request("POST", f"/{machine_id}/start", nonce=nonce)
 
-    def stop(
-        self,
-        machine_id: str,
-        nonce: str | None = None,
-        signal: str = "SIGTERM",
-        timeout_s: int = 60,
-    ) -> Any:
-        body = {"signal": signal, "timeout": f"{timeout_s}s"}
+    def stop(self, machine_id: str, nonce: str | None = None) -> Any:
+        body = {"signal": "SIGTERM", "timeout": "60s"}
         return self.request("POST", f"/{machine_id}/stop", json=body, nonce=nonce)
 
     def destroy(self, machine_id: str, nonce: str | None = None) -> Any:
@@ -204,10 +196,7 @@ class MachinesClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FlyTimeout(f"machine {machine_id} not {state} after {timeout_s:g} s")
-            params: dict[str, Any] = {
-                "state": state,
-                "timeout": max(1, min(MAX_WAIT_S, int(left))),
-            }
+            params: dict[str, Any] = {"state": state, "timeout": max(1, min(MAX_WAIT_S, int(left)))}
             if instance_id:
                 params["instance_id"] = instance_id
             polled_at = time.monotonic()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -196,13 +195,9 @@ def run(
     metrics_urls: list[str] | None = None,
     dry_run: bool = False,
     rounds: int | None = None,
-    log: Callable[[str], None] = print,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[Decision]:
+) -> None:
     """The control loop; ``rounds`` (None: forever) bounds it for tests and cron use."""
     scaler = Autoscaler(policy)
-    decisions: list[Decision] = []
     done = 0
     while rounds is None or done < rounds:
         machines = ops.machines()
@@ -210,10 +205,9 @@ def run(
         urls = metrics_urls or [machine_metrics_url(m, port) for m in started]
         loads, failed = scrape(urls)
         obs = Observation(started=len(started), loads=loads, unreachable=failed)
-        decision = scaler.decide(clock(), obs)
-        decisions.append(decision)
+        decision = scaler.decide(time.monotonic(), obs)
         prefix = "[dry-run] " if dry_run else ""
-        log(
+        print(
             f"{prefix}machines started {decision.current}/{len(machines)}, "
             f"target {decision.target}: {decision.reason}"
         )
@@ -221,5 +215,4 @@ def run(
             ops.set_started(decision.target)
         done += 1
         if rounds is None or done < rounds:
-            sleep(interval_s)
-    return decisions
+            time.sleep(interval_s)

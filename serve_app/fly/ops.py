@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,11 @@ class OpsError(Exception):
 
 def app_name(explicit: str | None, from_env: str | None, fly_toml: Path) -> str:
     """The app as flyctl finds it: ``--app``, else FLY_APP_NAME, else fly.toml's ``app``."""
-    if explicit:
-        return explicit
-    if from_env:
-        return from_env
-    if fly_toml.is_file():
+    name = explicit or from_env
+    if not name and fly_toml.is_file():
         name = tomllib.loads(fly_toml.read_text()).get("app")
-        if name:
-            return str(name)
+    if name:
+        return str(name)
     raise OpsError(f"no app name: pass --app, set FLY_APP_NAME, or add `app` to {fly_toml}")
 
 
@@ -74,6 +71,11 @@ def role_of(group: str) -> str:
     """The process group's part in the cluster: `app` machines run a Ray head that serves
     HTTP; `worker` machines join one (fly/fly.toml [processes])."""
     return {"app": "head", "worker": "worker"}.get(group, group)
+
+
+def newest_first(machines: Iterable[Machine]) -> list[Machine]:
+    """``machines`` by creation time, the newest first."""
+    return sorted(machines, key=lambda m: m.raw.get("created_at", ""), reverse=True)
 
 
 def format_table(machines: list[Machine]) -> str:
@@ -184,11 +186,7 @@ class FlyOps:
         elif len(pool) > count:
             # stopped machines go first; among running ones, the newest first
             idle = [m for m in pool if m.state in IDLE]
-            running = sorted(
-                (m for m in pool if m.state not in IDLE),
-                key=lambda m: m.raw.get("created_at", ""),
-                reverse=True,
-            )
+            running = newest_first(m for m in pool if m.state not in IDLE)
             remove = (idle + running)[: len(pool) - count]
             for machine in remove:
                 self.destroy(machine)
@@ -223,20 +221,15 @@ class FlyOps:
             self.start(machine)
         return min(need, len(stopped))
 
-    def set_started(self, target: int) -> tuple[int, int]:
-        """Start or stop machines until ``target`` are started; returns (started, stopped)."""
-        pool = self.machines()
-        running = [m for m in pool if m.state in ("started", "starting")]
+    def set_started(self, target: int) -> None:
+        """Start or stop machines until ``target`` are started."""
+        running = [m for m in self.machines() if m.state in ("started", "starting")]
         if target > len(running):
-            return self.warm(target), 0
-        stopped = 0
+            self.warm(target)
+            return
         # the newest running machines stop first: the oldest (often the head) keep serving
-        for machine in sorted(running, key=lambda m: m.raw.get("created_at", ""), reverse=True):
-            if len(running) - stopped <= target:
-                break
+        for machine in newest_first(running)[: len(running) - target]:
             self.stop(machine)
-            stopped += 1
-        return 0, stopped
 
     def _select(self, ids: list[str] | None, states: tuple[str, ...]) -> list[Machine]:
         pool = self.machines(all_groups=bool(ids))

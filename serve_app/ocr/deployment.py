@@ -124,11 +124,7 @@ class OcrDeployment:
     def info(self) -> dict[str, Any]:
         """What ``/health`` reports for OCR."""
         if self.runtime is None:
-            return {
-                "status": "unavailable",
-                "reason": self.unavailable,
-                "fix": DOWNLOAD_HINT,
-            }
+            return {"status": "unavailable", "reason": self.unavailable, "fix": DOWNLOAD_HINT}
         return {
             "status": "ready",
             **self._model,

@@ -38,7 +38,7 @@ def build_model(kind: Literal["detection", "recognition"], arch: str) -> torch.n
 
     module = detection if kind == "detection" else recognition
     factory = getattr(module, arch, None)
-    if factory is None or not callable(factory):
+    if not callable(factory):
         raise ValueError(f"unknown docTR {kind} architecture {arch!r}")
     # pretrained_backbone=False: otherwise docTR downloads ImageNet backbone weights.
     return factory(pretrained=False, pretrained_backbone=False)
@@ -152,9 +152,7 @@ def sources(
     for kind, arch in (("detection", det_arch), ("recognition", reco_arch)):
         model = build_model(kind, arch)  # type: ignore[arg-type]
         path = weights_file(weights_dir, model)
-        url = model.cfg["url"]
-        if mirror:
-            url = f"{mirror.rstrip('/')}/{path.name}"
+        url = f"{mirror.rstrip('/')}/{path.name}" if mirror else model.cfg["url"]
         found.append(WeightsSource(arch=arch, url=url, path=path))
     return found
 

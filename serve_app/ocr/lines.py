@@ -31,20 +31,8 @@ MAX_SKEW_DEGREES = 10.0
 
 def skew_angle(segments: Sequence[OcrSegment]) -> float:
     """The page's rotation in radians, from the segments' top edges."""
-    angles, weights = [], []
-    for segment in segments:
-        (x0, y0), (x1, y1) = segment.corners[0], segment.corners[1]
-        length = math.hypot(x1 - x0, y1 - y0)
-        if length > 0:
-            angles.append(math.atan2(y1 - y0, x1 - x0))
-            weights.append(length)
-    if not angles:
-        return 0.0
-    order = np.argsort(angles)
-    cumulative = np.cumsum(np.asarray(weights)[order])
-    median = float(np.asarray(angles)[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    limit = math.radians(MAX_SKEW_DEGREES)
-    return max(-limit, min(limit, median))
+    measured = [m for m in map(_measure, segments) if m.length > 0]
+    return _median_angle(measured) if measured else 0.0
 
 
 SLOPE_WINDOW = 4.0  # text heights above and below whose long segments give the local slope
@@ -78,17 +66,22 @@ def _measure(segment: OcrSegment) -> _Segment:
     )
 
 
-def _local_slope(x: float, y: float, near: list[_Segment], window: tuple[float, float]) -> float:
-    """The print's slope (tan of its angle) at (``x``, ``y``): the length-weighted median
-    angle of the segments within ``window`` (across, along) of it; ``nan`` where none is."""
-    found = [s for s in near if abs(s.cy - y) <= window[0] and abs(s.cx - x) <= window[1]]
-    if not found:
-        return math.nan
-    found.sort(key=lambda s: s.angle)
-    cumulative = np.cumsum([s.length for s in found])
-    angle = found[int(np.searchsorted(cumulative, cumulative[-1] / 2))].angle
+def _local_slope(
+    at: _Segment, near: list[_Segment], window: tuple[float, float], default: float
+) -> float:
+    """The print's slope (tan of its angle) at ``at``: the length-weighted median angle of
+    the segments within ``window`` (across, along) of it; ``default`` where none is."""
+    found = [s for s in near if abs(s.cy - at.cy) <= window[0] and abs(s.cx - at.cx) <= window[1]]
+    return math.tan(_median_angle(found)) if found else default
+
+
+def _median_angle(segments: Sequence[_Segment]) -> float:
+    """The length-weighted median of the segments' angles, within ``MAX_SKEW_DEGREES``."""
+    ordered = sorted(segments, key=lambda s: s.angle)
+    cumulative = np.cumsum([s.length for s in ordered])
+    angle = ordered[int(np.searchsorted(cumulative, cumulative[-1] / 2))].angle
     limit = math.radians(MAX_SKEW_DEGREES)
-    return math.tan(max(-limit, min(limit, angle)))
+    return max(-limit, min(limit, angle))
 
 
 def group_lines(segments: Sequence[OcrSegment], width: int, height: int) -> list[OcrLine]:
@@ -102,14 +95,10 @@ def group_lines(segments: Sequence[OcrSegment], width: int, height: int) -> list
     right_edge = max(m.cx + m.length / 2 for m in measured)
     window = (SLOPE_WINDOW * text_height, 0.25 * (right_edge - left_edge))
 
-    def slope(m: _Segment) -> float:
-        found = _local_slope(m.cx, m.cy, measured, window)
-        return default if math.isnan(found) else found
-
     lines: list[list[_Segment]] = []
     slopes: list[float] = []
     for item in sorted(measured, key=lambda m: m.left):  # each line starts with its leftmost
-        item_slope = slope(item)
+        item_slope = _local_slope(item, measured, window, default)
         best, best_gap = None, math.inf
         for index, line in enumerate(lines):
             first = line[0]

@@ -114,7 +114,6 @@ class RapidOcrRuntime:
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
-        self.threads = threads
         self.pipeline = RapidOCR(params=params)
         # Sessions load lazily, recognition only once something is detected: read a line of
         # text now, so both are loaded before the replica reports ready.

@@ -21,6 +21,7 @@ the line means. The kinds:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -189,10 +190,10 @@ def parse_quantity(text: str) -> Quantity | None:
             unit_price = _decimal(groups["per_price"]) / _decimal(groups["per_n"])
         else:
             unit_price = _decimal(groups["price"])
-        unit = (groups.get("unit") or groups.get("per") or "").lower() or None
         if quantity <= 0 or unit_price <= 0:
             continue
-        unit = {"lbs": "lb", "1b": "lb"}.get(unit or "", unit)  # "1b": OCR's "lb"
+        unit = (groups.get("unit") or groups.get("per") or "").lower()
+        unit = {"lbs": "lb", "1b": "lb"}.get(unit, unit)  # "1b": OCR's "lb"
         end = match.start() + len(match[0].rstrip())
         return Quantity(
             quantity, unit_price, unit if unit in _WEIGHT_UNITS else None, match.start(), end
@@ -202,7 +203,7 @@ def parse_quantity(text: str) -> Quantity | None:
 
 def has_name(text: str) -> bool:
     """Whether ``text`` holds words, not just a weighing mark or a currency."""
-    return len(re.findall(r"[^\W\d_]{2,}", re.sub(r"\bWT\b", "", text))) > 0
+    return bool(re.search(r"[^\W\d_]{2,}", re.sub(r"\bWT\b", "", text)))
 
 
 def is_table_row(text: str) -> bool:
@@ -219,7 +220,7 @@ def find_date(line: str, prefer_day_first: bool) -> str | None:
         groups = match.groupdict()
         year = int(groups["y"])
         year = year + 2000 if year < 100 else year
-        if "m" in groups and groups.get("m"):
+        if groups.get("m"):
             month, day = int(groups["m"]), int(groups["d"])
         else:
             a, b = int(groups["a"]), int(groups["b"])
@@ -238,17 +239,13 @@ def clean_name(name: str) -> str:
 
 
 def detect_currency(lines: list[str]) -> str | None:
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for line in lines:
         amount = parse_amount(line)
         if amount and amount.currency:
-            counts[amount.currency] = counts.get(amount.currency, 0) + 1
-        for code in _CURRENCY_CODES:
-            if re.search(rf"\b{code}\b", line):
-                counts[code] = counts.get(code, 0) + 1
-        for symbol, code in _CURRENCY_SYMBOLS.items():
-            if symbol in line:
-                counts[code] = counts.get(code, 0) + 1
+            counts[amount.currency] += 1
+        counts.update(code for code in _CURRENCY_CODES if re.search(rf"\b{code}\b", line))
+        counts.update(code for symbol, code in _CURRENCY_SYMBOLS.items() if symbol in line)
     if counts:
         return max(counts, key=counts.__getitem__)
     if any(re.search(r"total\s+[àa]\s+payer|tva", line, re.I) for line in lines):

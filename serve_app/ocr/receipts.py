@@ -98,8 +98,7 @@ class _Reading:
     subtotal: Decimal | None = None
     before_subtotal: int = 0  # items read when the subtotal came (savings follow it)
     total: Decimal | None = None
-    tax: Decimal = Decimal(0)
-    tax_seen: bool = False
+    taxes: list[Decimal] = field(default_factory=list)  # the tax lines' amounts
     table_tax: Decimal | None = None
     seen_amount: bool = False
     after_date: bool = False
@@ -128,7 +127,7 @@ class ReceiptParser:
         receipt.items = [self._item(draft) for draft in state.drafts]
         receipt.merchant = self._merchant(state.header)
         receipt.subtotal = _to_float(state.subtotal)
-        tax = state.tax if state.tax_seen else state.table_tax
+        tax = sum(state.taxes, Decimal(0)) if state.taxes else state.table_tax
         receipt.tax = _to_float(tax)
         receipt.total = _to_float(state.total)
         receipt.consistent = self._consistent(state, tax or Decimal(0))
@@ -165,8 +164,7 @@ class ReceiptParser:
             state.subtotal = amount.value
             state.before_subtotal = len(state.drafts)
         elif kind == "tax":
-            state.tax += amount.value
-            state.tax_seen = True
+            state.taxes.append(amount.value)
         elif kind == "total":
             state.total = amount.value
         elif kind == "item":
@@ -191,10 +189,8 @@ class ReceiptParser:
             self._table_tax(text, state)
             return
         amount = parse_amount(text)
-        label = text[: amount.start].strip() if amount else ""
-        if amount and label_kind(label) == "tax":
-            state.tax += amount.value
-            state.tax_seen = True
+        if amount and label_kind(text[: amount.start].strip()) == "tax":
+            state.taxes.append(amount.value)
 
     @staticmethod
     def _table_tax(text: str, state: _Reading) -> None:
@@ -219,10 +215,11 @@ class ReceiptParser:
         has none and the quantity fits it or the receipt prints quantities below items."""
         state.pending_qty = None
         above = state.drafts[-1] if state.drafts else None
-        fits = above is not None and (
-            quantity.fits(above.total) or state.votes["below"] > state.votes["above"]
-        )
-        if above is not None and above.quantity is None and fits:
+        if (
+            above is not None
+            and above.quantity is None
+            and (quantity.fits(above.total) or state.votes["below"] > state.votes["above"])
+        ):
             above.quantity = quantity
 
     def _item_line(
@@ -251,28 +248,23 @@ class ReceiptParser:
 
     @staticmethod
     def _item(draft: _Draft) -> ReceiptItem:
-        quantity, unit_price, unit = Decimal(1), None, None
-        if draft.quantity is not None:
-            quantity = draft.quantity.quantity
-            unit_price = draft.quantity.unit_price
-            unit = draft.quantity.unit
+        held = draft.quantity
         total = draft.total
         kind = item_kind(draft.name, total)
         if kind == "discount":
             total = -abs(total)  # OCR often loses a discount's minus
         return ReceiptItem(
             name=draft.name,
-            quantity=float(quantity),
+            quantity=float(held.quantity) if held else 1.0,
             total=float(total),
-            unit_price=_to_float(unit_price) if unit_price is not None else None,
-            unit=unit,
+            unit_price=_to_float(held.unit_price) if held else None,
+            unit=held.unit if held else None,
             kind=kind,
         )
 
     @staticmethod
     def _merchant(header: list[str]) -> str | None:
-        for line in header[:4]:
-            text = line.strip()
+        for text in header[:4]:  # stripped by _read
             letters = sum(c.isalpha() for c in text)
             if letters >= 3 and not re.search(
                 r"\b(tel|phone|www\.|http|street|st\.|ave)\b|\d{3}[-\s]\d{3,4}", text, re.I

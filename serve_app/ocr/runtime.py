@@ -27,15 +27,12 @@ def build_runtime(config: OcrConfig, settings: Settings) -> OcrRuntime:
             device=settings.ocr_device,
             reco_batch_size=config.reco_batch_size,
         )
-    if config.engine == "rapidocr":
-        from serve_app.ocr.rapidocr_runtime import RapidOcrRuntime
+    from serve_app.ocr.rapidocr_runtime import RapidOcrRuntime
 
-        threads = max(1, cpu_threads(config.torch_threads) // config.parallel_batches)
-        return RapidOcrRuntime(
-            threads=threads,
-            det_limit_side_len=config.rapidocr.det_limit_side_len,
-            text_score=config.rapidocr.text_score,
-            rec_batch_size=config.rapidocr.rec_batch_size,
-            device="cpu" if settings.ocr_device == "auto" else settings.ocr_device,
-        )
-    raise ValueError(f"unknown OCR engine {config.engine!r}")
+    return RapidOcrRuntime(
+        threads=max(1, cpu_threads(config.torch_threads) // config.parallel_batches),
+        det_limit_side_len=config.rapidocr.det_limit_side_len,
+        text_score=config.rapidocr.text_score,
+        rec_batch_size=config.rapidocr.rec_batch_size,
+        device=settings.ocr_device,  # "auto" is the CPU there
+    )

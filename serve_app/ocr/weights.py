@@ -66,22 +66,15 @@ class WeightsSource:
     path: Path
 
 
-def ocr_configs(config: Any) -> list[OcrConfig]:
-    """The OCR deployments' ``user_config`` in a validated Serve config (apps that serve OCR)."""
-    found = []
+def configured_architectures(config: Any) -> list[tuple[str, str]]:
+    """(det_arch, reco_arch) of every OCR deployment that runs docTR in a validated Serve
+    config (apps that serve OCR)."""
+    pairs = []
     for app in config.applications:
         if "ocr" not in (app.args or {}).get("models", ["ocr"]):
             continue
         user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
-        found.append(OcrConfig.model_validate(user_config))
-    return found
-
-
-def configured_architectures(config: Any) -> list[tuple[str, str]]:
-    """(det_arch, reco_arch) of every OCR deployment that may run docTR (engine doctr or
-    auto) in a validated Serve config."""
-    pairs = []
-    for ocr in ocr_configs(config):
+        ocr = OcrConfig.model_validate(user_config)
         pair = (ocr.det_arch, ocr.reco_arch)
         if ocr.engine != "rapidocr" and pair not in pairs:
             pairs.append(pair)

@@ -42,7 +42,6 @@ class CountMilp:
         self.repeats = min(c.max_repeats or p.days, p.days)
         self.recipes = [r for meal in p.meals for r in p.candidates[meal]]
         self.column = {r: k for k, r in enumerate(self.recipes)}
-        self.lower: list[float] = []
         self.upper: list[float] = []
         self.cost: list[float] = []
         self.rows: list[tuple[dict[int, float], float, float]] = []
@@ -81,7 +80,6 @@ class CountMilp:
         self._answer: Relaxed | None = None
 
     def _variable(self, upper: int, cost: int) -> int:
-        self.lower.append(0)
         self.upper.append(upper)
         self.cost.append(cost)
         return len(self.cost) - 1
@@ -140,27 +138,20 @@ class CountMilp:
 
     def _highs(self, time_limit_s: float) -> Relaxed:
         n = len(self.cost)
-        starts, index, value = [0], [], []
-        columns: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-        for k, (row, _, _) in enumerate(self.rows):
-            for col, coefficient in row.items():
-                columns[col].append((k, coefficient))
-        for entries in columns:
-            index += [k for k, _ in entries]
-            value += [v for _, v in entries]
-            starts.append(len(index))
-        infinity = highspy.kHighsInf
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = n, len(self.rows)
         lp.col_cost_ = np.array(self.cost, dtype=float)
-        lp.col_lower_ = np.array(self.lower, dtype=float)
+        lp.col_lower_ = np.zeros(n)
         lp.col_upper_ = np.array(self.upper, dtype=float)
-        lp.row_lower_ = np.array([max(lo, -infinity) for _, lo, _ in self.rows], dtype=float)
-        lp.row_upper_ = np.array([min(hi, infinity) for _, _, hi in self.rows], dtype=float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(value, dtype=float)
+        lp.row_lower_ = np.array([lo for _, lo, _ in self.rows], dtype=float)
+        lp.row_upper_ = np.array([hi for _, _, hi in self.rows], dtype=float)
+        # Row-wise as built; HiGHS makes it column-wise when the model is passed.
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.cumsum([0] + [len(row) for row, _, _ in self.rows], dtype=np.int32)
+        lp.a_matrix_.index_ = np.array([c for row, _, _ in self.rows for c in row], dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(
+            [v for row, _, _ in self.rows for v in row.values()], dtype=float
+        )
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)

@@ -10,6 +10,7 @@ and with it both solvers, when it starts, not in its first solve.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from ray import serve
@@ -31,7 +32,7 @@ class SolverDeployment:
     async def solve(self, payload: dict[str, Any]) -> dict[str, Any]:
         request = PlanRequest.model_validate(payload)
         result = await asyncio.to_thread(self.search.solve, request, self.limits)
-        return {**result.to_dict(), "solve_ms": result.solve_ms}
+        return dataclasses.asdict(result)
 
     def info(self) -> dict[str, Any]:
         import z3  # already imported by search.py in __init__

@@ -23,8 +23,7 @@ class Encoding:
 
     def __init__(self, problem: Problem):
         self.problem = problem
-        self.ctx = z3.Context()
-        ctx = self.ctx
+        self.ctx = ctx = z3.Context()
         p = problem
         c = p.request.constraints
         self.x: dict[tuple[int, str, int], z3.BoolRef] = {}
@@ -32,14 +31,13 @@ class Encoding:
             for meal in p.meals:
                 for r in p.candidates[meal]:
                     self.x[d, meal, r] = z3.Bool(f"x_{d}_{meal}_{r}", ctx)
-        self.hard: list[z3.BoolRef] = []
         self.groups: list[tuple[str, list[z3.BoolRef]]] = []
-
         # Exactly one recipe per slot.
-        for d in range(p.days):
-            for meal in p.meals:
-                slot = [(self.x[d, meal, r], 1) for r in p.candidates[meal]]
-                self.hard.append(z3.PbEq(slot, 1))
+        self.hard: list[z3.BoolRef] = [
+            z3.PbEq([(self.x[d, meal, r], 1) for r in p.candidates[meal]], 1)
+            for d in range(p.days)
+            for meal in p.meals
+        ]
         # Days are interchangeable: order them by the first meal's recipe (symmetry breaking).
         first = p.meals[0]
         if p.days > 1 and len(p.candidates[first]) > 1:
@@ -50,12 +48,12 @@ class Encoding:
             self.hard += [index[d] <= index[d + 1] for d in range(p.days - 1)]
 
         if c.max_repeats is not None:
-            repeats = []
-            for meal in p.meals:
-                for r in p.candidates[meal]:
-                    uses = [(self.x[d, meal, r], 1) for d in range(p.days)]
-                    if len(uses) > c.max_repeats:
-                        repeats.append(z3.PbLe(uses, c.max_repeats))
+            repeats = [
+                z3.PbLe([(self.x[d, meal, r], 1) for d in range(p.days)], c.max_repeats)
+                for meal in p.meals
+                for r in p.candidates[meal]
+                if p.days > c.max_repeats
+            ]
             self.groups.append((f"max_repeats {c.max_repeats}", repeats))
         if c.require_tags:
             banned = [
@@ -109,8 +107,8 @@ class Encoding:
             self.groups.append((f"budget {float(c.budget):.2f}", [self.cost <= budget_int]))
 
     def plan_of(self, model: z3.ModelRef) -> dict[tuple[int, str], int]:
-        chosen = {}
-        for (d, meal, r), v in self.x.items():
-            if z3.is_true(model.eval(v, model_completion=True)):
-                chosen[d, meal] = r
-        return chosen
+        return {
+            (d, meal): r
+            for (d, meal, r), v in self.x.items()
+            if z3.is_true(model.eval(v, model_completion=True))
+        }

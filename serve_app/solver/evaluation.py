@@ -1,8 +1,8 @@
 """A plan's shopping list, cost, daily nutrition and result, in exact fractions: no Z3.
 
-A plan is ``chosen`` (day, meal) -> recipe index. ``evaluate`` and ``shopping`` give the
-shopping list (pantry first, whole packages) and its exact cost, ``daily_totals`` the nutrition
-per day, and ``build_result`` makes the ``PlanResult`` the API returns. Imports ``problem.py`` only.
+A plan is ``chosen`` (day, meal) -> recipe index. ``evaluate`` gives the shopping list (pantry
+first, whole packages) and its exact cost, ``daily_totals`` the nutrition per day, and
+``build_result`` makes the ``PlanResult`` the API returns. Imports ``problem.py`` only.
 """
 
 from __future__ import annotations
@@ -26,37 +26,15 @@ class PlanResult:
     explanation: list[str] = field(default_factory=list)
     solve_ms: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "plan": self.plan,
-            "shopping_list": self.shopping_list,
-            "total_cost": self.total_cost,
-            "daily_nutrition": self.daily_nutrition,
-            "explanation": self.explanation,
-        }
-
-
-def _counts(chosen: dict[tuple[int, str], int]) -> dict[int, int]:
-    counts: dict[int, int] = defaultdict(int)
-    for r in chosen.values():
-        counts[r] += 1
-    return counts
-
 
 def evaluate(
     problem: Problem, chosen: dict[tuple[int, str], int]
 ) -> tuple[list[dict[str, Any]], Fraction]:
     """Shopping list and exact total cost of a plan: pantry first, whole packages."""
-    return shopping(problem, _counts(chosen))
-
-
-def shopping(problem: Problem, counts: dict[int, int]) -> tuple[list[dict[str, Any]], Fraction]:
-    """Shopping list and exact total cost of using each recipe ``counts[r]`` times."""
     need: dict[str, Fraction] = defaultdict(Fraction)
-    for r, n in counts.items():
+    for r in chosen.values():
         for item, q in problem.needs[r].items():
-            need[item] += q * n
+            need[item] += q
     shopping, total = [], Fraction(0)
     for item in sorted(need):
         package, price, unit = problem.price[item]
@@ -78,24 +56,15 @@ def shopping(problem: Problem, counts: dict[int, int]) -> tuple[list[dict[str, A
     return shopping, total
 
 
-def exact_daily_totals(
-    problem: Problem, chosen: dict[tuple[int, str], int]
-) -> list[dict[str, Fraction]]:
+def daily_totals(problem: Problem, chosen: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
     days = []
     for d in range(problem.days):
         totals = {n: Fraction(0) for n in problem.nutrients}
         for meal in problem.meals:
             for n, v in problem.nutrition[chosen[d, meal]].items():
                 totals[n] += v
-        days.append(totals)
+        days.append({"day": d + 1, **{n: float(v) for n, v in totals.items()}})
     return days
-
-
-def daily_totals(problem: Problem, chosen: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
-    return [
-        {"day": d + 1, **{n: float(v) for n, v in totals.items()}}
-        for d, totals in enumerate(exact_daily_totals(problem, chosen))
-    ]
 
 
 def build_result(problem: Problem, chosen: dict[tuple[int, str], int], status: str) -> PlanResult:

@@ -181,10 +181,9 @@ def _search(
         if relaxed.state != "optimal" or fits != z3.unsat:
             reason = reason or relaxed.reason or layout.reason_unknown()
             break
-        core = [r for f, r in flags.items() if str(f) in named]
         # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
         # is always valid.
-        core = core or list(flags.values())
+        core = [r for f, r in flags.items() if str(f) in named] or list(flags.values())
         milp.cut({r: counts[r] for r in core})
     # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".
     out_of_time = time.monotonic() > deadline - 0.05 or "timeout" in reason or "canceled" in reason

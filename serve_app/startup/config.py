@@ -37,9 +37,7 @@ def load_config(path: Path, host: str, port: int) -> Any:
     from ray.serve.schema import ServeDeploySchema
 
     path, raw = read_config(path)
-    raw.setdefault("http_options", {})
-    raw["http_options"]["host"] = host
-    raw["http_options"]["port"] = port
+    raw.setdefault("http_options", {}).update(host=host, port=port)
     try:
         return ServeDeploySchema.model_validate(raw)
     except Exception as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from serve_app.cluster import LocalRayHead, RayPorts, node_ip, tune_allocator, use_cluster_token
 from serve_app.embeddings.model_files import ModelExport, ModelNotServable, served_export
+from serve_app.net import join_host_port
 from serve_app.proxy import configure_proxy, stop_orphaned_haproxy
 from serve_app.settings import Settings, get_settings, is_loopback
 from serve_app.startup import StartupError
@@ -145,11 +146,8 @@ class Elapsed:
     def __init__(self) -> None:
         self.started = time.monotonic()
 
-    def __call__(self) -> float:
-        return time.monotonic() - self.started
-
     def __str__(self) -> str:
-        return f"{self():.1f} s"
+        return f"{time.monotonic() - self.started:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -173,6 +171,7 @@ def run_server(args: RunOptions) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     check_bind(host, settings)
+    listen = bind_host(host, settings.proxy)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -203,7 +202,7 @@ def run_server(args: RunOptions) -> int:
     model = prepare_embeddings(settings) if serves_embeddings(raw) else None
     if not os.environ.get("RAY_ADDRESS"):
         # First: the port answers embeddings while everything below starts.
-        bridge = start_bridge(settings, bind_host(host, settings.proxy), port, args.early_bridge)
+        bridge = start_bridge(settings, listen, port, args.early_bridge)
     if bridge is not None:
         why = bridge_unsuitable(raw)
         if why:
@@ -232,7 +231,7 @@ def run_server(args: RunOptions) -> int:
             configure_proxy(settings.proxy, share_port=bridge is not None)
             head = new_head(settings, args.head)
             head.launch()  # `ray start` runs while the config is read
-        config = load_config(Path(name), bind_host(host, settings.proxy), port)
+        config = load_config(Path(name), listen, port)
         if head is not None:  # a node of our own: its CPUs are known
             from ray._private.utils import get_num_cpus
 
@@ -273,10 +272,10 @@ def run_server(args: RunOptions) -> int:
         if not stop.is_set():  # (a signal while Ray started: nothing to deploy)
             deploy(config)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "0::0") else host
-        url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+        url = f"http://{join_host_port(shown, port)}"
         names = [app.name for app in config.applications]
         if bridge is not None:  # Serve answers behind the bridge: the port goes to it
-            behind = fallback_url(bind_host(host, settings.proxy))
+            behind = fallback_url(listen)
             if wait_ready(behind, args.ready_timeout, stop=stop, app_names=names) is not None:
                 if bridge.handover(behind, timeout_s=settings.request_timeout_s + 60):
                     bridge = None

@@ -81,9 +81,6 @@ class Store:
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
-    async def _init_connection(self, conn: asyncpg.Connection) -> None:
-        await register_vector(conn)
-
     async def pool(self) -> asyncpg.Pool:
         """The pool, created (and the schema migrated) on first use."""
         if self._pool is not None:
@@ -108,7 +105,7 @@ class Store:
                     dsn,
                     min_size=0,  # no connections needed to exist: survives the database's absence
                     max_size=self.pool_size,
-                    init=self._init_connection,
+                    init=register_vector,
                     # Search settings of every session, sent at connect: the pool runs RESET
                     # ALL when a connection is released, which would undo a SET (measured:
                     # ef_search silently back to 40), but not these session defaults.
@@ -209,11 +206,7 @@ class Store:
         # enable_indexscan would not reach an already cached generic plan.
         order = "(embedding <=> $1) + 0" if exact else "embedding <=> $1"
         sql += f" ORDER BY {order} LIMIT {int(k)}"
-
-        async def work(conn: asyncpg.Connection) -> list[Any]:
-            return await conn.fetch(sql, *args)
-
-        rows = await self._run(work)
+        rows = await self._run(lambda c: c.fetch(sql, *args))
         # relaxed_order iterative scans may return neighbours slightly out of order.
         rows = sorted(rows, key=lambda r: r["distance"])
         return [

@@ -37,9 +37,7 @@ def storable(value: Any, where: str, depth: int = 0) -> Any:
             raise ValueError(
                 f"{where} contains an unpaired surrogate (not valid Unicode)"
             ) from None
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
+    elif isinstance(value, int):  # bool included: always in range
         if not MIN_INT <= value <= MAX_INT:
             raise ValueError(f"{where} is an integer outside the 64-bit range")
     elif isinstance(value, float):

@@ -46,11 +46,11 @@ class IndexParams:
 def migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of every migration shipped with the package, in order."""
     folder = resources.files("serve_app.store") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text()))
-    return sorted(found)
+    return sorted(
+        (int(entry.name.split("_", 1)[0]), entry.name, entry.read_text())
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -160,11 +160,8 @@ async def reindex(
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
         total = await conn.fetchval("SELECT count(*) FROM documents")
         progress(f"re-indexing {total} documents with {dimensions}-dimensional vectors")
-        for name in await conn.fetch(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
-            " AND indexname LIKE 'documents_embedding_hnsw%'"
-        ):
-            await conn.execute(f'DROP INDEX "{name["indexname"]}"')
+        for name in await _hnsw_indexes(conn):
+            await conn.execute(f'DROP INDEX "{name}"')
         await conn.execute("ALTER TABLE documents DROP COLUMN embedding")
         await conn.execute(f"ALTER TABLE documents ADD COLUMN embedding vector({int(dimensions)})")
         done = 0
@@ -193,16 +190,18 @@ async def reindex(
     return done
 
 
+async def _hnsw_indexes(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
+        " AND indexname LIKE 'documents_embedding_hnsw%'"
+    )
+    return {r["indexname"] for r in rows}
+
+
 async def _ensure_index(
     conn: asyncpg.Connection, index: IndexParams, progress: Callable[[str], None]
 ) -> None:
-    existing = {
-        r["indexname"]
-        for r in await conn.fetch(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'documents'"
-            " AND indexname LIKE 'documents_embedding_hnsw%'"
-        )
-    }
+    existing = await _hnsw_indexes(conn)
     if index.name in existing:
         return
     for stale in existing:

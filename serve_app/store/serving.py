@@ -99,11 +99,4 @@ class StoreService:
             hits = await self.store.search(body.namespace, vectors[0], body.k, body.filter)
         except StoreUnavailable as exc:
             raise unavailable(exc, self.settings.retry_after_s) from None
-        return FastJSONResponse(
-            {
-                "results": [
-                    {"id": h.id, "text": h.text, "metadata": h.metadata, "score": h.score}
-                    for h in hits
-                ]
-            }
-        )
+        return FastJSONResponse({"results": hits})  # orjson writes each Hit as a JSON object

@@ -138,7 +138,7 @@ def loaded_bridge():
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    b = Bridge("127.0.0.1", free_port(), socket.socket(), loop)
+    b = Bridge(socket.socket(), loop)
     b.serve_url = f"http://127.0.0.1:{port}"  # what serve-app names at the handover
     app = create_app(b)
     assert b.embeddings.loaded.wait(120)
@@ -262,7 +262,7 @@ def test_forwarding_failures_are_clear_errors(loaded_bridge):
 
 
 def fresh_bridge(loop, serve_url: str | None = None) -> tuple[Bridge, object]:
-    b = Bridge("127.0.0.1", free_port(), socket.socket(), loop)
+    b = Bridge(socket.socket(), loop)
     b.serve_url = serve_url
     return b, create_app(b)
 
@@ -353,7 +353,7 @@ def test_the_handover_steers_to_haproxy_only_when_it_shares_the_port(loaded_brid
     sock = sockets.bind("127.0.0.1", port)
     server = SimpleNamespace(should_exit=False)
     try:
-        b = Bridge("127.0.0.1", port, sock, loop)
+        b = Bridge(sock, loop)
         app = create_app(b)
         assert run(loop, hand_over(b, server, upstream)) is False
         assert b.kept and not server.should_exit
@@ -364,7 +364,7 @@ def test_the_handover_steers_to_haproxy_only_when_it_shares_the_port(loaded_brid
         # HAProxy joins the port's group: the next handover steers to it
         proxy = haproxy_on(port, tmp_path)
         try:
-            b2 = Bridge("127.0.0.1", port, sock, loop)
+            b2 = Bridge(sock, loop)
             assert run(loop, hand_over(b2, server, upstream)) is True
             assert server.should_exit and not b2.kept
             assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "haproxy"

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bridge: listening on {args.host}:{args.port}", flush=True)
     from serve_app.startup.bridge.server import serve  # the app, the model: after the port is bound
 
-    return serve(args.host, args.port, sock)
+    return serve(sock)
 
 
 if __name__ == "__main__":

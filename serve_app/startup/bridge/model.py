@@ -19,8 +19,7 @@ class LocalEmbeddings:
 
     name = "embeddings"
 
-    def __init__(self, on_loaded: Any = None) -> None:
-
+    def __init__(self, on_loaded: Any) -> None:
         self.runtime: Any = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
@@ -29,7 +28,6 @@ class LocalEmbeddings:
         self._pool.submit(self._load)
 
     def _load(self) -> None:
-
         started = time.perf_counter()
         try:
             from serve_app.embeddings.runtime import EmbeddingRuntime
@@ -43,11 +41,9 @@ class LocalEmbeddings:
             print(f"{FAILED}: {exc!r}; Serve answers embeddings when it is up", flush=True)
         finally:
             self.loaded.set()
-            if self._on_loaded is not None:
-                self._on_loaded()
+            self._on_loaded()
 
     def _embed(self, texts: list[str]) -> Any:
-
         if self.runtime is None:
             raise RuntimeError(f"the embedding model did not load: {self.error!r}")
         started = time.perf_counter()
@@ -62,7 +58,6 @@ class LocalEmbeddings:
         )
 
     async def call(self, method: str, job: Any) -> Any:
-
         assert method == "embed", method
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, job.texts)
 
@@ -71,5 +66,4 @@ class LocalEmbeddings:
             return {"status": "starting", "reason": "loading the model", "served_by": SERVED_BY}
         if self.runtime is None:
             return {"status": "starting", "reason": repr(self.error)[:200], "served_by": SERVED_BY}
-
         return {**self.runtime.info(get_settings().embeddings_model_name), "served_by": SERVED_BY}

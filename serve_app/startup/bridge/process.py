@@ -41,7 +41,6 @@ class BridgeProcess:
         settings are the most of them): the port answers sooner. serve-app decides once it
         has read them (:meth:`wait_listening` or :meth:`stop`). None on someone else's
         cluster (RAY_ADDRESS), where serve-app starts no bridge."""
-
         if os.environ.get("RAY_ADDRESS"):
             return None
         parser = argparse.ArgumentParser(add_help=False)
@@ -54,7 +53,6 @@ class BridgeProcess:
 
     def spawn(self) -> None:
         """Start the bridge process; :meth:`wait_listening` waits for it to listen."""
-
         address = []
         for option, value in (("--host", self.host), ("--port", self.port)):
             address += [option, str(value)] if value is not None else []
@@ -80,7 +78,6 @@ class BridgeProcess:
     def wait_listening(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Wait until the bridge listens, at most ``timeout_s``; RuntimeError (PortInUse) with
         its words if not."""
-
         try:
             first = self._first.get(timeout=timeout_s)
         except queue.Empty:
@@ -124,7 +121,6 @@ class BridgeProcess:
 
     def configure(self, components: list[str], store: bool) -> None:
         """The config's models besides embeddings, and whether the bridge serves the store."""
-
         self._send(json.dumps({"components": components, "store": store}))
 
     def handover(self, serve_url: str, timeout_s: float = 180) -> bool:
@@ -132,7 +128,6 @@ class BridgeProcess:
         bridge has finished what it held and exited (stopped after ``timeout_s``). False when
         it kept the port (no HAProxy shares it, :data:`KEPT`): it passes every request on to
         Serve until :meth:`stop`."""
-
         self._send(f"handover {serve_url}")
         deadline = time.monotonic() + timeout_s
         while self.proc is not None and self.proc.poll() is None:
@@ -144,7 +139,6 @@ class BridgeProcess:
         return True
 
     def stop(self, timeout_s: float = 10) -> None:
-
         if self.proc is None:
             return
         proc, self.proc = self.proc, None

@@ -45,9 +45,8 @@ HOP_BY_HOP = {
 class Bridge:
     """The bridge's state: the config serve-app sent, the upstream once Serve answers."""
 
-    def __init__(self, host: str, port: int, sock: socket.socket, loop: Any):
-
-        self.host, self.port, self.sock = host, port, sock
+    def __init__(self, sock: socket.socket, loop: Any):
+        self.sock = sock
         self.model_ready = asyncio.Event()  # loaded or failed: requests for it wait until then
         self.waiting = 0  # requests that came before the model, not yet answered
         self.none_waiting = asyncio.Event()
@@ -67,7 +66,6 @@ class Bridge:
     def _model_done(self) -> None:
         """On the loop: the model loaded (or failed). Requests held for it go on; once they
         are answered (at most :data:`CATCH_UP_S`), :data:`CAUGHT_UP` tells serve-app."""
-
         self.model_ready.set()
 
         async def caught_up() -> None:
@@ -110,7 +108,6 @@ class Bridge:
 
     async def forward(self, request: Any) -> Any:
         """Hold a request until Serve answers, then pass it on (HAProxy on the same port)."""
-
         settings = get_settings()
         waits = [asyncio.ensure_future(e.wait()) for e in (self.upstream, self.gone)]
         await asyncio.wait(waits, timeout=settings.request_timeout_s, return_when="FIRST_COMPLETED")
@@ -214,7 +211,6 @@ def create_app(bridge: Bridge) -> Any:
     """The bridge's app: the public port's (:func:`create_http_app`, /health from the
     bridge's components) with the ingress's embeddings and store routes; everything else is
     forwarded (:class:`Dispatch`)."""
-
     settings = get_settings()
     app = create_http_app(
         settings,
@@ -232,7 +228,6 @@ def create_app(bridge: Bridge) -> Any:
 
 def use_store(bridge: Bridge, app: Any) -> None:
     """Serve /v1/documents and /v1/search here too (the config has the store)."""
-
     settings = get_settings()
     store = create_store(settings, app.state.embeddings.dimensions)
     app.state.store = StoreService(store, app.state.embeddings, settings)
@@ -243,7 +238,6 @@ async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
     """Serve answers at ``url``: steer new connections to HAProxy (the port's group's second
     socket), forward what is held to ``url``, then let ``server`` finish and exit (True). With
     no HAProxy in the group, keep the port and pass every request on to ``url`` (False)."""
-
     bridge.serve_url = url.rstrip("/")
     why = haproxy_missing(bridge.sock)
     if why:
@@ -258,12 +252,12 @@ async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
     return True
 
 
-def serve(host: str, port: int, sock: socket.socket) -> int:
+def serve(sock: socket.socket) -> int:
     """Answer on ``sock`` (the public port, bound by :mod:`serve_app.startup.bridge.__main__`) until
     the handover or the end of stdin."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    bridge = Bridge(host, port, sock, loop)
+    bridge = Bridge(sock, loop)
     app = create_app(bridge)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=150)
     server = uvicorn.Server(config)
@@ -275,8 +269,7 @@ def serve(host: str, port: int, sock: socket.socket) -> int:
                 url = line.removeprefix("handover ")
                 asyncio.run_coroutine_threadsafe(hand_over(bridge, server, url), loop)
             elif line.startswith("{"):
-                message = json.loads(line)
-                loop.call_soon_threadsafe(configure, message)
+                loop.call_soon_threadsafe(configure, json.loads(line))
         loop.call_soon_threadsafe(bridge.gone.set)  # serve-app is gone: so is Serve
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
 

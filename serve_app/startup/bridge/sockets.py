@@ -23,9 +23,8 @@ def steer(sock: socket.socket, index: int) -> None:
 
 def listening(host: str, port: int) -> bool:
     """Whether something already accepts connections at host:port."""
-    target = connect_host(host)
     try:
-        with socket.create_connection((target, port), timeout=0.5):
+        with socket.create_connection((connect_host(host), port), timeout=0.5):
             return True
     except OSError:
         return False
