@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,50 +17,26 @@ from serve_app.settings import Settings, secret_value
 SERVE_NAMESPACE = "serve"
 
 
-@dataclass(frozen=True)
-class RayPorts:
-    """The ports a Ray node listens on; 0 lets Ray choose. Fixed on Fly (listed in fly.toml)
-    so that the nodes of a cluster can reach each other over the private network."""
+# `ray start` flags for the ports every node opens (head and worker), and their settings: fixed
+# on Fly (listed in fly.toml) so that the nodes of a cluster reach each other.
+NODE_PORTS = {
+    "--node-manager-port": "ray_node_manager_port",
+    "--object-manager-port": "ray_object_manager_port",
+    "--runtime-env-agent-port": "ray_runtime_env_agent_port",
+    "--dashboard-agent-grpc-port": "ray_dashboard_agent_grpc_port",
+    "--dashboard-agent-listen-port": "ray_dashboard_agent_listen_port",
+    "--metrics-export-port": "ray_metrics_export_port",
+    "--min-worker-port": "ray_min_worker_port",
+    "--max-worker-port": "ray_max_worker_port",
+}
 
-    gcs: int = 0
-    client_server: int = 0
-    node_manager: int = 0
-    object_manager: int = 0
-    runtime_env_agent: int = 0
-    dashboard_agent_grpc: int = 0
-    dashboard_agent_listen: int = 0
-    metrics_export: int = 0
-    min_worker: int = 0
-    max_worker: int = 0
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> RayPorts:
-        return cls(
-            gcs=settings.ray_port,
-            client_server=settings.ray_client_server_port,
-            node_manager=settings.ray_node_manager_port,
-            object_manager=settings.ray_object_manager_port,
-            runtime_env_agent=settings.ray_runtime_env_agent_port,
-            dashboard_agent_grpc=settings.ray_dashboard_agent_grpc_port,
-            dashboard_agent_listen=settings.ray_dashboard_agent_listen_port,
-            metrics_export=settings.ray_metrics_export_port,
-            min_worker=settings.ray_min_worker_port,
-            max_worker=settings.ray_max_worker_port,
-        )
-
-    def node_args(self) -> list[str]:
-        """`ray start` flags for the ports every node opens (head and worker)."""
-        flags = {
-            "--node-manager-port": self.node_manager,
-            "--object-manager-port": self.object_manager,
-            "--runtime-env-agent-port": self.runtime_env_agent,
-            "--dashboard-agent-grpc-port": self.dashboard_agent_grpc,
-            "--dashboard-agent-listen-port": self.dashboard_agent_listen,
-            "--metrics-export-port": self.metrics_export,
-            "--min-worker-port": self.min_worker,
-            "--max-worker-port": self.max_worker,
-        }
-        return [f"{flag}={port}" for flag, port in flags.items() if port]
+def node_port_args(settings: Settings | None) -> list[str]:
+    """The settings' ports as `ray start` flags (0: Ray picks); none without settings."""
+    if settings is None:
+        return []
+    ports = {flag: getattr(settings, name) for flag, name in NODE_PORTS.items()}
+    return [f"{flag}={port}" for flag, port in ports.items() if port]
 
 
 def _ray_start_command() -> list[str]:
@@ -179,19 +154,19 @@ class LocalRayHead:
     Its own session keeps Ctrl-C (sent to the terminal's whole process group) away from
     Ray's daemons, so serve-app can drain in-flight requests before Ray stops. Without
     ``ports`` it is private to this machine (free ports, loopback); ``serve-app run --head``
-    passes the fixed ports and the private address that worker nodes join.
+    passes the settings (their fixed ports) and the private address that worker nodes join.
     """
 
     def __init__(
         self,
         node_ip: str = "127.0.0.1",
         num_cpus: int | None = None,
-        ports: RayPorts | None = None,
+        ports: Settings | None = None,
     ):
         self.node_ip = node_ip
         self.num_cpus = num_cpus
-        self.ports = ports or RayPorts()
-        self.port = self.ports.gcs or free_port()
+        self.ports = ports
+        self.port = (ports.ray_port if ports else 0) or free_port()
         self.pgid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -202,6 +177,7 @@ class LocalRayHead:
     def launch(self) -> None:
         """Run ``ray start --head`` in the background (it takes seconds: the caller does
         other work meanwhile, then calls :meth:`wait`)."""
+        client_port = self.ports.ray_client_server_port if self.ports else 0
         cmd = [
             *_ray_start_command(),
             "--head",
@@ -209,9 +185,9 @@ class LocalRayHead:
             f"--node-ip-address={self.node_ip}",
             # the default 10001 would clash between heads on one machine (the RAY_START_HOOK
             # below starts no Ray Client server; the port stays reserved for one)
-            f"--ray-client-server-port={self.ports.client_server or free_port()}",
+            f"--ray-client-server-port={client_port or free_port()}",
             "--include-dashboard=false",
-            *self.ports.node_args(),
+            *node_port_args(self.ports),
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
@@ -276,12 +252,12 @@ class RayWorker:
         head_address: str,
         node_ip: str | None = None,
         num_cpus: int | None = None,
-        ports: RayPorts | None = None,
+        ports: Settings | None = None,
     ):
         self.head_address = head_address
         self.node_ip = node_ip
         self.num_cpus = num_cpus
-        self.ports = ports or RayPorts()
+        self.ports = ports
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -290,7 +266,7 @@ class RayWorker:
             cmd.append(f"--node-ip-address={self.node_ip}")
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        return [*cmd, *self.ports.node_args()]
+        return [*cmd, *node_port_args(self.ports)]
 
     def start(self) -> subprocess.Popen:
         self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())

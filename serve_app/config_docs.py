@@ -75,20 +75,13 @@ def settings_table() -> str:
     return _table(("variable", "default", "meaning"), rows)
 
 
-def _user_config_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
-    rows = []
-    for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            rows += _user_config_rows(field.annotation, f"{prefix}{name}.")
-            continue
-        rows.append((f"`{prefix}{name}`", render_default(name, field), field.description or ""))
-    return rows
-
-
-def user_config_table(model: type[BaseModel], prefix: str = "") -> str:
-    """One row per field of a ``user_config`` model; nested models are expanded with dotted
-    keys (``rapidocr.det_limit_side_len``)."""
-    return _table(("key", "default", "meaning"), _user_config_rows(model, prefix))
+def user_config_table(model: type[BaseModel]) -> str:
+    """One row per field of a ``user_config`` model: its key, default and meaning."""
+    rows = [
+        (f"`{name}`", render_default(name, field), field.description or "")
+        for name, field in model.model_fields.items()
+    ]
+    return _table(("key", "default", "meaning"), rows)
 
 
 def _generated(name: str, table: str) -> str:
@@ -128,8 +121,7 @@ Declared by `serve_app.embeddings.config.EmbeddingsConfig`.
 
 ## user_config of the ocr deployment
 
-Declared by `serve_app.ocr.config.OcrConfig`; the `rapidocr` keys
-(`serve_app.ocr.config.RapidOcrOptions`) are nested under `rapidocr:`.
+Declared by `serve_app.ocr.config.OcrConfig`.
 
 {_generated("ocr user_config", user_config_table(OcrConfig))}
 

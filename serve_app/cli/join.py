@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from serve_app.cli.errors import CliError
-from serve_app.cluster import RayPorts, RayWorker, node_ip, tune_allocator, use_cluster_token
+from serve_app.cluster import RayWorker, node_ip, tune_allocator, use_cluster_token
 from serve_app.net import resolve_address
 from serve_app.settings import get_settings
 
@@ -31,7 +31,7 @@ def cmd_join(args: argparse.Namespace) -> int:
         address,
         node_ip=node_ip(settings),
         num_cpus=settings.ray_num_cpus,
-        ports=RayPorts.from_settings(settings),
+        ports=settings,
     )
     stopping = threading.Event()
 

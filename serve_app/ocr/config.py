@@ -11,23 +11,6 @@ DEFAULT_DET_ARCH = "db_mobilenet_v3_large"
 DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"
 
 
-class RapidOcrOptions(BaseModel):
-    """The rapidocr engine's own settings (``user_config.rapidocr``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    det_limit_side_len: int = Field(
-        960,
-        ge=64,
-        le=4096,
-        description="pages are scaled so that their longer side is at most this for detection",
-    )
-    text_score: float = Field(
-        0.5, ge=0, le=1, description="segments read with less confidence than this are dropped"
-    )
-    rec_batch_size: int = Field(6, ge=1, le=64, description="text crops per recognition pass")
-
-
 class OcrConfig(BaseModel):
     """``user_config`` of the ``ocr`` deployment. A change is applied by ``reconfigure`` without
     a restart: a new engine or architecture builds a new runtime."""
@@ -43,9 +26,6 @@ class OcrConfig(BaseModel):
     reco_arch: str = Field(DEFAULT_RECO_ARCH, description="docTR's recognition architecture")
     reco_batch_size: int = Field(
         256, ge=1, description="docTR: word crops per recognition pass inside the predictor"
-    )
-    rapidocr: RapidOcrOptions = Field(
-        default_factory=RapidOcrOptions, description="the rapidocr engine's settings"
     )
     max_batch_size: int = Field(
         4, ge=1, description="pages per batch across requests (@serve.batch)"

@@ -55,7 +55,6 @@ class OcrDeployment:
             config.det_arch,
             config.reco_arch,
             config.reco_batch_size,
-            config.rapidocr,
             config.parallel_batches if engine == "rapidocr" else None,
             config.torch_threads if engine == "rapidocr" else None,
         )

@@ -82,9 +82,6 @@ class RapidOcrRuntime:
     def __init__(
         self,
         threads: int = 1,
-        det_limit_side_len: int = 960,
-        text_score: float = 0.5,
-        rec_batch_size: int = 6,
         device: str = "cpu",
     ) -> None:
         from rapidocr import EngineType, ModelType, OCRVersion, RapidOCR
@@ -98,7 +95,7 @@ class RapidOcrRuntime:
         params = {
             "Global.use_cls": False,
             "Global.log_level": "warning",
-            "Global.text_score": text_score,
+            "Global.text_score": 0.5,  # segments read with less confidence are dropped
             "Det.engine_type": EngineType.ONNXRUNTIME,
             "Rec.engine_type": EngineType.ONNXRUNTIME,
             "Det.ocr_version": OCRVersion.PPOCRV6,
@@ -109,8 +106,8 @@ class RapidOcrRuntime:
             "Det.model_path": str(packaged_model(DETECTION)),
             "Rec.model_path": str(packaged_model(RECOGNITION)),
             "Det.limit_type": "max",
-            "Det.limit_side_len": det_limit_side_len,
-            "Rec.rec_batch_num": rec_batch_size,
+            "Det.limit_side_len": 960,  # longer side of a page for detection
+            "Rec.rec_batch_num": 6,  # text crops per recognition pass
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }

@@ -31,8 +31,5 @@ def build_runtime(config: OcrConfig, settings: Settings) -> OcrRuntime:
 
     return RapidOcrRuntime(
         threads=max(1, cpu_threads(config.torch_threads) // config.parallel_batches),
-        det_limit_side_len=config.rapidocr.det_limit_side_len,
-        text_score=config.rapidocr.text_score,
-        rec_batch_size=config.rapidocr.rec_batch_size,
         device=settings.ocr_device,  # "auto" is the CPU there
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serve_app.cluster import LocalRayHead, RayPorts, node_ip, tune_allocator, use_cluster_token
+from serve_app.cluster import LocalRayHead, node_ip, tune_allocator, use_cluster_token
 from serve_app.embeddings.model_files import ModelExport, ModelNotServable, served_export
 from serve_app.net import join_host_port
 from serve_app.proxy import configure_proxy, stop_orphaned_haproxy
@@ -81,8 +81,7 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
     """A Ray head private to this machine, or with ``head_node`` one that worker nodes can
     join (fixed ports, the private address)."""
     if head_node:
-        ports = RayPorts.from_settings(settings)
-        return LocalRayHead(node_ip=node_ip(settings), num_cpus=settings.ray_num_cpus, ports=ports)
+        return LocalRayHead(node_ip(settings), settings.ray_num_cpus, ports=settings)
     return LocalRayHead()
 
 

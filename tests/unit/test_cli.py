@@ -119,12 +119,14 @@ def test_host_port_helpers_bracket_ipv6():
 
 
 def test_ray_ports_become_ray_start_flags():
-    from serve_app.cluster import RayPorts, RayWorker
+    from serve_app.cluster import RayWorker, node_port_args
 
-    ports = RayPorts.from_settings(Settings())
-    flags = ports.node_args()
+    ports = Settings()
+    flags = node_port_args(ports)
     assert "--node-manager-port=6382" in flags and "--max-worker-port=10199" in flags
-    assert RayPorts().node_args() == []  # 0: Ray picks
+    assert node_port_args(None) == []  # a private head: Ray picks
+    unset = node_port_args(Settings(ray_node_manager_port=0))
+    assert not any(flag.startswith("--node-manager-port") for flag in unset)
     cmd = RayWorker("[fdaa::3]:6380", node_ip="fdaa::4", num_cpus=2, ports=ports).command()
     assert cmd[1] == "start"
     assert "--address=[fdaa::3]:6380" in cmd and "--block" in cmd

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from serve_app import config_docs
 from serve_app.embeddings.config import EmbeddingsConfig
-from serve_app.ocr.config import OcrConfig, RapidOcrOptions
+from serve_app.ocr.config import OcrConfig
 from serve_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +46,7 @@ def test_every_setting_has_a_description(name: str):
 
 @pytest.mark.parametrize(
     ("model", "name"),
-    [
-        (model, name)
-        for model in (EmbeddingsConfig, OcrConfig, RapidOcrOptions)
-        for name in model.model_fields
-    ],
+    [(model, name) for model in (EmbeddingsConfig, OcrConfig) for name in model.model_fields],
     ids=lambda value: value.__name__ if isinstance(value, type) else value,
 )
 def test_every_user_config_key_has_a_description(model: type[BaseModel], name: str):
@@ -63,11 +59,10 @@ def test_every_setting_and_key_has_a_row():
     for name, field in Settings.model_fields.items():
         for env in config_docs.env_names(name, field):
             assert f"`{env}`" in settings
-    ocr = config_docs.user_config_table(OcrConfig)
-    keys = [row.split("|")[1].strip() for row in ocr.splitlines()[2:]]
-    assert "`rapidocr.det_limit_side_len`" in keys and "`rapidocr`" not in keys
-    for name in EmbeddingsConfig.model_fields:
-        assert f"| `{name}` |" in config_docs.user_config_table(EmbeddingsConfig)
+    for model in (OcrConfig, EmbeddingsConfig):
+        table = config_docs.user_config_table(model)
+        keys = [row.split("|")[1].strip() for row in table.splitlines()[2:]]
+        assert keys == [f"`{name}`" for name in model.model_fields]
 
 
 def test_environment_names_follow_the_prefix_and_the_aliases():
@@ -85,7 +80,7 @@ def test_environment_names_follow_the_prefix_and_the_aliases():
 
 def test_user_config_models_refuse_unknown_keys():
     # what makes the YAML check below (and reconfigure) catch a misspelt key
-    for model in (EmbeddingsConfig, OcrConfig, RapidOcrOptions):
+    for model in (EmbeddingsConfig, OcrConfig):
         assert model.model_config.get("extra") == "forbid", model.__name__
 
 
@@ -106,8 +101,6 @@ def test_deployment_user_configs_validate_against_the_models(path: Path):
     assert user_configs, f"{path.name}: no user_config for {sorted(USER_CONFIG_MODELS)}"
     for name, user_config in user_configs.items():
         USER_CONFIG_MODELS[name].model_validate(user_config)  # an unknown key raises
-    if "rapidocr" in user_configs.get("ocr", {}):
-        RapidOcrOptions.model_validate(user_configs["ocr"]["rapidocr"])
 
 
 def test_deployment_configs_exist():
