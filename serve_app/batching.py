@@ -1,13 +1,5 @@
-"""Serve's cross-request batching, with batches run on threads of their own (used by replicas).
-
-Both model deployments (embeddings, OCR) batch requests with ``@serve.batch`` and run each
-batch off the event loop. On a CPU they get more through when two batches run at once on
-half the threads each than when one batch runs on every core: part of each batch is
-single-threaded (tokenising, OCR's pre- and post-processing) and the other batch fills the
-idle core, and single-threaded batches never wait at a barrier for a thread that another
-process has taken off the CPU. torch (docTR, embeddings on a GPU) takes its threads per
-calling thread; an ONNX Runtime session's are fixed when it is made.
-"""
+"""Serve's cross-request batching with batches on threads of their own (used by replicas): on a
+CPU two batches at once on half the threads each beat one on every core (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +17,7 @@ Result = TypeVar("Result")
 
 
 def set_torch_threads(threads: int) -> None:
-    """torch's threads for the calling thread (torch is imported by the replica's runtime;
-    this module itself imports no model library)."""
+    """torch's threads for the calling thread (imported here only when called)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -35,13 +26,10 @@ def set_torch_threads(threads: int) -> None:
 class ThreadedBatches(Generic[Item, Result]):
     """``await batches(item)`` joins a batch; ``run(items)`` predicts a batch on a worker thread.
 
-    Up to ``parallel`` batches run at once, each on a thread of its own (the same threads each
-    time, so torch keeps one OpenMP team per thread rather than one per thread of a shared
-    pool). The running batches share ``threads`` torch threads: a batch that starts alone gets
-    them all (the lowest latency for one request), one that starts beside another gets its
-    share. :meth:`configure` applies ``user_config`` values without a restart.
-    ``set_threads(n)`` gives the calling thread ``n`` threads (default: torch's); a runtime
-    whose threads are fixed when it is built (onnxruntime) passes None.
+    Up to ``parallel`` batches run at once on threads of their own (the same ones each time, so
+    torch keeps one OpenMP team per thread). They share ``threads``: a batch that starts alone
+    gets them all, one beside another its share, set by ``set_threads`` (default: torch's;
+    None for a runtime whose threads are fixed when it is built, such as onnxruntime).
     """
 
     def __init__(
@@ -64,9 +52,9 @@ class ThreadedBatches(Generic[Item, Result]):
     def configure(
         self, max_batch_size: int, wait_s: float, parallel: int = 1, threads: int = 0
     ) -> None:
-        """Batch size (in ``size_of`` units), wait, batches at once and torch threads (0: all
-        cores). A new ``parallel`` makes a new batch queue (Serve fixes a queue's concurrency
-        when it is made); batches already queued on the old one still finish there."""
+        """Apply ``user_config`` without a restart: batch size (``size_of`` units), wait,
+        batches at once and threads (0: all cores). A new ``parallel`` makes a new batch queue
+        (Serve fixes its concurrency); batches queued on the old one still finish there."""
         parallel = max(1, parallel)
         self.threads = cpu_threads(threads)
         if self.set_threads is not None:

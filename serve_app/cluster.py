@@ -17,8 +17,7 @@ from serve_app.settings import Settings, secret_value
 SERVE_NAMESPACE = "serve"
 
 
-# `ray start` flags for the ports every node opens (head and worker), and their settings: fixed
-# on Fly (listed in fly.toml) so that the nodes of a cluster reach each other.
+# every node's `ray start` port flags and settings: fixed on Fly (fly.toml), so nodes connect
 NODE_PORTS = {
     "--node-manager-port": "ray_node_manager_port",
     "--object-manager-port": "ray_object_manager_port",
@@ -71,30 +70,21 @@ for proc in alive + members():
 
 
 def kill_session(sid: int, timeout_s: float = 2.0) -> None:
-    """SIGTERM every process of the session ``sid`` (a Ray node started in a session of its
-    own), then SIGKILL what is left after ``timeout_s``. The session, not the process group:
-    Ray gives each worker (and HAProxy under its manager) a process group of its own, and
-    they all keep the session of ``ray start``. The grace is short: the GCS, the raylet and
-    the actors (Serve's controller, proxies, replicas) do not exit on SIGTERM while the others
-    live, so a longer one only waits; by then nothing is in flight (the drain is done).
-
-    A detached process does the killing: Ray ends its drivers (possibly this process) when the
-    raylet dies, and the rest of the session must still go.
-    """
-    killer = subprocess.Popen(
+    """SIGTERM every process of the session ``sid`` (a Ray node), then SIGKILL what is left
+    after ``timeout_s``. The session, not the process group: Ray gives each worker a group of
+    its own. The grace is short: Ray's daemons do not exit on SIGTERM while the others live.
+    A detached process kills: Ray ends its drivers (maybe this one) when the raylet dies."""
+    subprocess.Popen(
         [sys.executable, "-c", _SESSION_KILLER, str(sid), str(timeout_s)],
         start_new_session=True,
-    )
-    killer.wait(timeout_s + 20)
+    ).wait(timeout_s + 20)
 
 
 def forget_cluster_address(gcs_port: int) -> None:
-    """Remove Ray's record of the current cluster (``<temp dir>/ray_current_cluster``, written
-    by ``ray start``) when it names the GCS at ``gcs_port``, as ``ray stop`` does. Left
-    behind, it sends Ray's own tools started later (``serve run``, ``ray.init()``) to a dead
-    head, where they hang ("Failed to connect to GCS"). Matched by port: Ray records the
-    node's own address even for a head asked to listen on loopback. Another cluster's record
-    is left alone."""
+    """Remove Ray's record of the current cluster (``ray_current_cluster``) when it names the
+    GCS at ``gcs_port``, as ``ray stop`` does: left behind, it sends Ray's tools started later
+    to a dead head, where they hang. Matched by port: Ray records the node's own address even
+    for a head on loopback."""
     from ray._common.utils import get_ray_address_file
 
     path = Path(get_ray_address_file(None))
@@ -116,18 +106,12 @@ def use_token_auth(token_file: Path, token: str | None = None) -> None:
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file.resolve())
 
 
-# glibc's allocator for every process of the node (Ray's workers inherit the environment of
-# `ray start`): two arenas instead of eight per core, and large blocks always from mmap, so
-# that memory freed after a big request (a 12-megapixel receipt decoded, resized, read) goes
-# back to the system instead of staying in the process. The CPU image as fly.toml runs it, in
-# one run: every process's PSS 1,373 MB idle and about 1,900 MB after three phone-size
-# receipts at once without, 1,243 and 1,357 MB with (image/check.py's load).
+# glibc's allocator for every process of the node: memory freed goes back (docs/benchmarks.md)
 ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def tune_allocator() -> None:
-    """:data:`ALLOCATOR` for the processes started from here on (an operator's own values
-    win)."""
+    """:data:`ALLOCATOR` for the processes started from here on (an operator's values win)."""
     for name, value in ALLOCATOR.items():
         os.environ.setdefault(name, value)
 
@@ -149,13 +133,9 @@ def node_ip(settings: Settings) -> str:
 
 
 class LocalRayHead:
-    """A Ray head node started with ``ray start`` in its own process session.
-
-    Its own session keeps Ctrl-C (sent to the terminal's whole process group) away from
-    Ray's daemons, so serve-app can drain in-flight requests before Ray stops. Without
-    ``ports`` it is private to this machine (free ports, loopback); ``serve-app run --head``
-    passes the settings (their fixed ports) and the private address that worker nodes join.
-    """
+    """A Ray head node started with ``ray start`` in its own process session (Ctrl-C does not
+    reach it, so serve-app drains first). Without ``ports`` (settings) it is private to this
+    machine: free ports, loopback."""
 
     def __init__(
         self,
@@ -183,8 +163,7 @@ class LocalRayHead:
             "--head",
             f"--port={self.port}",
             f"--node-ip-address={self.node_ip}",
-            # the default 10001 would clash between heads on one machine (the RAY_START_HOOK
-            # below starts no Ray Client server; the port stays reserved for one)
+            # not the default 10001, which clashes between heads on one machine (unused: slim_head)
             f"--ray-client-server-port={client_port or free_port()}",
             "--include-dashboard=false",
             *node_port_args(self.ports),
@@ -234,12 +213,12 @@ class LocalRayHead:
         assert address is not None  # (no stop event)
         return address
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self) -> None:
         """SIGTERM Ray's daemons and workers, then SIGKILL what is left."""
         if self.pgid is None:
             return
         pgid, self.pgid = self.pgid, None
-        kill_session(pgid, timeout_s)
+        kill_session(pgid)
         forget_cluster_address(self.port)
 
 
@@ -272,31 +251,25 @@ class RayWorker:
         self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())
         return self.proc
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self) -> None:
         if self.proc is None:
             return
-        kill_session(self.proc.pid, timeout_s)
+        kill_session(self.proc.pid)
         self.proc.wait(timeout=30)
         forget_cluster_address(split_host_port(self.head_address)[1])
 
 
 def _env() -> dict[str, str]:
-    # Ray runs workers at nice 15 by default; here the workers (model replicas) are the
-    # service, and on a busy CPU they should not yield to the load they are serving.
+    # Ray runs workers at nice 15; here they are the service and must not yield to its load
     return {"RAY_worker_niceness": "0", **os.environ}
 
 
 def slim_head(ray_params: Any, head: bool) -> None:
-    """``RAY_START_HOOK`` (Ray's hook into ``ray start``, called with its parameters before
-    any process starts): a head without the processes Serve does not use. No autoscaler
-    monitor (machines are scaled by Fly and ``serve-app fly``), no Ray Client server (nothing
-    connects with ``ray://``), and no dashboard head: ``ray start`` waits for that one to
-    come up (about 3 s of its 8 here) even with ``--include-dashboard=false``, which only
-    trims its modules. Together they are about 290 MB of RSS. ``serve-app status`` and the
-    ingress talk to Serve's controller, not to the dashboard; Serve's REST API (``serve
-    deploy`` to a running cluster) needs the dashboard, and ``serve-app run`` never offered
-    it. Ray is pinned (2.60.0): ``tests/e2e/test_cluster.py`` checks, on the test session's
-    head, that these processes are absent and Serve works."""
+    """``RAY_START_HOOK`` (called with ``ray start``'s parameters before any process starts):
+    a head without the autoscaler monitor, the Ray Client server and the dashboard head, which
+    ``ray start`` waits for (about 3 s of its 8) even with ``--include-dashboard=false``.
+    Together about 290 MB of RSS. Serve's REST API (``serve deploy`` to a running cluster)
+    needs the dashboard. Ray is pinned (2.60.0); tests/e2e/test_cluster.py checks."""
     if not head:
         return
     import ray._private.services as services

@@ -12,9 +12,8 @@ Result = TypeVar("Result")
 
 
 class QueueTimeout(Exception):
-    """A request waited longer than ``max_wait_s`` for a free call slot: the model is
-    overloaded. The request was never sent, so the caller may answer 503 and the client may
-    retry it."""
+    """A request's queued work exceeded its budget: the model is overloaded. It was never
+    sent, so the caller may answer 503 and the client retry it."""
 
     def __init__(self, waited_s: float):
         self.waited_s = waited_s
@@ -22,42 +21,15 @@ class QueueTimeout(Exception):
 
 
 class RequestCoalescer(Generic[Item, Result]):
-    """Adaptive micro-batching in front of a remote model.
+    """Adaptive micro-batching and load shedding in front of a remote model.
 
-    At most ``max_in_flight`` downstream calls are open at once. A request that finds a free
-    slot goes out at once (no added latency when idle); requests that arrive while every slot
-    is busy wait and leave together in the next call, up to ``max_size`` units (``size_of``).
-    Each downstream call costs a fixed overhead (serialisation, scheduling, a replica's
-    request bookkeeping), so under load this turns N small calls into one.
-
-    ``max_running`` (default ``max_in_flight``) is how many calls the model works on at once
-    (its parallel batches). Open calls beyond it wait at the model, ready to start the moment a
-    running one ends, so the model does not idle while an answer travels back and the next
-    request comes in. The pace below counts only the running calls, and near overload (or
-    after a refusal, until the queue has drained) only ``max_running`` calls are open: there,
-    work waits here, where it can be shed, not at the model.
-
-    Load shedding (``max_wait_s``; None: none): the coalescer measures how many units a call
-    gets through per second, and how long a call takes. The queueing budget is ``max_wait_s``,
-    or ``max_wait_calls`` model calls at their measured duration when that is longer: on a
-    slower machine (or a slower day) every call takes longer, and bounded load (a few clients
-    in a closed loop, each waiting for its answer) queues for the same number of calls, not
-    the same number of seconds; overload is a queue that keeps growing, in calls. A request
-    that would find more than the budget of work queued ahead of it is refused at once with
-    :class:`QueueTimeout`, and one still waiting after the budget (the estimate was wrong)
-    leaves the queue the same way; neither was sent. The exception is a request that would go
-    in the very next call while little is queued (less than half the budget) and nothing has
-    been refused since the queue was last empty: a slow call, not overload; it gets the budget
-    once more, so no request queues longer than twice it.
-    ``max_call_s`` (None: no cap) keeps merged calls to about that much work while more than
-    half of the budget is queued (near overload; below that, calls merge fully). Under
-    overload every request therefore ends within about the budget plus one short call,
-    answered or shed, and most shed ones are told at once.
-
-    Bulk work (``bulk=True``: document ingestion) queues behind interactive requests, which
-    overtake it, so an ingestion burst does not starve queries; it has its own, longer budget
-    ``bulk_max_wait_s`` for the work queued ahead of it (None: never refused) and is never
-    shed once queued. Calls take interactive requests first and fill up with bulk work.
+    At most ``max_in_flight`` calls are open: a request that finds a free slot goes out at once;
+    those that arrive meanwhile leave together in the next call (up to ``max_size`` units of
+    ``size_of``). The model runs ``max_running`` calls at once; the others wait there, ready to
+    start, except near overload (docs/models.md). With ``max_wait_s`` a request that would find
+    more than its budget (:meth:`budget_s`) of work ahead is refused or shed (QueueTimeout);
+    bulk work (``bulk=True``) queues behind the rest, with ``bulk_max_wait_s``, and is never
+    shed once queued (docs/operations.md#load-shedding).
     """
 
     def __init__(
@@ -104,9 +76,9 @@ class RequestCoalescer(Generic[Item, Result]):
         return len(self._queues[False]) + len(self._queues[True])
 
     def budget_s(self, bulk: bool = False) -> float | None:
-        """Seconds of queued work a request may find ahead of it (and wait): ``max_wait_s``
-        (``bulk_max_wait_s`` for bulk work), or ``max_wait_calls`` calls at their measured
-        duration when that is longer. None: no shedding."""
+        """Seconds of queued work a request may find ahead of it: ``max_wait_s`` (bulk:
+        ``bulk_max_wait_s``), or ``max_wait_calls`` calls at their measured duration when
+        longer, so that a slower machine is not taken for overload. None: no shedding."""
         floor = self.bulk_max_wait_s if bulk else self.max_wait_s
         call_s = self.call_s
         if floor is None or call_s is None:
@@ -123,9 +95,8 @@ class RequestCoalescer(Generic[Item, Result]):
 
     def admit(self, units: int, bulk: bool = False) -> None:
         """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget
-        (:meth:`budget_s`) of work queued ahead of it, at the measured pace of
-        ``max_running`` calls. Interactive requests count only the interactive work (they
-        overtake bulk work). With nothing queued ahead, anything goes."""
+        of work queued ahead, at the pace of ``max_running`` calls; interactive requests count
+        only interactive work (they overtake bulk). With nothing queued ahead, anything goes."""
         limit = self.budget_s(bulk)
         ahead = self._units[False] + (self._units[True] if bulk else 0)
         if limit is None or not self.rate or not ahead:
@@ -153,10 +124,7 @@ class RequestCoalescer(Generic[Item, Result]):
         done = await self._wait_budget(future, queued_at, 1)
         overloaded = self._shedding or self._near_overload()
         if not done and not overloaded and self._in_next_call(entry):
-            # Next in line with little queued behind it and nothing refused: a call slower
-            # than usual (another process took the CPU for a moment), not overload. It leaves
-            # as soon as a call ends, and shedding it would only send the client away from the
-            # front of the queue: the budget once more.
+            # a slow call, not overload: shedding would send away the front of the queue
             done = await self._wait_budget(future, queued_at, 2)
         if not done and entry in queue:  # still queued: shed it, it was never sent
             queue.remove(entry)
@@ -170,8 +138,7 @@ class RequestCoalescer(Generic[Item, Result]):
         self, future: asyncio.Future[Result], queued_at: float, budgets: int
     ) -> bool:
         """Wait for ``future`` until ``budgets`` times the interactive budget has passed since
-        ``queued_at``; the budget is read again as calls are measured (the first calls of a
-        fresh server tell how long calls take here). True when it is done."""
+        ``queued_at`` (read again as calls are measured); True when it is done."""
         loop = asyncio.get_running_loop()
         while not future.done():
             budget = self.budget_s()
@@ -208,9 +175,7 @@ class RequestCoalescer(Generic[Item, Result]):
 
     def _refused(self) -> None:
         self.shed += 1
-        # Overload: until the queue has drained, keep only the running calls open, so that
-        # no admitted request also waits at the model behind two running calls.
-        self._shedding = True
+        self._shedding = True  # until the queue drains, open only the calls the model runs
 
     def _dispatch(self) -> None:
         if not self._queues[False]:
@@ -246,11 +211,9 @@ class RequestCoalescer(Generic[Item, Result]):
             results = await self._call([item for item, _ in group])
             elapsed = loop.time() - started
             units = sum(self._size_of(item) for item, _ in group)
-            # tiny calls are nearly all fixed overhead: they say nothing about the pace
-            if elapsed > 0 and units >= self.max_size // 16:
+            if elapsed > 0 and units >= self.max_size // 16:  # tiny calls: all overhead
                 pace = units / elapsed
-                # Small calls are mostly fixed overhead and show a low pace: keep the best
-                # recent pace (decaying slowly), or light loads would look like overload.
+                # the best recent pace, decaying slowly: small calls' low pace is overhead
                 self.rate = pace if self.rate is None else max(pace, 0.9 * self.rate + 0.1 * pace)
                 self.call_units = (
                     units if self.call_units is None else 0.8 * self.call_units + 0.2 * units

@@ -34,14 +34,13 @@ class DeploymentClient:
         gauge = QUEUE_DEPTH.labels(self.name)
         gauge.inc()
         try:
-            for attempt in range(2):
+            for _ in range(2):
                 response = None
                 try:
                     response = getattr(self.handle, method).remote(arg)
                     return await asyncio.wait_for(response, self.timeout_s)
                 except (TimeoutError, asyncio.CancelledError) as exc:
-                    # Nobody waits for the answer any more (timed out, or the client went
-                    # away): tell the replica, so that queued work is dropped, not computed.
+                    # nobody waits any more (timeout, client gone): the replica drops the work
                     if response is not None:
                         response.cancel()
                     if isinstance(exc, asyncio.CancelledError):
@@ -60,14 +59,11 @@ class DeploymentClient:
                         self.retry_after_s,
                     ) from None
                 except _REPLICA_GONE:
-                    if attempt == 0:
-                        continue
-                    raise ApiError(
-                        503,
-                        "replica_failed",
-                        f"The {self.name} replica failed while serving this request; retry.",
-                        {"Retry-After": str(self.retry_after_s)},
-                    ) from None
+                    continue
+            raise retry_later(
+                "replica_failed",
+                f"The {self.name} replica failed while serving this request; retry.",
+                self.retry_after_s,
+            )
         finally:
             gauge.dec()
-        raise AssertionError("unreachable")

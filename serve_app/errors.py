@@ -10,11 +10,7 @@ class ApiError(Exception):
     """An error that becomes ``{"error": {"code", "message", "request_id"}}``."""
 
     def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status

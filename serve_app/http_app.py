@@ -1,8 +1,5 @@
-"""The public HTTP app, one factory for everything that serves the public port: the ingress
-(:mod:`serve_app.ingress`) and the bridge that answers while Serve starts
-(:mod:`serve_app.startup.bridge`). Both get the same middleware (request ids, auth, size and type
-checks, metrics), the same error shape, ``/health/live``, and ``/health`` from
-:func:`health_answer`."""
+"""The public port's HTTP app, for the ingress and the bridge that answers while Serve starts:
+the same middleware, error shape, ``/health/live`` and ``/health`` for both."""
 
 from __future__ import annotations
 
@@ -45,10 +42,9 @@ def create_http_app(
     echo_request_id: bool = False,
     inner: tuple[type, dict[str, Any]] | None = None,
 ) -> FastAPI:
-    """The app with the public port's middleware, errors and health; the caller adds its
-    routes. ``components`` gives ``/health`` its components; while ``inflight`` is draining
-    ``/health`` is 503 ``draining`` (load balancers stop sending before the server stops).
-    ``inner``: a middleware (class, keyword arguments) that runs after the checks."""
+    """The app with the public port's middleware, errors and health; the caller adds routes.
+    While ``inflight`` is draining ``/health`` is 503 ``draining`` (load balancers stop
+    sending). ``inner``: a middleware (class, keyword arguments) that runs after the checks."""
     app = FastAPI(
         title=title,
         version=__version__,

@@ -1,5 +1,4 @@
-"""Every failure of an HTTP route in the one JSON error shape (API.md), for the ingress and
-the bridge (:mod:`serve_app.startup.bridge`); imports no Ray."""
+"""Every failure of an HTTP route in the one JSON error shape (API.md); imports no Ray."""
 
 from __future__ import annotations
 

@@ -39,15 +39,10 @@ log = get_logger(__name__)
 
 
 class HealthReporter:
-    """Per-component readiness from the Serve controller and the model replicas.
-
-    Replica counts come from Serve's status (cached for ``CACHE_S``). What a model replica says
-    about itself (``info``: device, weights, ...) is asked once and kept for ``INFO_TTL_S``
-    while the number of running replicas stays the same, and concurrent polls share one call:
-    every call counts as an ongoing request for Serve's autoscaler, and while a busy machine
-    starts up, frequent polls (a load balancer, ``serve-app run`` waiting for readiness) made
-    the solver (target 1 ongoing request) scale to a second replica with no traffic at all.
-    Between those calls, Serve's own replica health checks keep the counts honest.
+    """Per-component readiness from the Serve controller (cached for ``CACHE_S``) and the model
+    replicas. A replica's ``info`` is kept for ``INFO_TTL_S`` while its replica count stays the
+    same, and concurrent polls share one call: every call is an ongoing request for Serve's
+    autoscaler, and frequent polls once scaled the solver to a second replica with no traffic.
     """
 
     CACHE_S = 1.0
@@ -85,9 +80,10 @@ class HealthReporter:
     async def components(self) -> dict[str, dict[str, Any]]:
         """Each model's and service's state, for ``/health`` (:func:`health_answer`)."""
         deployments = await self.deployments()
-        components: dict[str, Any] = {}
-        for name, client in self.clients.items():
-            components[name] = await self._component(client, deployments.get(name))
+        components = {
+            name: await self._component(client, deployments.get(name))
+            for name, client in self.clients.items()
+        }
         for name, check in self.services.items():
             components[name] = await check()
         return components
@@ -95,8 +91,8 @@ class HealthReporter:
     async def _component(self, client: DeploymentClient, deployment: Any) -> dict[str, Any]:
         if deployment is None:
             return {"status": "starting", "reason": "deployment not created yet"}
-        running = _count(deployment.replica_states, "RUNNING")
-        state = str(getattr(deployment.status, "value", deployment.status))
+        running = sum(n for s, n in deployment.replica_states.items() if _state(s) == "RUNNING")
+        state = _state(deployment.status)
         if running == 0:
             self._info.pop(client.name, None)
             if state in ("HEALTHY", "UPSCALING", "DOWNSCALING"):
@@ -133,11 +129,11 @@ class HealthReporter:
     async def refresh_replica_gauges(self) -> None:
         for name, deployment in (await self.deployments()).items():
             for state, count in deployment.replica_states.items():
-                REPLICAS.labels(name, str(getattr(state, "value", state))).set(count)
+                REPLICAS.labels(name, _state(state)).set(count)
 
 
-def _count(states: dict[Any, int], wanted: str) -> int:
-    return sum(n for s, n in states.items() if str(getattr(s, "value", s)) == wanted)
+def _state(state: Any) -> str:  # an enum's value, or the string
+    return str(getattr(state, "value", state))
 
 
 def create_api(
@@ -149,10 +145,9 @@ def create_api(
     store: Store | None = None,
 ) -> FastAPI:
     """The FastAPI app: routes of the enabled models, health, metrics, errors."""
-    services = {"store": store.status} if store is not None and "embeddings" in clients else {}
+    services = {"store": store.status} if store is not None else {}
     health = HealthReporter(app_name, clients, services)
     app = create_http_app(settings, health.components, inflight=inflight)
-    app.state.health = health
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
@@ -170,7 +165,7 @@ def create_api(
     if "solver" in clients:
         app.state.plans = PlanService(clients["solver"], settings)
         app.include_router(plans_router, responses=ERROR_RESPONSES)
-    if "embeddings" in clients and model is not None:
+    if model is not None:  # the embeddings deployment is bound
         app.state.embeddings = EmbeddingService(clients["embeddings"], settings, model)
         app.include_router(embeddings_router, responses=ERROR_RESPONSES)
         if store is not None:

@@ -1,14 +1,4 @@
-"""Logging and error reporting of the replicas.
-
-Loggers from :func:`get_logger` are children of Ray Serve's own logger, so inside a replica
-their records go through Serve's handlers: with ``logging_config: {encoding: JSON}`` in the
-config (every config here) each line is one JSON object carrying ``request_id`` (the request's
-X-Request-ID), ``route``, ``application``, ``deployment`` and ``replica``. Outside Serve they
-are ordinary loggers.
-
-Sentry is optional and off by default: set ``SENTRY_DSN`` (and install the ``sentry`` extra,
-which the image does) and every replica reports unhandled errors there.
-"""
+"""Logging and error reporting of the replicas; Sentry only with ``SENTRY_DSN`` set."""
 
 from __future__ import annotations
 
@@ -22,6 +12,7 @@ SERVE_LOGGER = "ray.serve"  # Ray Serve's logger: its handlers add the request c
 
 
 def get_logger(name: str) -> logging.Logger:
+    """A child of Serve's logger: in a replica, JSON lines with the request's context."""
     return logging.getLogger(f"{SERVE_LOGGER}.{name}")
 
 
@@ -60,8 +51,7 @@ def init_sentry(settings: Settings, component: str) -> bool:
         release=f"grocery-planner-ai@{__version__}",
         environment=settings.sentry_environment,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        # receipts and documents are the users' own data: no user details, no request bodies
-        # (sentry-sdk 2.75 deprecates send_default_pii=False for this)
+        # the users' own receipts and documents (send_default_pii=False is deprecated)
         data_collection={"user_info": False, "http_bodies": []},
     )
     sentry_sdk.set_tag("component", component)

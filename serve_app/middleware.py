@@ -22,7 +22,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_JSON_TYPES = ("application/json",)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -33,10 +32,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    main = content_type.split(";", 1)[0].strip().lower()
-    return main in _JSON_TYPES or (main.startswith("application/") and main.endswith("+json"))
+    main = (content_type or "").split(";", 1)[0].strip().lower()
+    return main == "application/json" or (
+        main.startswith("application/") and main.endswith("+json")
+    )
 
 
 class InflightCounter:
@@ -50,10 +49,9 @@ class InflightCounter:
 class IngressMiddleware:
     """Runs before routing, in this order: request id, auth, size and type checks, metrics.
 
-    Under Ray Serve the proxy assigns X-Request-ID (the client's, or a new one), puts it in the
-    request headers and echoes it, so ``echo_request_id=False`` there.
-    ``raw_body_paths`` are POST routes that take non-JSON bodies (uploads); every other
-    POST/PUT/PATCH under ``/v1/`` must be JSON.
+    ``echo_request_id=False`` under Ray Serve, whose proxy sets and echoes X-Request-ID.
+    ``raw_body_paths`` take non-JSON bodies (uploads); other POST/PUT/PATCH under ``/v1/``
+    must be JSON.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
-"""Host and port helpers shared by the CLI, the cluster and the autoscaler: ``host:port`` with
-IPv6 in brackets (Fly's private network is IPv6), name resolution, a free port."""
+"""Host and port helpers: ``host:port`` with IPv6 in brackets (Fly's private network is IPv6),
+name resolution, a free port."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 
 
 def join_host_port(host: str, port: int) -> str:
-    """``host:port``, with IPv6 addresses in brackets (Fly's 6PN addresses are IPv6)."""
+    """``host:port``, with IPv6 addresses in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

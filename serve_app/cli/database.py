@@ -1,6 +1,5 @@
-"""``serve-app db``: the document database (PostgreSQL + pgvector): the steps ``serve-app run``
-takes before it serves (serve_app.startup.prepare), run alone, and the embedded server's
-start and stop."""
+"""``serve-app db``: ``serve-app run``'s database step alone (serve_app.startup.prepare), and the
+embedded PostgreSQL's start and stop."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""``serve-app embeddings``: the embedding model's files. ``export`` makes the served model's
-ONNX export (what ``serve-app run`` does once by itself, and the image's build stage does);
-``download`` fetches another sentence-transformers model from the Hugging Face Hub at image
-build, pinned to a revision and checked against a SHA-256 of all its files."""
+"""``serve-app embeddings``: the embedding model's files: its ONNX ``export``, and the
+``download`` of another model from the Hugging Face Hub, pinned and hash-checked."""
 
 from __future__ import annotations
 

@@ -90,9 +90,8 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
 
 
 def fly_group_options(defaults: bool) -> argparse.ArgumentParser:
-    """The options of every `serve-app fly` command. flyctl takes `-a/--app` after any
-    subcommand (`fly machines list -a X`), so they are accepted before the subcommand and
-    after it; after it, an option only overrides when given (SUPPRESS as its default)."""
+    """The options of every `serve-app fly` command, before the subcommand or after it as in
+    flyctl (`fly machines list -a X`); after it, one overrides only when given (SUPPRESS)."""
 
     def default(value: Any) -> Any:
         return value if defaults else argparse.SUPPRESS

@@ -1,10 +1,7 @@
 """``serve-app``: run the server, show its status, manage its database, weights and machines.
 
-Each command lives in a module of its own with an ``add_parser(subparsers)`` that names the
-command, declares its options and sets the function that runs it (``args.func``, for a
-command with subcommands one per subcommand); this module lists them and dispatches. Only the
-module of the command given is imported (all of them for ``--help``): a command's imports
-cost nothing to the others. Ray itself is imported where it is used, never to build a parser.
+Each command is a module with ``add_parser(subparsers)``, which sets ``args.func``; only the
+module of the command given is imported, so a command's imports cost the others nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     only = argv[0] if argv and argv[0] in COMMANDS else None
     early = None
     if only == "run" and "-h" not in argv and "--help" not in argv:
-        # The port answers sooner: the bridge starts before this process's slower imports
-        # (its settings most of all); `run` decides what becomes of it (cli/run.py).
+        # the port answers sooner: the bridge starts before the slower imports (the settings)
         early = BridgeProcess.early(argv[1:])
     try:
         args = build_parser(only).parse_args(argv)

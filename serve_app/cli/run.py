@@ -1,5 +1,4 @@
-"""``serve-app run``: the supervisor (serve_app.startup.supervisor) with the command's options:
-a Ray node serving the app until SIGINT/SIGTERM."""
+"""``serve-app run``: the supervisor (serve_app.startup.supervisor) with the command's options."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The embeddings deployment's ``user_config``: one typed source for its keys, defaults and
-meaning (validated in ``reconfigure``; the configuration docs are generated from it)."""
+"""The embeddings deployment's ``user_config``, typed (the configuration docs are made from it)."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ from serve_app.embeddings.jobs import JOB_MAX_TOKENS
 
 
 class EmbeddingsConfig(BaseModel):
-    """``user_config`` of the ``embeddings`` deployment, applied by ``reconfigure`` without a
-    restart (a new ``parallel_batches`` makes a new batch queue)."""
+    """The ``embeddings`` deployment's ``user_config``, applied by ``reconfigure`` live."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ray import serve
@@ -10,15 +9,13 @@ from ray import serve
 from serve_app.batching import ThreadedBatches, set_torch_threads
 from serve_app.devices import cpu_threads
 from serve_app.embeddings.config import EmbeddingsConfig
-from serve_app.embeddings.jobs import EmbedJob, EmbedResult, job_tokens, split_by_jobs
+from serve_app.embeddings.jobs import EmbedJob, EmbedResult, job_tokens
 from serve_app.settings import get_settings
 
 
 @serve.deployment(name="embeddings")
 class EmbeddingDeployment:
-    """Holds one :class:`EmbeddingRuntime`; batches jobs from concurrent requests. Its
-    ``user_config`` is :class:`serve_app.embeddings.config.EmbeddingsConfig`; batching is
-    :mod:`serve_app.batching`."""
+    """One :class:`EmbeddingRuntime`; batches the jobs of concurrent requests."""
 
     def __init__(self) -> None:
         # imported here, not above: the app's build step imports this module
@@ -29,15 +26,14 @@ class EmbeddingDeployment:
         # torch's threads are per calling thread; an ONNX Runtime session's fixed when made
         torch = self.runtime.encoder.engine == "torch"
         self._batches = ThreadedBatches(
-            self._embed_jobs,
+            self.runtime.embed_jobs,
             "embeddings",
             size_of=job_tokens,
             set_threads=set_torch_threads if torch else None,
         )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply batch settings from ``user_config`` without a restart; an unknown or invalid
-        key fails the deploy, naming it."""
+        """Apply ``user_config`` without a restart; an unknown or invalid key fails the deploy."""
         config = EmbeddingsConfig.model_validate(user_config or {})
         self.runtime.max_batch_tokens = config.forward_batch_tokens
         # each of the batches that run at once gets its share of the threads
@@ -48,21 +44,6 @@ class EmbeddingDeployment:
             parallel=config.parallel_batches,
             threads=config.threads,
         )
-
-    def _embed_jobs(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
-        """On a batch thread: one runtime call for the texts of every job in the batch."""
-        texts = [text for job in jobs for text in job.texts]
-        started = time.perf_counter()
-        output = self.runtime.embed(texts)
-        whole = EmbedResult(
-            vectors=output.vectors,
-            token_counts=output.token_counts,
-            batch_jobs=len(jobs),
-            batch_texts=len(texts),
-            batch_leader=True,
-            batch_seconds=time.perf_counter() - started,
-        )
-        return split_by_jobs(whole, jobs)
 
     async def embed(self, job: EmbedJob) -> EmbedResult:
         """Embed one job (joins the current batch)."""

@@ -1,6 +1,4 @@
-"""What the ingress sends the embeddings replica and what comes back (no Ray, no torch):
-jobs of texts with their estimated tokens, the vectors per job, and how requests are cut into
-jobs and merged results cut back."""
+"""Jobs the ingress sends the embeddings replica and the results per job (no Ray, no torch)."""
 
 from __future__ import annotations
 
@@ -8,8 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-# Largest estimated token count of one job sent to the deployment; the deployment's
-# token budget per batch must be at least this.
+# Largest estimated tokens of one job; the deployment's batch budget is at least this.
 JOB_MAX_TOKENS = 4096
 
 
@@ -62,16 +59,14 @@ def estimate_tokens(text: str, max_tokens: int) -> int:
     return min(max_tokens, len(text) // 4 + 3)
 
 
-def split_jobs(
-    texts: list[str], max_tokens: int, job_max_tokens: int = JOB_MAX_TOKENS
-) -> list[EmbedJob]:
-    """Cut a request's texts into jobs of at most ``job_max_tokens`` estimated tokens."""
+def split_jobs(texts: list[str], max_tokens: int) -> list[EmbedJob]:
+    """Cut a request's texts into jobs of at most :data:`JOB_MAX_TOKENS` estimated tokens."""
     jobs: list[EmbedJob] = []
     current: list[str] = []
     tokens = 0
     for text in texts:
         est = estimate_tokens(text, max_tokens)
-        if current and tokens + est > job_max_tokens:
+        if current and tokens + est > JOB_MAX_TOKENS:
             jobs.append(EmbedJob(current, tokens))
             current, tokens = [], 0
         current.append(text)

@@ -1,14 +1,5 @@
-"""An embedding model's ONNX export: where it lives, whether it is this model directory's,
-and making it once when it is not (no torch and no onnxruntime in this module).
-
-An export is a folder ``<onnx dir>/<model name>-<key>/`` (the key from the model directory's
-path) holding ``model.onnx``, ``tokenizer.json`` and ``export.json``, which records every
-file of the model directory (size, mtime, SHA-256) and the graph's SHA-256. It belongs to the
-directory while those files still hash the same; a file whose size or mtime changed is hashed
-again (a copy keeps the content and changes the mtime). A missing or stale export is made by
-``python -m serve_app.embeddings.onnx_export`` (torch and sentence-transformers: the image's
-build stage, or a machine with the ``export`` extra), once, under a lock.
-"""
+"""An embedding model's ONNX export: where it lives, whether it is still this model directory's,
+and making it once, under a lock (no torch and no onnxruntime here; docs/models.md)."""
 
 from __future__ import annotations
 
@@ -66,8 +57,7 @@ def fingerprint(
     model_dir: Path, hash_all: bool = False, known: dict[str, list[Any]] | None = None
 ) -> dict[str, list[Any]]:
     """``{relative path: [size, mtime_ns, sha256]}`` of the files sentence-transformers may
-    read from ``model_dir``. Without ``hash_all``, a file whose size and mtime are those in
-    ``known`` keeps its known hash (a stat instead of reading the weights)."""
+    read; without ``hash_all``, a file as ``known`` (size, mtime) keeps its hash unread."""
     found: dict[str, list[Any]] = {}
     for path in sorted(model_dir.rglob("*")):
         relative = path.relative_to(model_dir)
@@ -161,9 +151,8 @@ def why_no_exporter() -> str | None:
 def ensure_export(
     model_dir: Path, onnx_dir: Path, progress: Callable[[str], None] = print
 ) -> ModelExport:
-    """The export of ``model_dir``, made first when there is none (``progress`` says so; it
-    takes seconds, a minute for a large model); :class:`ModelNotServable` when the directory
-    cannot be served, naming why."""
+    """The export of ``model_dir``, made first when there is none (``progress`` says so);
+    :class:`ModelNotServable` when the directory cannot be served, naming why."""
     if not (model_dir / "config.json").is_file():
         raise ModelNotServable(f"{model_dir} holds no model (no config.json)")
     found = find_export(model_dir, onnx_dir)
@@ -201,7 +190,6 @@ def ensure_export(
 
 
 def served_export(settings: Settings, progress: Callable[[str], None] = print) -> ModelExport:
-    """The export of the model the settings name (SERVE_APP_EMBEDDINGS_MODEL_DIR, else the
-    default), made first if needed."""
+    """The export of the model the settings name, made first if needed."""
     model_dir = settings.embeddings_model_dir or default_model_dir()
     return ensure_export(Path(model_dir), settings.embeddings_onnx_path(), progress)

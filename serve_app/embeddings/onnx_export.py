@@ -1,18 +1,6 @@
-"""A sentence-transformers model directory exported to ONNX, in a process of its own:
-``python -m serve_app.embeddings.onnx_export MODEL_DIR OUT_DIR``.
-
-sentence-transformers loads the directory as it always would (its ``modules.json``, the
-pooling of ``1_Pooling/config.json``, ``Normalize``, ``Dense``, the maximum sequence length
-of ``sentence_bert_config.json``), and torch's exporter traces the whole module stack, from
-token ids to the sentence embedding, into one graph; the serving process then runs that
-graph with ONNX Runtime and needs neither torch nor sentence-transformers (model_files.py
-finds the export and checks it; runtime.py runs it). The fast tokenizer is saved beside it as
-``tokenizer.json``, so a directory with only a ``vocab.txt`` or a SentencePiece file works too.
-
-Torch's TorchScript exporter (``dynamo=False``), not its newer default: in one run here the
-TorchScript graph of all-MiniLM-L6-v2 ran 10-15% faster under ONNX Runtime, exported in
-1.7 s against 9.8 s, and needs no onnxscript.
-"""
+"""A sentence-transformers model directory traced whole into one ONNX graph, in a process of its
+own: ``python -m serve_app.embeddings.onnx_export MODEL_DIR OUT_DIR``. TorchScript exporter, not
+dynamo: a faster graph and export (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -140,9 +128,8 @@ def export(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def _check(onnx_path: Path, model: SentenceTransformer) -> list[str]:
-    """The graph, run by ONNX Runtime on inputs of other shapes than the traced ones, gives
-    sentence-transformers' vectors (a tracer that fixed a shape or took a branch for good
-    would not); its input names."""
+    """The graph's input names, once it gives sentence-transformers' vectors on other shapes
+    than the traced ones (a tracer that fixed a shape or a branch would not)."""
     import numpy as np
     import onnxruntime
 

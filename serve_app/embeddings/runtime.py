@@ -1,12 +1,7 @@
-"""Embedding model runtime: plain Python, no Ray, no FastAPI.
+"""Embedding model runtime: plain Python, no Ray, no FastAPI (engines: docs/models.md).
 
-Any sentence-transformers model directory. On a CPU it runs the model's ONNX export
-(model_files.py) with ONNX Runtime: this process imports onnxruntime, tokenizers and numpy,
-never torch. On a CUDA device it runs the directory with sentence-transformers on torch in fp16
-(torch_encoder.py); ``engine="torch"`` runs that path on a CPU too (fp32), for comparison.
-Both tokenise with the model's own fast tokenizer here, sort the texts by length and cut them
-into forward passes of at most ``max_batch_tokens`` padded tokens, so one long text does not
-pad a whole batch; vectors come back L2-normalised.
+Texts are sorted by length and cut into forward passes of at most ``max_batch_tokens`` padded
+tokens, so one long text does not pad a whole batch.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from serve_app.devices import cpu_threads, resolve_device
+from serve_app.embeddings.jobs import EmbedJob, EmbedResult, split_by_jobs
 from serve_app.embeddings.model_files import ModelExport, default_model_dir, ensure_export
 from serve_app.logs import get_logger
 from serve_app.settings import get_settings
@@ -47,8 +43,7 @@ class Encoder(Protocol):
 
 
 class OnnxEncoder:
-    """The export's graph in an ONNX Runtime session (all graph optimisations). Concurrent
-    calls are safe; each runs on ``threads`` threads, the caller's included."""
+    """The export's graph in an ONNX Runtime session; thread-safe, ``threads`` threads a call."""
 
     engine = "onnxruntime"
 
@@ -60,8 +55,7 @@ class OnnxEncoder:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Idle threads sleep instead of spinning: the cores are shared with the ingress,
-        # HAProxy and the other replicas.
+        # idle threads sleep, not spin: the ingress, HAProxy and other replicas share the cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = threads
         self.session = onnxruntime.InferenceSession(
@@ -141,8 +135,7 @@ class EmbeddingRuntime:
         return TorchEncoder(self.model_dir, self.device)
 
     def set_threads(self, threads: int) -> None:
-        """CPU threads per forward pass (0: every core); on ONNX Runtime a new session when
-        the number changes (a session's threads are fixed when it is made)."""
+        """CPU threads per forward pass (0: every core); ONNX Runtime needs a new session."""
         if isinstance(self.encoder, OnnxEncoder) and self.encoder.threads != cpu_threads(threads):
             self.encoder = OnnxEncoder(self.export, cpu_threads(threads))
 
@@ -174,6 +167,21 @@ class EmbeddingRuntime:
             out[chunk] = self._forward([encodings[i] for i in chunk])
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return EmbeddingOutput(out, lengths)
+
+    def embed_jobs(self, jobs: list[EmbedJob]) -> list[EmbedResult]:
+        """One :meth:`embed` for the texts of every job; a result per job, the first the leader."""
+        texts = [text for job in jobs for text in job.texts]
+        started = time.perf_counter()
+        output = self.embed(texts)
+        whole = EmbedResult(
+            vectors=output.vectors,
+            token_counts=output.token_counts,
+            batch_jobs=len(jobs),
+            batch_texts=len(texts),
+            batch_leader=True,
+            batch_seconds=time.perf_counter() - started,
+        )
+        return split_by_jobs(whole, jobs)
 
     def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Split length-sorted indices so that rows x longest row <= max_batch_tokens."""

@@ -1,6 +1,5 @@
-"""The embeddings on a CUDA device: the model directory run by sentence-transformers on torch,
-in fp16 (for all-MiniLM-L6-v2 fp16 agrees with fp32 to cosine >= 0.99999). Only a process
-that serves on a GPU imports this module, and torch with it."""
+"""The embeddings on a CUDA device: sentence-transformers on torch in fp16 (docs/models.md).
+Only a process that serves on a GPU imports this module, and torch with it."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 
 class TorchEncoder:
-    """Padded token arrays -> sentence vectors, by the directory's own modules on ``device``
-    (fp16 on CUDA, fp32 elsewhere: the CPU tests run this same path)."""
+    """Padded token arrays -> sentence vectors on ``device`` (fp16 on CUDA, fp32 elsewhere)."""
 
     engine = "torch"
 

@@ -1,10 +1,5 @@
-"""A small client for the Fly Machines REST API (https://fly.io/docs/machines/api/).
-
-Only what the operations CLI needs: list, get, create, start, stop, destroy, wait, leases.
-It retries what is safe to retry (429 with backoff and jitter, honouring ``Retry-After``; 5xx
-and connection errors for calls that are idempotent), classifies capacity errors, and takes a
-lease around changes to a machine, as flyctl does.
-"""
+"""A small client for the Fly Machines REST API (https://fly.io/docs/machines/api/): what the
+operations CLI needs, with flyctl's retries and leases (docs/fly.md)."""
 
 from __future__ import annotations
 
@@ -25,11 +20,11 @@ MAX_WAIT_S = 60
 class FlyApiError(Exception):
     """An answer of the Machines API that is not a success (after retries)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, method: str = ""):
+    def __init__(self, status: int, message: str, code: str | None, method: str):
         self.status = status
         self.message = message
         self.code = code  # the body's "status" field, e.g. "insufficient_capacity"
-        super().__init__(f"{method} -> {status}: {message}" if method else message)
+        super().__init__(f"{method} -> {status}: {message}")
 
 
 class InsufficientCapacity(FlyApiError):
@@ -235,6 +230,5 @@ class MachinesClient:
             try:
                 self.release_lease(machine_id, nonce)
             except FlyApiError as exc:
-                if exc.status != 404:  # 404: the machine is gone (destroyed), lease and all
-                    # it expires by itself; say so and go on
+                if exc.status != 404:  # 404: gone with its machine; else it expires by itself
                     self.log(f"  could not release the lease on {machine_id}: {exc}")

@@ -1,17 +1,7 @@
 """`serve-app fly autoscale`: start and stop Fly Machines from the server's own metrics.
 
 Ray Serve's autoscaler adds replicas inside the machines there are; this loop decides how many
-machines there should be. Each round it scrapes ``/metrics`` of every started machine (over
-6PN, or the URLs given), reads the load (API requests in flight at the ingress, plus calls
-waiting on models) and replicas Serve could not place (``STARTING`` for longer than a model
-takes to load: the machines are full), and picks a machine count:
-
-* up, at once (after a short cooldown), to ``ceil(load / target_inflight)``, or one more
-  machine while replicas stay unplaced;
-* down, one machine at a time, only after the load has fit in one machine fewer at
-  ``down_ratio`` of the target for ``down_after_s`` (hysteresis), and never within
-  ``cooldown_s`` of the last change;
-* never outside ``[min_machines, max_machines]``, and never down on missing metrics.
+machines there should be, and never outside ``[min_machines, max_machines]`` (docs/fly.md).
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ DEFAULT_RECO_ARCH = "crnn_mobilenet_v3_small"
 
 
 class OcrConfig(BaseModel):
-    """``user_config`` of the ``ocr`` deployment. A change is applied by ``reconfigure`` without
-    a restart: a new engine or architecture builds a new runtime."""
+    """``user_config`` of the ``ocr`` deployment, applied by ``reconfigure`` without a restart."""
 
     model_config = ConfigDict(extra="forbid")
 

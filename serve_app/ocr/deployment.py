@@ -24,15 +24,11 @@ log = get_logger(__name__)
 
 @serve.deployment(name="ocr")
 class OcrDeployment:
-    """Holds one OCR runtime (docTR or rapidocr), built in ``reconfigure`` from its
-    ``user_config`` (:class:`serve_app.ocr.config.OcrConfig`); a new engine or architecture
-    builds a new runtime without a restart. Pages run in batches on threads of their own
-    (:mod:`serve_app.batching`): on a CPU two pages at once on one thread each beat one page
-    on two, since much of an engine's work per page (post-processing, cropping) is
-    single-threaded. docTR without weights (and without permission to run random ones)
-    leaves the replica up, reporting ``unavailable`` with the reason, so the other models
-    keep serving.
-    """
+    """Holds one OCR runtime (docTR or rapidocr), built by ``reconfigure`` from
+    :class:`~serve_app.ocr.config.OcrConfig`; pages are read in batches on threads of their own
+    (:mod:`serve_app.batching`; on a CPU one thread per page beats two on one, as cropping and
+    post-processing are single-threaded). docTR without weights leaves the replica up,
+    reporting ``unavailable`` with the reason, so the other models keep serving."""
 
     def __init__(self) -> None:
         self.runtime: OcrRuntime | None = None
@@ -94,7 +90,7 @@ class OcrDeployment:
         live = [job for job in jobs if job.deadline > now]
         started = time.perf_counter()
         pages = runtime.read([job.image for job in live]) if live else []
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started  # on this thread: a batch beside it counts in
         read = iter(pages)
         results = []
         for job in jobs:

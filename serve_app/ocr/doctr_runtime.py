@@ -1,9 +1,5 @@
-"""docTR OCR runtime: plain Python and torch, no Ray, no FastAPI.
-
-Weights come from a directory in docTR's cache layout (``<dir>/models/<arch>-<sha256 prefix>.pt``)
-and are hash-checked before loading. Nothing is downloaded here: models are built with
-``pretrained=False, pretrained_backbone=False`` and no orientation models.
-"""
+"""docTR OCR runtime (torch, no Ray, no FastAPI). Nothing is downloaded here: weights come
+hash-checked from docTR's cache layout (``<dir>/models/<arch>-<sha256 prefix>.pt``)."""
 
 from __future__ import annotations
 
@@ -52,9 +48,8 @@ def weights_file(weights_dir: Path, model: torch.nn.Module) -> Path:
 
 
 class DoctrRuntime:
-    """One docTR ``ocr_predictor`` built once from explicit model objects. Its words are
-    grouped into printed lines by :func:`serve_app.ocr.lines.group_lines`, as rapidocr's
-    segments are."""
+    """One docTR ``ocr_predictor`` built once from explicit model objects; its words are
+    grouped into lines by :func:`serve_app.ocr.lines.group_lines`."""
 
     engine = "doctr"
 
@@ -125,20 +120,17 @@ class DoctrRuntime:
     def _page(page: Any, image: np.ndarray) -> OcrPage:
         height, width = image.shape[:2]
         segments = []
-        for block in page.blocks:
-            for line in block.lines:
-                for word in line.words:
-                    if not word.value:
-                        continue
-                    (x0, y0), (x1, y1) = word.geometry  # relative, straight pages
-                    x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
-                    segments.append(
-                        OcrSegment(
-                            text=word.value,
-                            confidence=float(word.confidence),
-                            corners=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
-                        )
-                    )
+        words = (w for block in page.blocks for line in block.lines for w in line.words if w.value)
+        for word in words:
+            (x0, y0), (x1, y1) = word.geometry  # relative, straight pages
+            x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
+            segments.append(
+                OcrSegment(
+                    text=word.value,
+                    confidence=float(word.confidence),
+                    corners=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
+                )
+            )
         return OcrPage(
             width=int(width), height=int(height), lines=group_lines(segments, width, height)
         )

@@ -26,11 +26,9 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) -> np.ndarray:
-    """Bytes of a JPEG/PNG/WebP -> RGB uint8 array (H, W, 3), upright, longest side <= max_side.
-
-    Raises ApiError: 413 for too many bytes or pixels (checked from the header, before the
-    pixels are decoded), 415 for other formats, 400 ``invalid_image`` for corrupt data.
-    """
+    """Bytes of a JPEG/PNG/WebP or PDF -> RGB uint8 array (H, W, 3), upright, longest side <=
+    max_side. ApiError 413 for too many bytes or pixels (from the header, before decoding), 415
+    for other formats, 400 ``invalid_image`` for corrupt data."""
     if len(data) > max_bytes:
         raise ApiError(
             413, "image_too_large", f"The image has {len(data)} bytes; at most {max_bytes}."
@@ -44,8 +42,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, max_side: int) ->
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # The header declares more pixels than Pillow's own bomb threshold: a real image,
-        # only too large (the pixel count is in Pillow's message).
+        # more pixels than Pillow's bomb threshold: a real image, only too large (so 413)
         raise ApiError(
             413,
             "image_too_large",

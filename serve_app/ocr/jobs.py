@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-# The command that fetches docTR's weights (the image build runs it): the fix for a replica
-# that answers ``unavailable``.
-DOWNLOAD_HINT = "serve-app weights download"
+DOWNLOAD_HINT = "serve-app weights download"  # the fix for a replica without docTR's weights
 
 
 @dataclass(frozen=True)
@@ -23,10 +21,8 @@ class PageJob:
 
 @dataclass(frozen=True)
 class PageResult:
-    """A read page (``page``), or why there is none: ``unavailable`` (no model: the reason)
-    or ``expired`` (not read, its deadline had passed). With what the ingress's admission
-    learns from it: how long the page took on the model, how many pages the replica reads at
-    once, and which replica it was."""
+    """A read page, or why there is none (``unavailable``: no model; ``expired``: its deadline
+    had passed), with what the ingress's admission learns from it."""
 
     page: Any = None  # OcrPage
     model: dict[str, str] | None = None

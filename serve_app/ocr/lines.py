@@ -1,19 +1,7 @@
 """Segments -> printed lines, the same for both engines (no Ray, no model library).
 
-A receipt's line is often read as several segments: the name at the left margin, the price
-in a column far right, a tax code beside it. A photo turns the page, and keystone and the
-paper's curl turn it by different angles in different places, so the price of a line can sit
-higher than its name by more than a text height, nearer the line above. Grouping:
-
-1. each segment's slope is the angle of its top edge; the page's slope at a height is the
-   median slope of the long segments near that height (within a few lines), weighted by their
-   length: keystone and curl change it slowly down the page;
-2. the segments that begin in the left part of the text (names, quantity lines) anchor the
-   lines, one line each; the others (the price column, tax codes, centred headers) each join
-   the anchor that lies on their line: the one whose line, drawn from the anchor at the
-   slope there, passes nearest their centre, within half a text height; a segment that joins
-   none starts a line of its own, which later ones may join;
-3. a line's segments are read left to right, joined by one space.
+The slope is measured where each segment lies, since keystone and curl turn a photo by
+different angles in different places; the grouping is described in docs/models.md (Lines).
 """
 
 from __future__ import annotations
@@ -27,15 +15,13 @@ import numpy as np
 from serve_app.ocr.pages import OcrLine, OcrSegment
 
 MAX_SKEW_DEGREES = 10.0
+SLOPE_WINDOW = 4.0  # text heights above and below whose long segments give the local slope
 
 
 def skew_angle(segments: Sequence[OcrSegment]) -> float:
     """The page's rotation in radians, from the segments' top edges."""
     measured = [m for m in map(_measure, segments) if m.length > 0]
     return _median_angle(measured) if measured else 0.0
-
-
-SLOPE_WINDOW = 4.0  # text heights above and below whose long segments give the local slope
 
 
 @dataclass
@@ -102,12 +88,10 @@ def group_lines(segments: Sequence[OcrSegment], width: int, height: int) -> list
         best, best_gap = None, math.inf
         for index, line in enumerate(lines):
             first = line[0]
-            # how far the item's centre lies from the line through the line's first segment:
-            # the print's slope changes between them (curl), so their mean is used
+            # the slope changes between item and line (curl): the mean of the two
             drop = (item.cx - first.cx) * (slopes[index] + item_slope) / 2
             gap = abs(item.cy - first.cy - drop)
-            # within half a text height, and one segment per column: a price that overlaps
-            # one already on the line belongs to a neighbouring line
+            # a price overlapping one already on the line belongs to a neighbouring line
             if (
                 gap < 0.5 * min(item.height, first.height)
                 and gap < best_gap
@@ -120,8 +104,7 @@ def group_lines(segments: Sequence[OcrSegment], width: int, height: int) -> list
         else:
             lines[best].append(item)
 
-    # reading order: where each line would cross the text's left edge (an indented line's
-    # first segment sits higher or lower than the line's start when the page is turned)
+    # reading order by where a line crosses the left edge: keeps indented lines on turned pages
     def start(index: int) -> float:
         first = lines[index][0]
         return first.cy - (first.cx - left_edge) * slopes[index]

@@ -1,11 +1,5 @@
-"""rapidocr runtime: PP-OCRv6 detection and recognition (ONNX, run by onnxruntime) whose
-weights ship inside the ``rapidocr`` package. Plain Python, no Ray, no FastAPI.
-
-The model files are read only from the installed package and checked against the SHA-256
-that rapidocr's own model list (``default_models.yaml``) records for them; they are passed to
-rapidocr as explicit paths, which is what keeps its downloader out of the way, so nothing is
-fetched at run time. No text-direction classifier: receipts are upright.
-"""
+"""rapidocr runtime (no Ray, no FastAPI): PP-OCRv6 ONNX models from the ``rapidocr`` package,
+hash-checked and passed as explicit paths, so its downloader never runs (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -79,11 +73,7 @@ class RapidOcrRuntime:
     engine = "rapidocr"
     weights: Literal["pretrained", "random"] = "pretrained"
 
-    def __init__(
-        self,
-        threads: int = 1,
-        device: str = "cpu",
-    ) -> None:
+    def __init__(self, threads: int = 1, device: str = "cpu") -> None:
         from rapidocr import EngineType, ModelType, OCRVersion, RapidOCR
 
         started = time.perf_counter()
@@ -93,7 +83,7 @@ class RapidOcrRuntime:
             raise ValueError(f"the rapidocr engine runs on the CPU here, not {device!r}")
         threads = max(1, min(threads, os.cpu_count() or 1))
         params = {
-            "Global.use_cls": False,
+            "Global.use_cls": False,  # no text-direction classifier: receipts are upright
             "Global.log_level": "warning",
             "Global.text_score": 0.5,  # segments read with less confidence are dropped
             "Det.engine_type": EngineType.ONNXRUNTIME,
@@ -112,8 +102,7 @@ class RapidOcrRuntime:
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
         self.pipeline = RapidOCR(params=params)
-        # Sessions load lazily, recognition only once something is detected: read a line of
-        # text now, so both are loaded before the replica reports ready.
+        # sessions load lazily, recognition once text is found: read a line before ready
         self.pipeline(_warm_up_page())
         self.load_seconds = time.perf_counter() - started
         log.info(

@@ -1,21 +1,7 @@
 """The grammar of a receipt's lines: what each kind of line looks like (pure Python).
 
-Each rule reads one line of text as OCR or a pasted e-receipt gives it; the parser
-(:mod:`serve_app.ocr.receipts`) decides from the rules and the line's place on the page what
-the line means. The kinds:
-
-- an amount at the line's end (:func:`parse_amount`): ``4.99``, ``-1,43 A``, ``£0.70``,
-  ``0.66- F``, ``2,99 1`` (a French tax code), ``2,991`` (the same, read without its space);
-- a quantity clause (:func:`parse_quantity`): ``2 @ 1.99``, ``2 AT 1 FOR 3.99``,
-  ``0,482 kg x 2,99 EUR/kg``, ``0,79 x 2``, ``WT 0.33 lb @ 0.99 /lb``, with or without the
-  line's own amount, before or after the item's name;
-- a table row (:func:`is_table_row`): a VAT summary's row, several amounts or a rate and two;
-  the row of its totals gives the tax (:func:`table_tax`);
-- the label before an amount (:func:`label_kind`): a subtotal, a tax, a total (``TOTAL``,
-  ``9 BALANCE DUE``, ``zu zahlen``, ``SUMME EUR``, ``TOTAL A PAYER``), a summary that is not
-  the total (``TOTAL SAVINGS``), a payment or terminal line, or an item; and an item's kind
-  (:func:`item_kind`): an item, a discount or a deposit;
-- a rule (``-----``), header words, dates (:func:`find_date`) and the currency.
+Each rule reads one line as OCR or a pasted e-receipt gives it (the forms: docs/models.md);
+:mod:`serve_app.ocr.receipts` decides from them and the line's place what the line means.
 """
 
 from __future__ import annotations
@@ -30,12 +16,11 @@ CENT = Decimal("0.01")
 
 _CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "₩": "KRW"}
 _CURRENCY_CODES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "SEK", "NOK", "DKK", "PLN", "JPY")
-_SYMBOL_CLASS = "$€£¥₹₩"
+_SYMBOL_CLASS = "".join(_CURRENCY_SYMBOLS)
 _CODES = "|".join(_CURRENCY_CODES)
 _NUMBER = r"\d{1,3}(?:[.,\s]\d{3})*[.,]\d{2}|\d+[.,]\d{2}"
 
-# An amount at the end of a line: optional sign/currency, digits with . or , decimals,
-# optional trailing currency, minus, and a tax code ("4.99 A", "1,99 € B", French "2,99 1").
+# An amount ending a line, with sign, currency and tax code ("4.99 A", "1,99 € B", "2,99 1").
 _AMOUNT_AT_END = re.compile(
     rf"""
     (?P<neg_open>\()?

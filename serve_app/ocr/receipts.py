@@ -1,22 +1,8 @@
 """Receipt text lines -> merchant, date, currency, line items and totals (pure Python).
 
-The parser works on what any OCR (or a pasted e-receipt) produced, in two steps a reader can
-follow:
-
-1. every line is read by a small grammar (:mod:`serve_app.ocr.receipt_grammar`): a rule, a
-   quantity line (``2 @ 1.99``, ``0,482 kg x 2,99 EUR/kg``, ``2 AT 1 FOR 3.99``, ``0,79 x 2``,
-   possibly with the line's own amount), a table row (a VAT summary: several amounts, or a
-   rate and two), a line with one amount at its end (an item, a discount, a subtotal, a tax,
-   a total, a payment), or text;
-2. the receipt is read in regions: the header (before the first amount), the items (until
-   the subtotal or the total), what lies between subtotal and total (savings, which count as
-   discounts), and after the total only tax lines. A quantity line without an amount belongs
-   to the item above or below it: to the one whose total is its quantity times its price,
-   else to the one the receipt's other quantity lines belong to.
-
-Money is ``Decimal``, so ``consistent`` is an exact comparison: the items (discounts,
-deposits and savings included) add up to the total, with the tax on top (US) or included
-(VAT), and to the subtotal where one is printed.
+Each line is read by :mod:`serve_app.ocr.receipt_grammar`, then the receipt in regions (header,
+items, savings after the subtotal, tax after the total; docs/models.md). Money is ``Decimal``,
+so ``consistent`` is an exact comparison.
 """
 
 from __future__ import annotations
@@ -114,13 +100,11 @@ class ReceiptParser:
         day_first = receipt.currency not in (None, "USD", "CAD")
         state = _Reading()
         for line in lines:
-            if receipt.date is None:
-                found = find_date(line, day_first)
-                if found:
-                    receipt.date = found
-                    if not state.seen_amount:
-                        state.after_date = True
-                        continue
+            if receipt.date is None and (found := find_date(line, day_first)):
+                receipt.date = found
+                if not state.seen_amount:
+                    state.after_date = True
+                    continue
             self._read(line, state)
         if state.pending_qty is not None:  # a quantity under the last item
             self._attach_above(state.pending_qty, state)

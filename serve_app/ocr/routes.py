@@ -25,7 +25,7 @@ _UPLOAD_BODY = {
             },
             **{
                 t: {"schema": {"type": "string", "format": "binary"}}
-                for t in (*sorted(set(ACCEPTED_FORMATS.values())), PDF_CONTENT_TYPE)
+                for t in (*sorted(ACCEPTED_FORMATS.values()), PDF_CONTENT_TYPE)
             },
         },
     }

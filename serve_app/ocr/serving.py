@@ -62,17 +62,9 @@ async def parse_lines(lines: list[str]) -> dict[str, Any]:
 
 
 class PageAdmission:
-    """Admits an OCR page only when it can be read before its request times out.
-
-    It counts the pages this ingress has sent and not yet had answered, and learns from each
-    answer how long a page takes on the model (``page_seconds``, measured on the replica's
-    batch thread, so the other batch running beside it is counted in) and how many pages a
-    replica reads at once. A page that would wait behind more than fits in ``limit_s`` is
-    refused at once (503 + Retry-After, before any work), so what is admitted finishes and
-    the model's time goes to pages someone still waits for. Until the first answer there is
-    nothing to go by, and every page is admitted (pages whose requests time out are then
-    dropped by the replica, not read).
-    """
+    """Admits an OCR page only when it can be read before its request times out, from the
+    pages in flight and what answers tell of the replicas (docs/operations.md#ocr-admission);
+    before the first answer every page is admitted."""
 
     REPLICA_TTL_S = 60.0  # a replica not heard from for this long no longer counts
 
@@ -117,9 +109,7 @@ class PageAdmission:
 class OcrService:
     """Image intake, admission, the OCR deployment call, and receipt parsing of the lines."""
 
-    # Admit a page only if it should be read within this share of the request timeout: the
-    # estimate is a moving average, and decoding and parsing take time too.
-    ADMIT_SHARE = 0.8
+    ADMIT_SHARE = 0.8  # of the request timeout: room for decoding, parsing and the estimate's error
 
     def __init__(self, client: DeploymentClient, settings: Settings):
         self.client = client

@@ -1,9 +1,5 @@
-"""docTR's weights: their names and hashes, and fetching them into the weights directory (the
-only code that touches the network). docTR itself is imported only to fetch.
-
-``serve-app weights download`` (what the CUDA image's build runs) calls :func:`download`; the
-server itself never does.
-"""
+"""docTR's weights: their names and hashes, and fetching them (the only code that touches the
+network, run by ``serve-app weights download`` in the CUDA image's build, never by the server)."""
 
 from __future__ import annotations
 
@@ -42,9 +38,8 @@ def verify_hash(path: Path, name: str | None = None) -> None:
 
 
 def missing_by_name(weights_dir: Path, det_arch: str, reco_arch: str) -> list[str]:
-    """The architectures whose docTR weights file is not in ``weights_dir``, by docTR's file
-    names (``models/<arch>[_pt]-<sha256 prefix>.pt``): a look at the directory, without
-    importing docTR. The replica checks each file's hash when it loads it."""
+    """The architectures without a weights file (``models/<arch>[_pt]-<sha256 prefix>.pt``) in
+    ``weights_dir``: by name only, without importing docTR; the replica checks the hashes."""
     models = weights_dir / "models"
     names = [p.name for p in models.iterdir()] if models.is_dir() else []
     return [
@@ -88,10 +83,8 @@ def print_progress(message: str) -> None:
 def fetch(
     source: WeightsSource, timeout_s: float = 60.0, progress: Progress = print_progress
 ) -> Path:
-    """Download one file to a temporary name, check its hash, then move it into place.
-
-    A file already present with the right hash is kept. A hash mismatch leaves nothing behind.
-    """
+    """Download one file to a temporary name, check its hash, then move it into place; a
+    present file with the right hash is kept, and a mismatch leaves nothing behind."""
     if source.path.is_file():
         verify_hash(source.path)
         progress(f"{source.arch}: {source.path} present, hash verified")

@@ -1,23 +1,11 @@
 """The count relaxation as a mixed-integer program, solved by HiGHS (``highspy``).
 
-How often each recipe is used, not when (the daily bounds summed over the plan, so every plan's
-counts fit it with the same cost), in integers: ``c_r`` uses of recipe ``r`` (0 to
-``max_repeats``), ``b_i`` packages of item ``i``; cost ``sum(price_i * b_i)``. Every number is
-the integer the Z3 model uses (``Problem.quantities`` and ``Problem.money``), so the program's
-data are exact; its solution is checked afterwards, exactly, by the Z3 layout over the days and
-by ``evaluation.evaluate`` in fractions. Its optimum is a lower bound on the plan's cost that
-HiGHS proves by branch and bound on the LP relaxation (Z3's MaxSAT on the same relaxation did
-not within 20 s from 50 recipes up; docs/models.md).
-
-Counts that cannot be laid out over the days are cut off (``cut``) and the program solved again.
-
-HiGHS runs without Python's lock, so ``start`` can run it on a thread while Z3 builds its model
-and finds the first plan (phase 1 of ``search._search``); ``cancel`` stops it within one
-branch-and-bound node when phase 1 ends the solve first (an infeasible request). Presolve is
-off: on this model HiGHS's presolve costs more than it saves (HiGHS alone on five seeded
-200-recipe weeks, three runs each: 0.7-2.3 s mean without it, 1.1-2.9 s with it).
-
-Imports highspy, numpy and ``problem.py``; never Z3, ``encoding.py`` or ``search.py``.
+How often each recipe is used, not when (daily bounds summed over the plan, so every plan's
+counts fit): ``c_r`` uses of recipe ``r``, ``b_i`` packages of item ``i``, cost
+``sum(price_i * b_i)``, on the Z3 model's exact integers. Its optimum is a lower bound on the
+plan's cost (docs/models.md); counts that cannot be laid out over the days are ``cut``. HiGHS
+runs without Python's lock, so ``start`` overlaps it with Z3's phase 1. Presolve is off: on five
+seeded 200-recipe weeks it cost more than it saved (0.7-2.3 s mean without, 1.1-2.9 s with).
 """
 
 from __future__ import annotations
@@ -184,6 +172,6 @@ class CountMilp:
 
 
 def proves(cost: int, bound: float | None) -> bool:
-    """Whether ``bound`` rules out every integer cost below ``cost`` (HiGHS's tolerances are
-    1e-6 and smaller; a margin of 1e-6 of the cost keeps the claim on the safe side)."""
+    """Whether ``bound`` rules out every integer cost below ``cost`` (a 1e-6 relative margin
+    covers HiGHS's tolerances)."""
     return bound is not None and bound > cost - 1 + 1e-6 * max(1, abs(cost))

@@ -1,10 +1,8 @@
-"""Ray Serve deployment for meal plans: one Z3 solve per request, off the event loop.
+"""Ray Serve deployment for meal plans: one solve per request, on a thread, not batched.
 
-Solving is not batched: each request is its own optimisation problem. Concurrency per replica
-is ``max_ongoing_requests`` in the config (Z3 releases the GIL inside its C calls, and every
-solve has its own ``z3.Context``, so solves on threads run in parallel). The module imports
-neither Z3 nor HiGHS (the Serve app's build step imports it); the replica imports ``search.py``,
-and with it both solvers, when it starts, not in its first solve.
+Each solve has its own ``z3.Context`` and Z3 releases the GIL, so solves up to
+``max_ongoing_requests`` run in parallel. Z3 and HiGHS are imported when the replica starts,
+not when the Serve app is built.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""The slot model of a meal plan in Z3: imports z3 and ``problem.py``.
+"""The slot model of a meal plan in Z3: a Boolean ``x[d, m, r]`` per day, meal and recipe.
 
-Slots are days x meals; a Boolean ``x[d, m, r]`` says recipe ``r`` fills meal ``m`` of day ``d``
-(pseudo-Boolean constraints, no if-then-else chains over recipe indices). Shopping: for each
-item, the packages ``p_i`` (integers) must cover the plan's need minus the pantry; the cost is
-the total of the packages' prices. Every number is an integer on the exact scale of
-``problem.scaled``. Each ``Encoding`` has its own ``z3.Context``. Named constraint groups
-("budget 20.00", "daily protein_g min 60", ...) are kept apart so that the search can track
-them with assumption literals: an unsat core over them explains an infeasible request.
+Pseudo-Boolean constraints over exact integers (``problem.scaled``), one ``z3.Context`` per
+``Encoding``. Named constraint groups ("budget 20.00", ...) stay apart so that the search can
+track them with assumption literals: their unsat core explains an infeasible request.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ class Encoding:
     """The Z3 variables and constraint groups of one problem, in one context."""
 
     def __init__(self, problem: Problem):
-        self.problem = problem
         self.ctx = ctx = z3.Context()
         p = problem
         c = p.request.constraints
@@ -102,9 +97,9 @@ class Encoding:
             self.hard += [count >= 0, count <= upper, count * package >= need - have]
             if price_int[item]:
                 cost_terms.append(count * price_int[item])
-        self.cost = z3.Sum(cost_terms) if cost_terms else z3.IntVal(0, ctx)
+        cost = z3.Sum(cost_terms) if cost_terms else z3.IntVal(0, ctx)
         if budget_int is not None:
-            self.groups.append((f"budget {float(c.budget):.2f}", [self.cost <= budget_int]))
+            self.groups.append((f"budget {float(c.budget):.2f}", [cost <= budget_int]))
 
     def plan_of(self, model: z3.ModelRef) -> dict[tuple[int, str], int]:
         return {

@@ -1,9 +1,5 @@
-"""A plan's shopping list, cost, daily nutrition and result, in exact fractions: no Z3.
-
-A plan is ``chosen`` (day, meal) -> recipe index. ``evaluate`` gives the shopping list (pantry
-first, whole packages) and its exact cost, ``daily_totals`` the nutrition per day, and
-``build_result`` makes the ``PlanResult`` the API returns. Imports ``problem.py`` only.
-"""
+"""A plan's shopping list, cost, daily nutrition and API result, in exact fractions (no Z3).
+A plan is ``chosen``: (day, meal) -> recipe index."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""A meal-plan request in exact numbers, and its validation: no Z3, no HiGHS, no Ray.
+"""A meal-plan request in exact numbers (``validate`` -> ``Problem``, or ``PlanInvalid``).
 
-``validate`` turns a ``PlanRequest`` into a ``Problem`` (every decimal from the request becomes
-a ``Fraction``; ``scaled`` puts a constraint on one integer scale, the least common multiple of
-its denominators, so the solvers see integers only and money is never rounded) or raises
-``PlanInvalid`` naming the field (422, 413 for size). ``Limits`` caps a request (``limits_from``
-reads them from the settings), ``empty_domains`` explains meals left without any recipe, and
-``Relaxed`` is the count relaxation's answer (bound.py). The ingress validates
-with this module alone; it imports only the standard library and ``protocol.py``.
+No Z3, no HiGHS, no Ray: the ingress validates with this module alone.
 """
 
 from __future__ import annotations
@@ -50,13 +44,11 @@ def limits_from(settings: Settings) -> Limits:
 
 @dataclass
 class Relaxed:
-    """One solve of the count relaxation: ``state`` is ``optimal``, ``infeasible`` or
-    ``timeout``; ``counts`` (recipe -> uses) when a solution was found; ``bound`` a proven
-    lower bound on the cost in the money units of ``Problem.money`` (None when none was
-    proven); ``reason`` why it stopped short."""
+    """One solve of the count relaxation (bound.py); ``bound`` is a proven lower bound on the
+    cost in the units of ``Problem.money``, ``reason`` why it stopped short."""
 
-    state: str
-    counts: dict[int, int] | None
+    state: str  # optimal | infeasible | timeout
+    counts: dict[int, int] | None  # recipe -> uses, when a solution was found
     bound: float | None
     reason: str = ""
 
@@ -102,8 +94,7 @@ class Problem:
         return max(0, math.ceil((most - self.pantry.get(item, Fraction(0))) / package))
 
     def quantities(self, item: str, recipes: list[int]) -> tuple[list[int], int, int]:
-        """``item``'s quantity in each of ``recipes``, the pantry's and the package's, as
-        integers on one exact scale."""
+        """``item``'s quantity per recipe, in the pantry and per package, on one exact scale."""
         have = self.pantry.get(item, Fraction(0))
         ints, _ = scaled([*(self.needs[r][item] for r in recipes), have, self.price[item][0]])
         return ints[:-2], ints[-2], ints[-1]
@@ -151,10 +142,7 @@ def validate(req: PlanRequest, limits: Limits) -> Problem:
                 f"pantry[{i}]: {p.item!r} is in {p.unit!r} but priced in {price[p.item][2]!r}."
             )
         pantry[p.item] = exact(p.quantity)
-    candidates: dict[str, list[int]] = {m: [] for m in req.meals}
-    for i, recipe in enumerate(req.recipes):
-        if recipe.meal in candidates:
-            candidates[recipe.meal].append(i)
+    candidates = {m: [i for i, r in enumerate(req.recipes) if r.meal == m] for m in req.meals}
     for j, meal in enumerate(req.meals):
         if not candidates[meal]:
             raise PlanInvalid(f"meals[{j}]: no recipe has meal {meal!r}.")

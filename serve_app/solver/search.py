@@ -1,11 +1,5 @@
-"""The meal-plan search in Z3 and HiGHS: ``solve``; no Ray, no FastAPI.
-
-``solve`` validates a request and finds its cheapest plan. Phase 1 finds a first plan in the
-slot model (``Encoding``), with the constraint groups tracked (an unsat core explains an
-infeasible request). Phase 2 proves the optimum on the count relaxation (HiGHS's ``CountMilp``,
-started before phase 1) and lays its counts out over the days, cutting off counts that do not
-fit. Imports z3, ``encoding.py``, ``bound.py`` (HiGHS), ``evaluation.py`` and ``problem.py``.
-"""
+"""The meal-plan search in Z3 and HiGHS (``solve``; docs/models.md): phase 1 finds a first plan
+or explains infeasibility, phase 2 proves the optimum on the count relaxation."""
 
 from __future__ import annotations
 
@@ -29,8 +23,7 @@ def _remaining_ms(deadline: float) -> int:
 
 
 def _proof_seconds(deadline: float) -> float:
-    """Time for one solve of the relaxation: most of what is left, keeping a share to lay out
-    the best counts found if the proof runs out."""
+    """Most of the time left, keeping a share to lay out the best counts if the proof runs out."""
     return _remaining_ms(deadline) * 0.85 / 1000
 
 
@@ -45,8 +38,7 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
     if reasons:
         return _finish(PlanResult("infeasible", explanation=reasons), started)
 
-    # HiGHS solves the count relaxation on its own thread while Z3 encodes the plan and looks
-    # for a first one (phase 1): on two cores the two overlap instead of adding up.
+    # HiGHS runs on its own thread during Z3's phase 1: on two cores they overlap, not add up.
     milp = CountMilp(problem)
     milp.start(_proof_seconds(deadline))
     try:
@@ -62,11 +54,9 @@ def solve(req: PlanRequest, limits: Limits | None = None) -> PlanResult:
 
 
 class _Watchdog:
-    """Z3 honours its timeout in most places but not all (an Optimize call was seen running
-    far past it under load): this interrupts the context at the deadline regardless. A model
-    read while Z3 is interrupted raises 'canceled' or comes back incomplete, so reads happen
-    in :meth:`reading`: one in progress finishes before the interrupt, and none starts after
-    it (the search ends with the plan it has)."""
+    """Interrupts the context at the deadline: Z3's own timeout was seen overrun under load.
+    A model read while Z3 is interrupted fails or comes back incomplete, so reads go through
+    :meth:`reading`: one in progress finishes first, none starts after."""
 
     def __init__(self, ctx: z3.Context, deadline: float):
         self._ctx = ctx
@@ -99,9 +89,7 @@ def _search(
     milp: CountMilp,
     watchdog: _Watchdog,
 ) -> PlanResult:
-    """Phase 1 (feasibility, explanation, a first plan) and phase 2 (the optimum). ``milp``:
-    the count relaxation for HiGHS, already solving. ``watchdog``: models are read only
-    through it."""
+    """Phase 1 (a first plan, or why there is none), then phase 2 (the optimum)."""
     ctx = enc.ctx
     # Phase 1: feasibility with tracked groups (an unsat core explains), and a first plan.
     solver = z3.Solver(ctx=ctx)
@@ -126,13 +114,11 @@ def _search(
         )
     best_cost = evaluate(problem, best)[1]
 
-    # Phase 2: the count relaxation's optimum (a MILP by HiGHS), then a check
-    # that its counts can be laid out over the days; counts that cannot are cut off (by an
-    # unsat core) and the next optimum is tried. The first that fits is optimal.
+    # Phase 2: lay the relaxation's optimal counts out over the days; cut off (by an unsat
+    # core) counts that do not fit and try the next optimum. The first that fits is optimal.
     factor = problem.money()[2]
     layout = z3.Solver(ctx=ctx)
-    # No core minimisation here: on the 200-recipe weeks it took 8-13 s per core, and the
-    # cores are among the dozen recipes in use anyway (see the flags below).
+    # No core minimisation: 8-13 s per core on the 200-recipe weeks, for cores already small.
     layout.set("core.minimize", False)
     layout.add(*enc.hard)
     for name, constraints in enc.groups:
@@ -150,8 +136,7 @@ def _search(
             break
         counts = relaxed.counts
         flags = {}
-        # Only the recipes in use: their counts fill every slot, so the others are 0 anyway,
-        # and a core (and the cut made of it) stays among a dozen recipes, not hundreds.
+        # Only the recipes in use (the others are 0 anyway): cores stay among a dozen recipes.
         for r, n in counts.items():
             if n == 0:
                 continue
@@ -181,8 +166,7 @@ def _search(
         if relaxed.state != "optimal" or fits != z3.unsat:
             reason = reason or relaxed.reason or layout.reason_unknown()
             break
-        # Z3 sometimes answers unsat with an empty core here; cutting the whole count vector
-        # is always valid.
+        # Z3 sometimes gives an empty core here; cutting the whole count vector is always valid.
         core = [r for f, r in flags.items() if str(f) in named] or list(flags.values())
         milp.cut({r: counts[r] for r in core})
     # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".

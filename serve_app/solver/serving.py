@@ -1,8 +1,5 @@
-"""POST /v1/plans: validation at the ingress (fast 422/413), the solve in the solver deployment.
-
-Imports ``problem.py`` for the validation, never Z3 or HiGHS (``search.py``): the ingress does
-not load the solvers.
-"""
+"""POST /v1/plans: validation at the ingress (a fast 422/413; no Z3 or HiGHS loaded there), the
+solve in the solver deployment."""
 
 from __future__ import annotations
 

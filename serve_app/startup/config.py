@@ -45,11 +45,9 @@ def load_config(path: Path, host: str, port: int) -> Any:
 
 
 def fit_cpus(config: Any, cpus: float) -> str | None:
-    """Shrink every deployment's ``num_cpus`` by one factor when one replica of each would
-    not fit in ``cpus`` (a config made for a larger machine: fly.yaml asks for 4 cores).
-    Without it Serve leaves the replicas that do not fit pending and /health says "starting"
-    for ever. The replicas' torch threads still use every core. Returns what was done, or
-    None when the config fits."""
+    """Shrink every deployment's ``num_cpus`` by one factor when one replica of each would not
+    fit in ``cpus`` (else Serve leaves some pending and /health says "starting" for ever);
+    what was done, or None when the config fits."""
     from ray.serve.schema import RayActorOptionsSchema
 
     deployments = [d for app in config.applications for d in app.deployments]
@@ -91,8 +89,7 @@ def serves_embeddings(raw: dict[str, Any]) -> bool:
 
 
 def uses_store(raw: dict[str, Any]) -> bool:
-    """Whether any application of the config (as :func:`read_config` gives it) serves the
-    document store."""
+    """Whether any application of the config serves the document store."""
     return any(
         "embeddings" in _models(app) and (app.get("args") or {}).get("store", True)
         for app in _apps(raw)

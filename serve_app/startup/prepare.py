@@ -1,8 +1,5 @@
 """What ``serve-app run`` settles while the bridge loads its model and Ray starts: the database
-(the embedded PostgreSQL started, migrations applied, pgvector checked, the vectors' dimension
-the served model's; also ``serve-app db``), and OCR's engine. Its imports (the store's, the
-arrays', HTTP's) are the slowest of the supervisor's: it imports this module once the bridge
-is on its way (serve_app.startup.supervisor)."""
+(also ``serve-app db``) and OCR's engine. Its imports are slow: the supervisor imports it late."""
 
 from __future__ import annotations
 
@@ -36,10 +33,9 @@ def say(line: str) -> None:
 def prepare_database(
     settings: Settings, dimensions: int, reindex_first: bool = False
 ) -> EmbeddedPostgres | None:
-    """Start the embedded PostgreSQL when no DATABASE_URL is set, then apply migrations and
-    check pgvector and that the stored vectors have ``dimensions`` (the served model's);
-    ``reindex_first`` embeds every document again first when they do not. Returns the
-    embedded server (None with DATABASE_URL)."""
+    """Start the embedded PostgreSQL unless DATABASE_URL is set (returned, else None), apply
+    migrations, check pgvector and that the vectors have ``dimensions`` (``reindex_first``:
+    embed every document again first when they do not)."""
     embedded = None
     if settings.database_url:
         dsn, where = settings.database_url, "DATABASE_URL"
@@ -97,9 +93,8 @@ async def reindex_documents(
 
 
 def prepare_ocr(config: Any, settings: Settings) -> None:
-    """Before deploying: say which engine reads receipts, and refuse to start when docTR's
-    weights are required (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing (a failed deploy beats a
-    silently blind OCR)."""
+    """Say which engine reads receipts; refuse to start when docTR's weights are required
+    (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing: a failed start beats a silently blind OCR."""
     weights_dir = settings.ocr_weights_path()
     for app in config.applications:
         if "ocr" not in (app.args or {}).get("models", ["ocr"]):

@@ -1,7 +1,5 @@
-"""The supervisor's steps that talk to Ray and Serve: connect to Ray, deploy a config through
-Serve's own config path (what ``serve run config.yaml`` does), wait until ``/health`` answers
-200, drain in-flight requests, shut Serve down. Ray is imported inside each step: ``serve-app``
-spawns the bridge before its slower imports."""
+"""The supervisor's steps that talk to Ray and Serve: connect, deploy, wait for ``/health``,
+drain, shut down. Ray is imported inside each: ``serve-app`` spawns the bridge before it."""
 
 from __future__ import annotations
 
@@ -76,9 +74,8 @@ def wait_ready(
     stop: threading.Event | None = None,
     app_names: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Poll /health until 200 and return its body; print component states as they change.
-    Returns None when ``stop`` is set (SIGTERM or Ctrl-C while starting: a stop like any
-    other); raises when Serve reports a failed deployment."""
+    """Poll /health until 200 and return its body, printing component states as they change;
+    None once ``stop`` is set; StartupError when Serve reports a failed deployment."""
     import httpx  # here: the bridge starts before this module's slower imports
 
     deadline = time.monotonic() + timeout_s
@@ -118,8 +115,7 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
         try:
             handle = serve.get_deployment_handle("ingress", app_name=app.name)
             if not handle.is_initialized:  # Serve caches handles per process
-                # This driver thread has no event loop: the handle's router needs its own
-                # (with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment, handles expect one).
+                # no event loop here; the router needs its own (RAY_SERVE_THROUGHPUT_OPTIMIZED)
                 handle._init(_run_router_in_separate_loop=True)
             quiet_since = time.monotonic()
             while time.monotonic() < deadline:
@@ -141,9 +137,8 @@ def drain(config: Any, timeout_s: float, quiet_s: float = 1.0) -> None:
 
 
 def shutdown_serve(timeout_s: float) -> None:
-    """serve.shutdown() with a deadline. With the HAProxy ingress it takes about 30 s: the
-    replica's HTTP server waits for HAProxy's idle keep-alive connections until Serve's
-    30 s shutdown tier timeout. Requests are drained already, so nothing is lost."""
+    """serve.shutdown() with a deadline: with HAProxy it takes about 30 s (a replica waits out
+    HAProxy's idle keep-alive connections); requests are drained already."""
     import ray
     from ray import serve
 

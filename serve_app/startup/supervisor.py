@@ -1,9 +1,6 @@
-"""The supervisor: what ``serve-app run`` does, in order. It exports the model once if needed,
-puts the bridge on the port, starts the database while the bridge loads its model, starts a
-Ray head of its own (``ray start`` runs in the background while the config is read) or joins
-``RAY_ADDRESS``, deploys the config through Serve's own config path, hands the port to Serve
-once ``/health`` answers 200, and on SIGINT/SIGTERM drains in-flight requests, then stops
-what it started."""
+"""The supervisor: what ``serve-app run`` does, in order (docs/architecture.md): the model's
+export, the bridge, the database, Ray, the deploy, the port's handover to Serve; on
+SIGINT/SIGTERM a drain, then it stops what it started."""
 
 from __future__ import annotations
 
@@ -62,9 +59,8 @@ def prepare_embeddings(settings: Settings) -> ModelExport:
         raise StartupError(f"the embeddings cannot start: {exc}") from None
 
 
-# serve_app.startup.prepare's steps, imported when first needed: on the database's thread,
-# while the bridge loads its model. Imported before, its libraries (a fifth of a second of a
-# core) would delay the bridge's first answer (benchmarks/wake.py measures it).
+# prepare's steps, imported on the database's thread: imported before, its libraries (a fifth
+# of a second of a core) would delay the bridge's first answer (benchmarks/wake.py).
 def prepare_database(settings: Settings, dimensions: int) -> Any:
     from serve_app.startup.prepare import prepare_database as prepare
 
@@ -88,9 +84,8 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
 def start_bridge(
     settings: Settings, host: str, port: int, early: BridgeProcess | None = None
 ) -> BridgeProcess | None:
-    """The bridge on the public port while Ray and Serve start (serve_app/startup/bridge/), when
-    SERVE_APP_BRIDGE allows and the front door is HAProxy (it shares the port with it);
-    ``early``: the one ``serve-app`` spawned before reading its settings."""
+    """The bridge on the public port while Ray and Serve start, when SERVE_APP_BRIDGE allows and
+    HAProxy shares the port with it; ``early``: the one spawned before the settings were read."""
     if not settings.bridge or settings.proxy != "haproxy":
         if early is not None:
             early.stop()
@@ -184,13 +179,11 @@ def run_server(args: RunOptions) -> int:
         signal.signal(signal.SIGTERM, on_signal)
 
     handle_signals()  # a signal while starting stops the start, and what it started
-    # Before Ray is imported (it reads this once): this process connects to Ray explicitly.
-    # Without it, a Serve thread still running after ray.shutdown() (a router's long poll)
-    # would silently connect again while the head is being stopped, and crash the process.
+    # Before Ray is imported (read once): else a Serve thread left after ray.shutdown() would
+    # connect again while the head stops, and crash the process.
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     tune_allocator()  # before the bridge, PostgreSQL and Ray start: they inherit it
-    # Replicas run in other working directories: give them the data directory's full path
-    # (before Ray starts: its workers inherit this environment).
+    # replicas run in other working directories; Ray's workers inherit this environment
     os.environ["SERVE_APP_DATA_DIR"] = str(settings.data_dir.resolve())
     head = bridge = None
     for pid in stop_orphaned_haproxy(port):
@@ -219,8 +212,7 @@ def run_server(args: RunOptions) -> int:
     embedded = None
     try:
         if bridge is not None:
-            # Ray starts once the bridge has its model: started together, they shared the
-            # two cores and the first answer took 1.7x a plain process's (docs/benchmarks.md).
+            # Ray waits for the bridge's model, not to share the cores with it (docs/benchmarks.md)
             bridge.wait_loaded(timeout_s=60)
         if stop.is_set():
             raise StoppedWhileStarting
@@ -296,10 +288,8 @@ def run_server(args: RunOptions) -> int:
                 # Someone else's cluster (RAY_ADDRESS): take our applications down, leave it.
                 shutdown_serve(timeout_s=60)
             else:
-                # Our own head: nothing is in flight any more, and Serve's state lives in
-                # the head's memory. Stopping the head's processes ends everything at once;
-                # serve.shutdown() would take 35 s more (Serve's HAProxy ingress waits out
-                # RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s, before it closes).
+                # Our own head, drained: stopping it ends Serve at once; serve.shutdown() would
+                # take 35 s more (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S).
                 disconnect_ray()
         finally:  # whatever failed above, the processes this command started stop
             if head is not None:

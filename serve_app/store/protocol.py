@@ -13,7 +13,6 @@ ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
 MAX_K = 100
 MAX_FILTER_KEYS = 16
 
-
 # JSON stored as jsonb and sent back must round-trip: 64-bit integers (orjson's range, and
 # what most clients parse exactly), finite floats, and nesting that any JSON library reads.
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
@@ -21,10 +20,9 @@ MAX_DEPTH = 32
 
 
 def storable(value: Any, where: str, depth: int = 0) -> Any:
-    """Refuse, naming where, what PostgreSQL cannot store or what would not come back as
-    sent: NUL characters (text or jsonb), unpaired UTF-16 surrogates (JSON can spell them, as
-    "\\ud800"), integers beyond 64 bits, NaN and infinities (Python's JSON parser reads
-    ``NaN``, ``Infinity`` and ``1e400``), and nesting deeper than ``MAX_DEPTH``."""
+    """``value``, or a ValueError naming ``where`` for what PostgreSQL cannot store or give back
+    as sent: NUL, unpaired surrogates (JSON spells "\\ud800"), NaN and infinities (Python reads
+    ``NaN`` and ``1e400``), and what the constants above rule out."""
     if depth > MAX_DEPTH:
         outermost = where.split("][")[0] + ("]" if "][" in where else "")
         raise ValueError(f"{outermost} is nested deeper than {MAX_DEPTH} levels")

@@ -89,10 +89,9 @@ async def migrate(
     dimensions: int,
     progress: Callable[[str], None] = log.info,
 ) -> list[str]:
-    """Apply pending migrations (a new table gets vectors of ``dimensions``), check that the
-    table's vectors have that dimension, and (re)build the HNSW index; returns the files
-    applied. Runs in one transaction under an advisory lock, so replicas starting together
-    take turns."""
+    """Apply pending migrations (a new table in ``dimensions``), check the stored dimension and
+    (re)build the HNSW index; returns the files applied. One transaction under an advisory
+    lock, so replicas starting together take turns."""
     available = await conn.fetchrow(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
     )

@@ -67,8 +67,7 @@ class StoreService:
         return docs
 
     async def upsert(self, body: UpsertRequest) -> FastJSONResponse:
-        # Everything is checked before any model time or database write: one bad document
-        # rejects the batch and stores nothing.
+        # Checked before any model time or database write: one bad document stores nothing.
         docs = self._check_upsert(body)
         vectors, _ = await self.embeddings.embed([d.text for d in docs], bulk=True)
         try:

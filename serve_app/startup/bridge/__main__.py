@@ -1,5 +1,5 @@
-"""``python -m serve_app.startup.bridge``: bind the public port first (the standard library and the
-settings only), then load and run the bridge (:mod:`serve_app.startup.bridge.server`)."""
+"""``python -m serve_app.startup.bridge``: bind the public port first, then load and run the
+bridge (:mod:`serve_app.startup.bridge.server`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from serve_app.startup.bridge.sockets import bind, bind_host, listening
 
 
 def resolve_address(args: Any) -> str | None:
-    """``args.host`` and ``args.port`` from the settings where not given; why the bridge must
-    not start, if so (it is off, or the address needs a token that is not set)."""
+    """Fill ``args.host`` and ``args.port`` from the settings; why the bridge must not start,
+    or None."""
     from serve_app.settings import get_settings, is_loopback  # only when not given
 
     settings = get_settings()

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from serve_app.embeddings.jobs import EmbedResult
+from serve_app.embeddings.jobs import EmbedJob, EmbedResult
 from serve_app.settings import get_settings
 from serve_app.startup.bridge import FAILED, LOADED, SERVED_BY
 
@@ -16,8 +16,6 @@ from serve_app.startup.bridge import FAILED, LOADED, SERVED_BY
 class LocalEmbeddings:
     """What :class:`EmbeddingService` calls instead of the embeddings deployment: the model in
     this process, one call at a time on one thread (a call uses every core already)."""
-
-    name = "embeddings"
 
     def __init__(self, on_loaded: Any) -> None:
         self.runtime: Any = None
@@ -43,23 +41,14 @@ class LocalEmbeddings:
             self.loaded.set()
             self._on_loaded()
 
-    def _embed(self, texts: list[str]) -> Any:
+    def _embed(self, job: EmbedJob) -> EmbedResult:
         if self.runtime is None:
             raise RuntimeError(f"the embedding model did not load: {self.error!r}")
-        started = time.perf_counter()
-        output = self.runtime.embed(texts)
-        return EmbedResult(
-            vectors=output.vectors,
-            token_counts=output.token_counts,
-            batch_jobs=1,
-            batch_texts=len(texts),
-            batch_leader=True,
-            batch_seconds=time.perf_counter() - started,
-        )
+        return self.runtime.embed_jobs([job])[0]
 
     async def call(self, method: str, job: Any) -> Any:
         assert method == "embed", method
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, job.texts)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, job)
 
     def info(self) -> dict[str, Any]:
         if not self.loaded.is_set():

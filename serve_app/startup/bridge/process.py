@@ -1,6 +1,5 @@
-"""``serve-app run``'s side of the bridge: start the process, tell it the config, hand the
-port over, stop it. Standard library only: ``serve-app run`` spawns it before its own slower
-imports."""
+"""``serve-app run``'s side of the bridge. Standard library only: ``serve-app run`` spawns it
+before its own slower imports."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ class BridgeProcess:
     """serve-app's side of the bridge: start it, tell it the config, hand over, stop. Its
     output goes to serve-app's own."""
 
-    # The bridge listens within a second (its settings); a start that takes longer is given
-    # up: the port answers once Serve is ready.
+    # it listens within a second; past this, the port answers once Serve is ready instead
     START_TIMEOUT_S = 30.0
 
     def __init__(self, host: str | None = None, port: int | None = None):
@@ -37,10 +35,8 @@ class BridgeProcess:
 
     @classmethod
     def early(cls, argv: list[str]) -> BridgeProcess | None:
-        """``serve-app run ARGV``'s bridge, spawned before serve-app's slower imports (its
-        settings are the most of them): the port answers sooner. serve-app decides once it
-        has read them (:meth:`wait_listening` or :meth:`stop`). None on someone else's
-        cluster (RAY_ADDRESS), where serve-app starts no bridge."""
+        """``serve-app run ARGV``'s bridge, spawned before serve-app's settings are read (kept
+        or stopped then); None on someone else's cluster (RAY_ADDRESS)."""
         if os.environ.get("RAY_ADDRESS"):
             return None
         parser = argparse.ArgumentParser(add_help=False)
@@ -107,9 +103,8 @@ class BridgeProcess:
         self._loaded.set()  # the bridge exited
 
     def wait_loaded(self, timeout_s: float) -> bool:
-        """Wait until the bridge has loaded its model and answered the requests that waited
-        for it (or failed, or exited), at most ``timeout_s``: serve-app starts Ray after it,
-        so that the first answers do not share the cores with Ray's start."""
+        """Wait until the bridge has loaded its model and answered what waited for it (or
+        failed, or exited), at most ``timeout_s``: Ray starts after it."""
         return self._loaded is not None and self._loaded.wait(timeout_s)
 
     def _send(self, line: str) -> None:
@@ -124,10 +119,8 @@ class BridgeProcess:
         self._send(json.dumps({"components": components, "store": store}))
 
     def handover(self, serve_url: str, timeout_s: float = 180) -> bool:
-        """Serve answers at ``serve_url``: new connections go to its HAProxy; True once the
-        bridge has finished what it held and exited (stopped after ``timeout_s``). False when
-        it kept the port (no HAProxy shares it, :data:`KEPT`): it passes every request on to
-        Serve until :meth:`stop`."""
+        """Serve answers at ``serve_url``: True once the bridge has finished and exited (stopped
+        after ``timeout_s``); False when it kept the port (:data:`KEPT`) until :meth:`stop`."""
         self._send(f"handover {serve_url}")
         deadline = time.monotonic() + timeout_s
         while self.proc is not None and self.proc.poll() is None:

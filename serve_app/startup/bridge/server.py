@@ -64,8 +64,8 @@ class Bridge:
         self.forwarded = 0
 
     def _model_done(self) -> None:
-        """On the loop: the model loaded (or failed). Requests held for it go on; once they
-        are answered (at most :data:`CATCH_UP_S`), :data:`CAUGHT_UP` tells serve-app."""
+        """On the loop: the model loaded (or failed); :data:`CAUGHT_UP` once what it held is
+        answered (at most :data:`CATCH_UP_S`)."""
         self.model_ready.set()
 
         async def caught_up() -> None:
@@ -77,8 +77,7 @@ class Bridge:
 
     @contextlib.contextmanager
     def held_for_model(self) -> Any:
-        """Around a request that needs the model: counted while it waits for the load and
-        until it is answered, when it came before the load."""
+        """Around a request that needs the model: counted until answered if it came first."""
         if self.model_ready.is_set():
             yield
             return
@@ -157,9 +156,8 @@ class Dispatch:
         return path in ("/v1/search", "/v1/documents") or path.startswith("/v1/documents/")
 
     def local(self, path: str) -> bool:
-        """Whether the bridge answers ``path`` itself: health, and what needs the model
-        once it has loaded (a model that failed to load leaves those to Serve); nothing once
-        it has kept the port past the handover."""
+        """Whether the bridge answers ``path`` itself: health, and what needs the model once
+        it has loaded; nothing once it has kept the port past the handover."""
         if self.bridge.kept:
             return False
         if path in self.HEALTH:
@@ -208,8 +206,7 @@ class Dispatch:
 
 
 def create_app(bridge: Bridge) -> Any:
-    """The bridge's app: the public port's (:func:`create_http_app`, /health from the
-    bridge's components) with the ingress's embeddings and store routes; everything else is
+    """The public port's app with the ingress's embeddings and store routes; everything else is
     forwarded (:class:`Dispatch`)."""
     settings = get_settings()
     app = create_http_app(
@@ -235,9 +232,8 @@ def use_store(bridge: Bridge, app: Any) -> None:
 
 
 async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
-    """Serve answers at ``url``: steer new connections to HAProxy (the port's group's second
-    socket), forward what is held to ``url``, then let ``server`` finish and exit (True). With
-    no HAProxy in the group, keep the port and pass every request on to ``url`` (False)."""
+    """Steer new connections to HAProxy, forward what is held to ``url``, let ``server`` finish
+    (True); with no HAProxy in the group, keep the port and pass everything on (False)."""
     bridge.serve_url = url.rstrip("/")
     why = haproxy_missing(bridge.sock)
     if why:

@@ -40,9 +40,8 @@ def connect_host(host: str) -> str:
 
 
 def haproxy_missing(sock: socket.socket) -> str | None:
-    """None when an HAProxy process listens on ``sock``'s own address and port, so in its
-    reuseport group (the kernel lets a second socket bind there only when both ask for
-    SO_REUSEPORT); else why not. Steering to the group's second socket is safe only then."""
+    """None when an HAProxy listens on ``sock``'s address and port, so in its reuseport group
+    (steering to the group's second socket is safe only then); else why not."""
     import psutil
 
     host, port = sock.getsockname()[:2]
@@ -86,10 +85,8 @@ class PortInUse(RuntimeError):
 
 
 def bind_host(host: str, proxy: str) -> str:
-    """The listen address as Serve's proxy needs it. Serve turns "::" into HAProxy's "*",
-    which is IPv4 only; "0::0" (the same address, spelled so that Serve passes it through)
-    makes HAProxy and the Python proxy behind it listen on IPv4 and IPv6: Fly's proxy
-    connects over IPv4, 6PN traffic is IPv6."""
+    """The listen address as Serve's proxy needs it: "::" becomes "0::0", which Serve passes
+    through as IPv4 and IPv6 (its "*" is IPv4 only; Fly's proxy uses IPv4, 6PN IPv6)."""
     if proxy == "haproxy" and host in ("::", "[::]"):
         return "0::0"
     return host
