@@ -55,7 +55,6 @@ class ThreadedBatches(Generic[Item, Result]):
         """Apply ``user_config`` without a restart: batch size (``size_of`` units), wait,
         batches at once and threads (0: all cores). A new ``parallel`` makes a new batch queue
         (Serve fixes its concurrency); batches queued on the old one still finish there."""
-        parallel = max(1, parallel)
         self.threads = cpu_threads(threads)
         if self.set_threads is not None:
             # Ray sets OMP_NUM_THREADS to a replica's num_cpus (1 for fractions): override it.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +45,23 @@ def _ray_start_command() -> list[str]:
 
 
 _SESSION_KILLER = """
-import os, sys, psutil
+import contextlib, os, sys, psutil
 sid, grace = int(sys.argv[1]), float(sys.argv[2])
 def members():
     found = []
     for proc in psutil.process_iter():
-        try:
+        with contextlib.suppress(OSError, psutil.Error):
             if proc.pid != os.getpid() and os.getsid(proc.pid) == sid:
                 found.append(proc)
-        except (OSError, psutil.Error):
-            pass
     return found
 procs = members()
 for proc in procs:
-    try:
+    with contextlib.suppress(psutil.Error):
         proc.terminate()
-    except psutil.Error:
-        pass
 _, alive = psutil.wait_procs(procs, timeout=grace)
 for proc in alive + members():
-    try:
+    with contextlib.suppress(psutil.Error):
         proc.kill()
-    except psutil.Error:
-        pass
 """
 
 
@@ -88,11 +84,9 @@ def forget_cluster_address(gcs_port: int) -> None:
     from ray._common.utils import get_ray_address_file
 
     path = Path(get_ray_address_file(None))
-    try:
+    with contextlib.suppress(OSError):  # nothing recorded, or not ours to remove
         if path.read_text().strip().rpartition(":")[2] == str(gcs_port):
             path.unlink()
-    except OSError:
-        pass  # nothing recorded, or not ours to remove
 
 
 def use_token_auth(token_file: Path, token: str | None = None) -> None:
@@ -150,10 +144,6 @@ class LocalRayHead:
         self.pgid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def address(self) -> str:
-        return join_host_port(self.node_ip, self.port)
-
     def launch(self) -> None:
         """Run ``ray start --head`` in the background (it takes seconds: the caller does
         other work meanwhile, then calls :meth:`wait`)."""
@@ -204,7 +194,7 @@ class LocalRayHead:
             self.stop()
             tail = output.decode(errors="replace")[-2000:]
             raise RuntimeError(f"`ray start --head` failed ({self._proc.returncode}):\n{tail}")
-        return self.address
+        return join_host_port(self.node_ip, self.port)
 
     def start(self) -> str:
         """Start the head and wait for it; its address."""
@@ -222,22 +212,16 @@ class LocalRayHead:
         forget_cluster_address(self.port)
 
 
+@dataclass
 class RayWorker:
     """A Ray worker node joined to a head (``serve-app join``): ``ray start --block`` in its
     own process session, so that stopping it stops the node's daemons with it."""
 
-    def __init__(
-        self,
-        head_address: str,
-        node_ip: str | None = None,
-        num_cpus: int | None = None,
-        ports: Settings | None = None,
-    ):
-        self.head_address = head_address
-        self.node_ip = node_ip
-        self.num_cpus = num_cpus
-        self.ports = ports
-        self.proc: subprocess.Popen | None = None
+    head_address: str
+    node_ip: str | None = None
+    num_cpus: int | None = None
+    ports: Settings | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
 
     def command(self) -> list[str]:
         cmd = [*_ray_start_command(), f"--address={self.head_address}", "--block"]

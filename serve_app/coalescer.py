@@ -80,18 +80,10 @@ class RequestCoalescer(Generic[Item, Result]):
         ``bulk_max_wait_s``), or ``max_wait_calls`` calls at their measured duration when
         longer, so that a slower machine is not taken for overload. None: no shedding."""
         floor = self.bulk_max_wait_s if bulk else self.max_wait_s
-        call_s = self.call_s
-        if floor is None or call_s is None:
+        if floor is None or self.call_units is None or not self.rate:
             return floor
-        return max(floor, self.max_wait_calls * call_s)
-
-    @property
-    def call_s(self) -> float | None:
-        """How long a typical call takes at the measured pace: its work, not the time it may
-        also wait at the model behind the running calls."""
-        if self.call_units is None or not self.rate:
-            return None
-        return self.call_units / self.rate
+        # a typical call's work at the measured pace, not its wait behind the running calls
+        return max(floor, self.max_wait_calls * (self.call_units / self.rate))
 
     def admit(self, units: int, bulk: bool = False) -> None:
         """Refuse (QueueTimeout) a request of ``units`` that would find more than its budget

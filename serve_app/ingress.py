@@ -65,16 +65,12 @@ class HealthReporter:
         self._info: dict[str, tuple[int, float, dict[str, Any]]] = {}
         self._info_calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    async def serve_status(self) -> Any:
+    async def deployments(self) -> dict[str, Any]:
         async with self._lock:
             if self._status is None or time.monotonic() - self._status_at > self.CACHE_S:
                 self._status = await asyncio.to_thread(serve.status)
                 self._status_at = time.monotonic()
-            return self._status
-
-    async def deployments(self) -> dict[str, Any]:
-        status = await self.serve_status()
-        app = status.applications.get(self.app_name)
+            app = self._status.applications.get(self.app_name)
         return dict(app.deployments) if app else {}
 
     async def components(self) -> dict[str, dict[str, Any]]:

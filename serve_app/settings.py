@@ -5,10 +5,15 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _port(default: int, description: str) -> Any:
+    """A TCP port setting (0: chosen by whoever listens)."""
+    return Field(default, ge=0, le=65535, description=description)
 
 
 class Settings(BaseSettings):
@@ -276,44 +281,23 @@ class Settings(BaseSettings):
         description="Ray's cluster token, shared by every node of a multi-node cluster (a Fly "
         "secret); unset: a token made once per data dir.",
     )
-    ray_port: int = Field(
-        6380,
-        ge=0,
-        le=65535,
-        description="The head's GCS port, where workers join (0: Ray picks).",
+    ray_port: int = _port(6380, "The head's GCS port, where workers join (0: Ray picks).")
+    ray_client_server_port: int = _port(6381, "Ray client server port (0: Ray picks).")
+    ray_node_manager_port: int = _port(6382, "Ray node manager port (0: Ray picks).")
+    ray_object_manager_port: int = _port(6383, "Ray object manager port (0: Ray picks).")
+    ray_runtime_env_agent_port: int = _port(6384, "Ray runtime env agent port (0: Ray picks).")
+    ray_dashboard_agent_grpc_port: int = _port(
+        6385, "Ray dashboard agent gRPC port (0: Ray picks)."
     )
-    ray_client_server_port: int = Field(
-        6381, ge=0, le=65535, description="Ray client server port (0: Ray picks)."
+    ray_dashboard_agent_listen_port: int = _port(
+        6386, "Ray dashboard agent HTTP port (0: Ray picks)."
     )
-    ray_node_manager_port: int = Field(
-        6382, ge=0, le=65535, description="Ray node manager port (0: Ray picks)."
+    ray_metrics_export_port: int = _port(6387, "Ray metrics export port (0: Ray picks).")
+    ray_min_worker_port: int = _port(
+        10002, "Lowest port of the Ray worker range (one port per worker process)."
     )
-    ray_object_manager_port: int = Field(
-        6383, ge=0, le=65535, description="Ray object manager port (0: Ray picks)."
-    )
-    ray_runtime_env_agent_port: int = Field(
-        6384, ge=0, le=65535, description="Ray runtime env agent port (0: Ray picks)."
-    )
-    ray_dashboard_agent_grpc_port: int = Field(
-        6385, ge=0, le=65535, description="Ray dashboard agent gRPC port (0: Ray picks)."
-    )
-    ray_dashboard_agent_listen_port: int = Field(
-        6386, ge=0, le=65535, description="Ray dashboard agent HTTP port (0: Ray picks)."
-    )
-    ray_metrics_export_port: int = Field(
-        6387, ge=0, le=65535, description="Ray metrics export port (0: Ray picks)."
-    )
-    ray_min_worker_port: int = Field(
-        10002,
-        ge=0,
-        le=65535,
-        description="Lowest port of the Ray worker range (one port per worker process).",
-    )
-    ray_max_worker_port: int = Field(
-        10199,
-        ge=0,
-        le=65535,
-        description="Highest port of the Ray worker range (one port per worker process).",
+    ray_max_worker_port: int = _port(
+        10199, "Highest port of the Ray worker range (one port per worker process)."
     )
     ray_num_cpus: int | None = Field(
         None, ge=0, description="CPUs the node offers Ray; unset: the machine's cores."

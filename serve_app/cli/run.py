@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from typing import Any
 
 from serve_app.startup.supervisor import RunOptions, run_server
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return run_server(
-        RunOptions(
-            config=args.config,
-            host=args.host,
-            port=args.port,
-            ready_timeout=args.ready_timeout,
-            drain_timeout=args.drain_timeout,
-            head=args.head,
-            early_bridge=args.early_bridge,
-        )
-    )
+    # each of RunOptions' fields is the option of its name (early_bridge: set by cli/main.py)
+    return run_server(RunOptions(**{f.name: getattr(args, f.name) for f in fields(RunOptions)}))
 
 
 def add_parser(sub: Any) -> None:

@@ -22,11 +22,10 @@ def cmd_weights_download(args: argparse.Namespace) -> int:
     if args.det_arch or args.reco_arch:
         pairs = [(args.det_arch or DEFAULT_DET_ARCH, args.reco_arch or DEFAULT_RECO_ARCH)]
     else:
-        pairs = []
-        for path in args.config or [settings.config]:
-            for pair in configured_architectures(load_config(Path(path), "127.0.0.1", 8000)):
-                if pair not in pairs:
-                    pairs.append(pair)
+        configs = [
+            load_config(Path(p), "127.0.0.1", 8000) for p in args.config or [settings.config]
+        ]
+        pairs = list(dict.fromkeys(pair for c in configs for pair in configured_architectures(c)))
     weights_dir = Path(args.dir) if args.dir else settings.ocr_weights_path()
     from serve_app.ocr.doctr_runtime import download  # docTR's names for its files (torch)
 

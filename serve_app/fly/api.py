@@ -85,14 +85,11 @@ class MachinesClient:
             timeout=httpx.Timeout(30.0, read=MAX_WAIT_S + 15),
         )
 
-    def close(self) -> None:
-        self.http.close()
-
     def __enter__(self) -> MachinesClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.http.close()
 
     # -- transport ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_app.fly.ops import FlyOps, Machine
+from serve_app.fly.ops import FlyOps
 from serve_app.net import join_host_port
 
 
@@ -86,10 +86,6 @@ class Decision:
     target: int
     reason: str
 
-    @property
-    def change(self) -> int:
-        return self.target - self.current
-
 
 class Autoscaler:
     """The decision rule, with its memory (last change, how long conditions held)."""
@@ -151,7 +147,6 @@ class Autoscaler:
                 )
             if self._since_change(now) < p.cooldown_s:
                 return Decision(current, current, f"hold: load {load:g} low, but in cooldown")
-            self.low_since = None
             return Decision(
                 current, current - 1, f"down: load {load:g} < {threshold:g} for {low_for:.0f} s"
             )
@@ -172,11 +167,6 @@ def scrape(urls: list[str], timeout_s: float = 5.0) -> tuple[list[MachineLoad], 
     return loads, failed
 
 
-def machine_metrics_url(machine: Machine, port: int) -> str:
-    """A machine's /metrics over Fly's private network (6PN, IPv6)."""
-    return f"http://{join_host_port(machine.private_ip, port)}/metrics"
-
-
 def run(
     ops: FlyOps,
     policy: Policy,
@@ -192,7 +182,10 @@ def run(
     while rounds is None or done < rounds:
         machines = ops.machines()
         started = [m for m in machines if m.state == "started"]
-        urls = metrics_urls or [machine_metrics_url(m, port) for m in started]
+        # each machine's /metrics over Fly's private network (6PN, IPv6)
+        urls = metrics_urls or [
+            f"http://{join_host_port(m.private_ip, port)}/metrics" for m in started
+        ]
         loads, failed = scrape(urls)
         obs = Observation(started=len(started), loads=loads, unreachable=failed)
         decision = scaler.decide(time.monotonic(), obs)
@@ -201,7 +194,7 @@ def run(
             f"{prefix}machines started {decision.current}/{len(machines)}, "
             f"target {decision.target}: {decision.reason}"
         )
-        if decision.change and not dry_run:
+        if decision.target != decision.current and not dry_run:
             ops.set_started(decision.target)
         done += 1
         if rounds is None or done < rounds:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,17 +88,10 @@ def format_table(machines: list[Machine]) -> str:
 class FlyOps:
     """Machine operations for one process group of one app."""
 
-    def __init__(
-        self,
-        client: MachinesClient,
-        group: str = "app",
-        wait_timeout_s: float = 180,
-        log: Callable[[str], None] = print,
-    ):
+    def __init__(self, client: MachinesClient, group: str = "app", wait_timeout_s: float = 180):
         self.client = client
         self.group = group
         self.wait_timeout_s = wait_timeout_s
-        self.log = log
 
     def machines(self, all_groups: bool = False) -> list[Machine]:
         found = [Machine.from_api(m) for m in self.client.list_machines()]
@@ -110,29 +103,29 @@ class FlyOps:
     # -- state changes (each under the machine's lease) ---------------------------------
 
     def start(self, machine: Machine) -> None:
-        self.log(f"starting {machine.id} ({machine.region}) ...")
+        print(f"starting {machine.id} ({machine.region}) ...")
         with self.client.lease(machine.id, description="serve-app fly start") as nonce:
             self.client.start(machine.id, nonce=nonce)
             self.client.wait(machine.id, "started", self.wait_timeout_s)
-        self.log(f"  {machine.id} started")
+        print(f"  {machine.id} started")
 
     def stop(self, machine: Machine) -> None:
-        self.log(f"stopping {machine.id} ({machine.region}) ...")
+        print(f"stopping {machine.id} ({machine.region}) ...")
         with self.client.lease(machine.id, description="serve-app fly stop") as nonce:
             self.client.stop(machine.id, nonce=nonce)
             self.client.wait(machine.id, "stopped", self.wait_timeout_s)
-        self.log(f"  {machine.id} stopped")
+        print(f"  {machine.id} stopped")
 
     def destroy(self, machine: Machine) -> None:
         """Stop (so in-flight requests drain on SIGTERM), then destroy."""
-        self.log(f"removing {machine.id} ({machine.region}, {machine.state}) ...")
+        print(f"removing {machine.id} ({machine.region}, {machine.state}) ...")
         with self.client.lease(machine.id, description="serve-app fly scale") as nonce:
             if machine.state not in IDLE:
                 self.client.stop(machine.id, nonce=nonce)
                 self.client.wait(machine.id, "stopped", self.wait_timeout_s)
             self.client.destroy(machine.id, nonce=nonce)
             self.client.wait(machine.id, "destroyed", self.wait_timeout_s)
-        self.log(f"  {machine.id} destroyed")
+        print(f"  {machine.id} destroyed")
 
     def clone(self, template: Machine, regions: list[str]) -> Machine:
         """A new machine with ``template``'s config, in the first of ``regions`` with room."""
@@ -144,18 +137,18 @@ class FlyOps:
             )
         errors = []
         for region in regions:
-            self.log(f"creating a machine in {region} (config of {template.id}) ...")
+            print(f"creating a machine in {region} (config of {template.id}) ...")
             try:
                 body = self.client.create_machine(config, region=region)
             except InsufficientCapacity as exc:
                 errors.append(f"{region}: {exc.message}")
-                self.log(f"  insufficient_capacity in {region}: {exc.message}")
+                print(f"  insufficient_capacity in {region}: {exc.message}")
                 continue
             machine = Machine.from_api(body)
             self.client.wait(
                 machine.id, "started", self.wait_timeout_s, instance_id=body.get("instance_id")
             )
-            self.log(f"  {machine.id} started in {region}")
+            print(f"  {machine.id} started in {region}")
             return machine
         raise OpsError(
             "insufficient_capacity: no room for a new machine in "
@@ -213,7 +206,7 @@ class FlyOps:
         stopped = [m for m in pool if m.state in IDLE]
         need = max(0, count - len(started))
         if need > len(stopped):
-            self.log(
+            print(
                 f"only {len(started) + len(stopped)} machines exist; "
                 f"`serve-app fly scale --count {count}` creates more"
             )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,3 +41,14 @@ class OcrConfig(BaseModel):
         description="CPU threads shared by the running batches (0: every core); for rapidocr, "
         "each of parallel_batches gets its share when the engine is built",
     )
+
+
+def ocr_configs(config: Any) -> list[OcrConfig]:
+    """The ``user_config`` of each application's OCR deployment in a validated Serve config."""
+    return [
+        OcrConfig.model_validate(
+            next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
+        )
+        for app in config.applications
+        if "ocr" in (app.args or {}).get("models", ["ocr"])
+    ]

@@ -96,18 +96,18 @@ class OcrDeployment:
         for job in jobs:
             if job.deadline <= now:
                 results.append(PageResult(expired=True, replica=self._replica))
-                continue
-            results.append(
-                PageResult(
-                    page=next(read),
-                    model=self._model,
-                    batch_size=len(live),
-                    batch_leader=not results or all(r.expired for r in results),
-                    page_seconds=seconds,
-                    pages_at_once=self._pages_at_once,
-                    replica=self._replica,
+            else:
+                results.append(
+                    PageResult(
+                        page=next(read),
+                        model=self._model,
+                        batch_size=len(live),
+                        batch_leader=job is live[0],
+                        page_seconds=seconds,
+                        pages_at_once=self._pages_at_once,
+                        replica=self._replica,
+                    )
                 )
-            )
         return results
 
     async def read(self, job: PageJob) -> PageResult:

@@ -17,14 +17,7 @@ from serve_app.ocr.config import DEFAULT_DET_ARCH, DEFAULT_RECO_ARCH
 from serve_app.ocr.jobs import DOWNLOAD_HINT
 from serve_app.ocr.lines import group_lines
 from serve_app.ocr.pages import OcrPage, OcrSegment
-from serve_app.ocr.weights import (
-    Progress,
-    WeightsError,
-    WeightsSource,
-    fetch,
-    print_progress,
-    verify_hash,
-)
+from serve_app.ocr.weights import WeightsError, WeightsSource, fetch, verify_hash
 
 log = get_logger(__name__)
 
@@ -150,16 +143,12 @@ def sources(
 
 
 def download(
-    weights_dir: Path,
-    pairs: Iterable[tuple[str, str]],
-    mirror: str | None = None,
-    timeout_s: float = 60.0,
-    progress: Progress = print_progress,
+    weights_dir: Path, pairs: Iterable[tuple[str, str]], mirror: str | None = None
 ) -> list[Path]:
     """Fetch exactly the weights of the given (det_arch, reco_arch) pairs into ``weights_dir``."""
     saved: list[Path] = []
     for det_arch, reco_arch in pairs:
         for source in sources(weights_dir, det_arch, reco_arch, mirror):
             if source.path not in saved:
-                saved.append(fetch(source, timeout_s, progress))
+                saved.append(fetch(source))
     return saved

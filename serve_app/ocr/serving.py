@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from serve_app.errors import ApiError, overloaded, refuse_long
+from serve_app.errors import ApiError, overloaded, refuse_long, retry_later
 from serve_app.metrics import BATCH_ITEMS
 from serve_app.ocr.images import ACCEPTED_CONTENT_TYPES, decode_image
 from serve_app.ocr.jobs import PageJob, PageResult
@@ -131,11 +131,10 @@ class OcrService:
         finally:
             self.admission.done(result)
         if result.unavailable is not None:
-            raise ApiError(
-                503,
+            raise retry_later(
                 "ocr_unavailable",
                 f"OCR is unavailable: {result.unavailable} Fix: `{result.fix}`.",
-                {"Retry-After": "60"},
+                60,
             )
         if result.expired or result.page is None:  # only when the clocks disagree
             raise ApiError(

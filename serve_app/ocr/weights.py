@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from serve_app.ocr.config import OcrConfig
+from serve_app.ocr.config import ocr_configs
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 
@@ -49,9 +49,6 @@ def missing_by_name(weights_dir: Path, det_arch: str, reco_arch: str) -> list[st
     ]
 
 
-Progress = Callable[[str], None]
-
-
 @dataclass(frozen=True)
 class WeightsSource:
     """One weights file: where docTR publishes it and where the cache layout keeps it."""
@@ -62,27 +59,16 @@ class WeightsSource:
 
 
 def configured_architectures(config: Any) -> list[tuple[str, str]]:
-    """(det_arch, reco_arch) of every OCR deployment that runs docTR in a validated Serve
-    config (apps that serve OCR)."""
-    pairs = []
-    for app in config.applications:
-        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
-            continue
-        user_config = next((d.user_config or {} for d in app.deployments if d.name == "ocr"), {})
-        ocr = OcrConfig.model_validate(user_config)
-        pair = (ocr.det_arch, ocr.reco_arch)
-        if ocr.engine != "rapidocr" and pair not in pairs:
-            pairs.append(pair)
-    return pairs
+    """(det_arch, reco_arch) of the OCR deployments that run docTR in a Serve config, once each."""
+    doctr = [ocr for ocr in ocr_configs(config) if ocr.engine == "doctr"]
+    return list(dict.fromkeys((ocr.det_arch, ocr.reco_arch) for ocr in doctr))
 
 
 def print_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def fetch(
-    source: WeightsSource, timeout_s: float = 60.0, progress: Progress = print_progress
-) -> Path:
+def fetch(source: WeightsSource, progress: Callable[[str], None] = print_progress) -> Path:
     """Download one file to a temporary name, check its hash, then move it into place; a
     present file with the right hash is kept, and a mismatch leaves nothing behind."""
     if source.path.is_file():
@@ -95,7 +81,7 @@ def fetch(
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            httpx.stream("GET", source.url, timeout=timeout_s, follow_redirects=True) as response,
+            httpx.stream("GET", source.url, timeout=60.0, follow_redirects=True) as response,
         ):
             if response.status_code != 200:
                 raise WeightsError(f"{source.url} answered HTTP {response.status_code}")

@@ -95,10 +95,6 @@ class CountMilp:
                 row[us[n]] = row.get(us[n], 0) + 1
         self.rows.append((row, 1 - constant, math.inf))
 
-    def solve(self, time_limit_s: float) -> Relaxed:
-        self.start(time_limit_s)
-        return self.result()
-
     def start(self, time_limit_s: float) -> None:
         """Start solving the program as it stands on a thread (``result`` waits for it)."""
         self._stop.clear()

@@ -126,8 +126,7 @@ def _search(
             layout.add(*constraints)
     status, reason = "timeout", ""
     for round_ in itertools.count():
-        # The first solve was started before phase 1.
-        relaxed = milp.result() if round_ == 0 else milp.solve(_proof_seconds(deadline))
+        relaxed = milp.result()  # started before phase 1, or after the last cut
         if relaxed.state == "infeasible":  # cannot happen (the first plan's counts fit)
             status, reason = "feasible", "the count relaxation became unsatisfiable"
             break
@@ -169,6 +168,7 @@ def _search(
         # Z3 sometimes gives an empty core here; cutting the whole count vector is always valid.
         core = [r for f, r in flags.items() if str(f) in named] or list(flags.values())
         milp.cut({r: counts[r] for r in core})
+        milp.start(_proof_seconds(deadline))
     # Z3 reports its own time limit as "timeout", "canceled" or "sat.canceled".
     out_of_time = time.monotonic() > deadline - 0.05 or "timeout" in reason or "canceled" in reason
     if status == "timeout" and not out_of_time:

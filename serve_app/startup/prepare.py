@@ -10,7 +10,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from serve_app.embeddings.runtime import EmbeddingRuntime
-from serve_app.ocr.config import OcrConfig
+from serve_app.ocr.config import ocr_configs
 from serve_app.ocr.weights import missing_by_name
 from serve_app.settings import Settings
 from serve_app.startup import StartupError
@@ -96,11 +96,7 @@ def prepare_ocr(config: Any, settings: Settings) -> None:
     """Say which engine reads receipts; refuse to start when docTR's weights are required
     (SERVE_APP_OCR_REQUIRE_WEIGHTS) and missing: a failed start beats a silently blind OCR."""
     weights_dir = settings.ocr_weights_path()
-    for app in config.applications:
-        if "ocr" not in (app.args or {}).get("models", ["ocr"]):
-            continue
-        deployment = next((d for d in app.deployments if d.name == "ocr"), None)
-        ocr = OcrConfig.model_validate((deployment.user_config if deployment else None) or {})
+    for ocr in ocr_configs(config):
         if ocr.engine == "rapidocr":
             say("OCR engine: rapidocr (its weights ship in its package)")
             continue

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from serve_app.cluster import SERVE_NAMESPACE
+from serve_app.net import join_host_port
 from serve_app.startup import StartupError
 from serve_app.startup.bridge.sockets import connect_host
 
@@ -20,9 +21,8 @@ class StoppedWhileStarting(Exception):
 def fallback_url(host: str) -> str:
     """Serve's own Python proxy behind HAProxy: it answers for Serve while the bridge holds
     the public port."""
-    target = connect_host(host)
-    port = os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]
-    return f"http://[{target}]:{port}" if ":" in target else f"http://{target}:{port}"
+    port = int(os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"])
+    return f"http://{join_host_port(connect_host(host), port)}"
 
 
 def connect_ray(address: str) -> None:

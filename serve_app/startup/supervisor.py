@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,27 +112,19 @@ def start_bridge(
     return bridge
 
 
-class InThread:
-    """``fn(*args)`` on a thread of its own; :meth:`result` waits for it and returns what it
-    returned or raises what it raised."""
+def in_thread(fn: Any, *args: Any) -> Future[Any]:
+    """``fn(*args)`` on a (daemon) thread of its own; the future holds what it returned or
+    raised."""
+    future: Future[Any] = Future()
 
-    def __init__(self, fn: Any, *args: Any):
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Any, args: tuple[Any, ...]) -> None:
+    def run() -> None:
         try:
-            self._value = fn(*args)
+            future.set_result(fn(*args))
         except BaseException as exc:
-            self._error = exc
+            future.set_exception(exc)
 
-    def result(self, raise_error: bool = True) -> Any:
-        self._thread.join()
-        if self._error is not None and raise_error:
-            raise self._error
-        return self._value
+    threading.Thread(target=run, daemon=True).start()
+    return future
 
 
 class Elapsed:
@@ -205,7 +198,7 @@ def run_server(args: RunOptions) -> int:
             bridge.configure(bridge_components(raw), uses_store(raw))
     # The database starts while the bridge loads its model (its /health needs the store)
     database = (
-        InThread(prepare_database, settings, model.dimensions)
+        in_thread(prepare_database, settings, model.dimensions)
         if model and uses_store(raw)
         else None
     )
@@ -252,7 +245,7 @@ def run_server(args: RunOptions) -> int:
         if head is not None:
             head.stop()
         if embedded is None and database is not None:  # its start may still be under way
-            embedded = database.result(raise_error=False)
+            embedded = database.result() if database.exception() is None else None
         if embedded is not None:
             embedded.stop()
         if isinstance(exc, StoppedWhileStarting):

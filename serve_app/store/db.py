@@ -45,10 +45,7 @@ class Document:
 
 
 @dataclass(frozen=True)
-class Hit:
-    id: str
-    text: str
-    metadata: dict[str, Any]
+class Hit(Document):
     score: float  # cosine similarity
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import orjson
 
 from serve_app.embeddings.serving import EmbeddingService
@@ -13,16 +16,6 @@ from serve_app.store.protocol import SearchRequest, UpsertRequest
 from serve_app.store.schema import StoreUnavailable
 
 
-def unavailable(exc: StoreUnavailable, retry_after_s: int) -> ApiError:
-    fix = f" Fix: {exc.fix}." if exc.fix else ""
-    return ApiError(
-        503,
-        "store_unavailable",
-        f"The document store is unavailable: {exc.reason}.{fix}",
-        {"Retry-After": str(retry_after_s)},
-    )
-
-
 class StoreService:
     """What the /v1/documents and /v1/search routes do."""
 
@@ -30,6 +23,20 @@ class StoreService:
         self.store = store
         self.embeddings = embeddings
         self.settings = settings
+
+    @contextlib.contextmanager
+    def _store_call(self) -> Iterator[None]:
+        """StoreUnavailable in the block as a 503 with Retry-After."""
+        try:
+            yield
+        except StoreUnavailable as exc:
+            fix = f" Fix: {exc.fix}." if exc.fix else ""
+            raise ApiError(
+                503,
+                "store_unavailable",
+                f"The document store is unavailable: {exc.reason}.{fix}",
+                {"Retry-After": str(self.settings.retry_after_s)},
+            ) from None
 
     def _check_upsert(self, body: UpsertRequest) -> list[Document]:
         s = self.settings
@@ -70,17 +77,13 @@ class StoreService:
         # Checked before any model time or database write: one bad document stores nothing.
         docs = self._check_upsert(body)
         vectors, _ = await self.embeddings.embed([d.text for d in docs], bulk=True)
-        try:
+        with self._store_call():
             count = await self.store.upsert(body.namespace, docs, vectors)
-        except StoreUnavailable as exc:
-            raise unavailable(exc, self.settings.retry_after_s) from None
         return FastJSONResponse({"upserted": count})
 
     async def delete(self, namespace: str, doc_id: str) -> None:
-        try:
+        with self._store_call():
             deleted = await self.store.delete(namespace, doc_id)
-        except StoreUnavailable as exc:
-            raise unavailable(exc, self.settings.retry_after_s) from None
         if not deleted:
             raise ApiError(404, "not_found", f"No document {doc_id!r} in namespace {namespace!r}.")
 
@@ -93,9 +96,7 @@ class StoreService:
                 f"at most {self.settings.embeddings_max_input_chars}.",
             )
         vectors, _ = await self.embeddings.embed([body.query])
-        try:
+        with self._store_call():
             # A namespace with no documents (new or emptied) is not an error: no results.
             hits = await self.store.search(body.namespace, vectors[0], body.k, body.filter)
-        except StoreUnavailable as exc:
-            raise unavailable(exc, self.settings.retry_after_s) from None
         return FastJSONResponse({"results": hits})  # orjson writes each Hit as a JSON object

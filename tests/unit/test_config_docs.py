@@ -26,7 +26,6 @@ def test_configuration_doc_is_generated_from_the_declarations():
     assert path.read_text(encoding="utf-8") == config_docs.render(), (
         f"docs/configuration.md is out of date: run `{config_docs.COMMAND}`"
     )
-    assert config_docs.main(["--check"]) == 0
 
 
 def test_render_marks_every_generated_table():

@@ -223,14 +223,6 @@ def create_app(bridge: Bridge) -> Any:
     return app
 
 
-def use_store(bridge: Bridge, app: Any) -> None:
-    """Serve /v1/documents and /v1/search here too (the config has the store)."""
-    settings = get_settings()
-    store = create_store(settings, app.state.embeddings.dimensions)
-    app.state.store = StoreService(store, app.state.embeddings, settings)
-    bridge.store = app.state.store.store
-
-
 async def hand_over(bridge: Bridge, server: Any, url: str) -> bool:
     """Steer new connections to HAProxy, forward what is held to ``url``, let ``server`` finish
     (True); with no HAProxy in the group, keep the port and pass everything on (False)."""
@@ -271,8 +263,11 @@ def serve(sock: socket.socket) -> int:
 
     def configure(message: dict[str, Any]) -> None:
         bridge.components = list(message.get("components", []))
-        if message.get("store"):
-            use_store(bridge, app)
+        if message.get("store"):  # serve /v1/documents and /v1/search here too
+            settings = get_settings()
+            store = create_store(settings, app.state.embeddings.dimensions)
+            app.state.store = StoreService(store, app.state.embeddings, settings)
+            bridge.store = store
 
     threading.Thread(target=commands, daemon=True, name="bridge-commands").start()
     loop.run_until_complete(server.serve(sockets=[sock]))
