@@ -39,7 +39,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -367,7 +367,7 @@ def main() -> int:
         receipt_parser = ReceiptParser()
         for suite in suites:
             bodies = [
-                {"receipt": receipt_parser.parse(printed_lines(t)).to_dict()} for t in suite.truths
+                {"receipt": asdict(receipt_parser.parse(printed_lines(t)))} for t in suite.truths
             ]
             result = score(suite.truths, bodies)
             report["suites"][suite.name]["engines"]["printed"] = as_json(result)

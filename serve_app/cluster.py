@@ -126,23 +126,20 @@ def node_ip(settings: Settings) -> str:
     return get_node_ip_address()
 
 
+@dataclass
 class LocalRayHead:
     """A Ray head node started with ``ray start`` in its own process session (Ctrl-C does not
     reach it, so serve-app drains first). Without ``ports`` (settings) it is private to this
     machine: free ports, loopback."""
 
-    def __init__(
-        self,
-        node_ip: str = "127.0.0.1",
-        num_cpus: int | None = None,
-        ports: Settings | None = None,
-    ):
-        self.node_ip = node_ip
-        self.num_cpus = num_cpus
-        self.ports = ports
-        self.port = (ports.ray_port if ports else 0) or free_port()
-        self.pgid: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+    node_ip: str = "127.0.0.1"
+    num_cpus: int | None = None
+    ports: Settings | None = None
+    pgid: int | None = field(default=None, init=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.port = (self.ports.ray_port if self.ports else 0) or free_port()
 
     def launch(self) -> None:
         """Run ``ray start --head`` in the background (it takes seconds: the caller does

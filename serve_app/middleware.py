@@ -13,7 +13,7 @@ from fastapi import HTTPException
 
 from serve_app.errors import error_response
 from serve_app.metrics import HTTP_INFLIGHT, LATENCY, REQUESTS
-from serve_app.settings import Settings, is_loopback
+from serve_app.settings import Settings, is_loopback, secret_value
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,7 +65,7 @@ class IngressMiddleware:
         self.app = app
         self.echo_request_id = echo_request_id
         self.inflight = inflight
-        self.token = settings.api_token_value()
+        self.token = secret_value(settings.api_token)
         self.max_body = settings.max_body_bytes
         self.raw_body_paths = raw_body_paths
 

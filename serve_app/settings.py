@@ -347,10 +347,6 @@ class Settings(BaseSettings):
     def ocr_weights_path(self) -> Path:
         return self.ocr_weights_dir or self.data_dir / "doctr"
 
-    def api_token_value(self) -> str | None:
-        """The bearer token, or None when auth is off (loopback only)."""
-        return secret_value(self.api_token)
-
 
 def secret_value(value: SecretStr | None) -> str | None:
     """A secret setting's value; None when it is unset or empty."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from typing import Any
 
@@ -12,6 +11,7 @@ from serve_app.cli.errors import CliError
 from serve_app.cluster import RayWorker, node_ip, tune_allocator, use_cluster_token
 from serve_app.net import resolve_address
 from serve_app.settings import get_settings
+from serve_app.startup import stop_on_signals
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -34,13 +34,7 @@ def cmd_join(args: argparse.Namespace) -> int:
         ports=settings,
     )
     stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        print(f"received {signal.Signals(signum).name}; leaving the cluster ...", flush=True)
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(stopping, "received {}; leaving the cluster ...")
     print(f"joining the Ray cluster at {address} as {worker.node_ip} ...", flush=True)
     proc = worker.start()
     while proc.poll() is None and not stopping.is_set():

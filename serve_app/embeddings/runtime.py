@@ -155,8 +155,6 @@ class EmbeddingRuntime:
 
     def embed(self, texts: list[str]) -> EmbeddingOutput:
         """Embed ``texts``; the result keeps their order."""
-        if not texts:
-            return EmbeddingOutput(np.zeros((0, self.dimensions), dtype=np.float32), [])
         if self._lowercase:
             texts = [text.lower() for text in texts]
         encodings = self.tokenizer.encode_batch(texts)

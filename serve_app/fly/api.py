@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +57,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
-            try:
+            with suppress(ValueError):  # an HTTP date: fall back to backoff
                 return min(self.max_s, max(0.0, float(retry_after)))
-            except ValueError:
-                pass  # an HTTP date: fall back to backoff
         # "Full jitter": a random delay up to the exponential bound spreads retries out.
         return self.rng.uniform(0, min(self.max_s, self.base_s * 2**attempt))
 

@@ -51,14 +51,6 @@ class Observation:
     loads: list[MachineLoad]  # from the machines that answered
     unreachable: int = 0  # started machines whose /metrics did not answer
 
-    @property
-    def load(self) -> float:
-        return sum(m.load for m in self.loads)
-
-    @property
-    def pending_replicas(self) -> int:
-        return sum(m.pending_replicas for m in self.loads)
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -119,15 +111,16 @@ class Autoscaler:
         if not obs.loads:
             self.low_since = None
             return Decision(current, current, "hold: no metrics from any started machine")
-        load = obs.load
+        load = sum(m.load for m in obs.loads)
+        pending = sum(m.pending_replicas for m in obs.loads)
         wanted = math.ceil(load / p.target_inflight)
         reason = f"load {load:g} -> {wanted} machine(s) at {p.target_inflight:g} each"
-        if obs.pending_replicas:
+        if pending:
             self.pending_since = self.pending_since if self.pending_since is not None else now
             if now - self.pending_since >= p.pending_after_s:
                 wanted = max(wanted, current + 1)
                 reason = (
-                    f"{obs.pending_replicas} replica(s) unplaced for "
+                    f"{pending} replica(s) unplaced for "
                     f"{now - self.pending_since:.0f} s -> one more machine"
                 )
         else:

@@ -38,7 +38,6 @@ class Machine:
     """What the CLI shows of a machine (the API's JSON stays in ``raw``)."""
 
     id: str
-    name: str
     state: str
     region: str
     size: str
@@ -57,7 +56,6 @@ class Machine:
         group = (config.get("metadata") or {}).get(GROUP_KEY, "app")
         return cls(
             id=body["id"],
-            name=body.get("name", ""),
             state=body.get("state", "?"),
             region=body.get("region", "?"),
             size=size,

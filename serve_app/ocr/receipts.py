@@ -8,9 +8,8 @@ so ``consistent`` is an exact comparison.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from serve_app.ocr.receipt_grammar import (
     CENT,
@@ -55,9 +54,6 @@ class Receipt:
     tax: float | None = None
     total: float | None = None
     consistent: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _to_float(value: Decimal | None) -> float | None:

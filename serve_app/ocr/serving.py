@@ -58,7 +58,7 @@ async def parse_lines(lines: list[str]) -> dict[str, Any]:
     :data:`MAX_LINE_CHARS` is 413 ``line_too_long``."""
     refuse_long(lines, MAX_LINE_CHARS, "line_too_long", "lines")
     # Regex work on up to 2000 lines: off the event loop so other requests keep flowing.
-    return (await asyncio.to_thread(PARSER.parse, lines)).to_dict()
+    return asdict(await asyncio.to_thread(PARSER.parse, lines))
 
 
 class PageAdmission:
@@ -147,7 +147,7 @@ class OcrService:
         ocr_page = result.page
         lines = [asdict(line) for line in ocr_page.lines]
         texts = [line["text"] for line in lines]
-        parsed = (await asyncio.to_thread(PARSER.parse, texts)).to_dict() if receipt else None
+        parsed = asdict(await asyncio.to_thread(PARSER.parse, texts)) if receipt else None
         return FastJSONResponse(
             {
                 "text": "\n".join(texts),

@@ -5,7 +5,6 @@ SIGINT/SIGTERM a drain, then it stops what it started."""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from concurrent.futures import Future
@@ -17,8 +16,8 @@ from serve_app.cluster import LocalRayHead, node_ip, tune_allocator, use_cluster
 from serve_app.embeddings.model_files import ModelExport, ModelNotServable, served_export
 from serve_app.net import join_host_port
 from serve_app.proxy import configure_proxy, stop_orphaned_haproxy
-from serve_app.settings import Settings, get_settings, is_loopback
-from serve_app.startup import StartupError
+from serve_app.settings import Settings, get_settings, is_loopback, secret_value
+from serve_app.startup import StartupError, stop_on_signals
 from serve_app.startup.bridge.process import BridgeProcess
 from serve_app.startup.bridge.sockets import PortInUse, bind_host
 from serve_app.startup.config import (
@@ -44,7 +43,7 @@ from serve_app.startup.serve_control import (
 
 def check_bind(host: str, settings: Settings) -> None:
     """Refuse to listen beyond loopback without a token (API.md)."""
-    if settings.api_token_value() is None and not is_loopback(host):
+    if secret_value(settings.api_token) is None and not is_loopback(host):
         raise StartupError(
             f"refusing to listen on {host}: no API token is configured. Set "
             "SERVE_APP_API_TOKEN (clients send 'Authorization: Bearer <token>') or bind to "
@@ -160,18 +159,8 @@ def run_server(args: RunOptions) -> int:
     check_bind(host, settings)
     listen = bind_host(host, settings.proxy)
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        print(
-            f"\nreceived {signal.Signals(signum).name}; draining and shutting down ...", flush=True
-        )
-        stop.set()
-
-    def handle_signals() -> None:
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-
-    handle_signals()  # a signal while starting stops the start, and what it started
+    draining = "\nreceived {}; draining and shutting down ..."
+    stop_on_signals(stop, draining)  # a signal while starting stops the start, and what it started
     # Before Ray is imported (read once): else a Serve thread left after ray.shutdown() would
     # connect again while the head stops, and crash the process.
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
@@ -238,7 +227,7 @@ def run_server(args: RunOptions) -> int:
             print(f"joining the Ray cluster at {address}; deploying {name} ...", flush=True)
         connect_ray(address)
         # ray.init installs handlers of its own (SIGTERM would abort this process): ours again
-        handle_signals()
+        stop_on_signals(stop, draining)
     except BaseException as exc:
         if bridge is not None:
             bridge.stop()

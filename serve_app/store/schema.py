@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 import asyncpg
 import numpy as np
@@ -164,11 +163,8 @@ async def reindex(
         await conn.execute("ALTER TABLE documents DROP COLUMN embedding")
         await conn.execute(f"ALTER TABLE documents ADD COLUMN embedding vector({int(dimensions)})")
         done = 0
-        cursor = conn.cursor("SELECT namespace, id, text FROM documents", prefetch=batch)
-        rows: list[Any] = []
-
-        async def flush() -> None:
-            nonlocal done
+        await conn.execute("DECLARE docs CURSOR FOR SELECT namespace, id, text FROM documents")
+        while rows := await conn.fetch(f"FETCH {int(batch)} FROM docs"):
             vectors = embed([r["text"] for r in rows])
             await conn.executemany(
                 "UPDATE documents SET embedding = $3 WHERE namespace = $1 AND id = $2",
@@ -176,14 +172,7 @@ async def reindex(
             )
             done += len(rows)
             progress(f"  {done}/{total}")
-            rows.clear()
-
-        async for row in cursor:
-            rows.append(row)
-            if len(rows) == batch:
-                await flush()
-        if rows:
-            await flush()
+        await conn.execute("CLOSE docs")
         await conn.execute("ALTER TABLE documents ALTER COLUMN embedding SET NOT NULL")
         await _ensure_index(conn, index, progress)
     return done

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import orjson
 
 from serve_app.embeddings.serving import EmbeddingService
-from serve_app.errors import ApiError
+from serve_app.errors import ApiError, retry_later
 from serve_app.responses import FastJSONResponse
 from serve_app.settings import Settings
 from serve_app.store.db import Document, Store
@@ -31,12 +31,8 @@ class StoreService:
             yield
         except StoreUnavailable as exc:
             fix = f" Fix: {exc.fix}." if exc.fix else ""
-            raise ApiError(
-                503,
-                "store_unavailable",
-                f"The document store is unavailable: {exc.reason}.{fix}",
-                {"Retry-After": str(self.settings.retry_after_s)},
-            ) from None
+            message = f"The document store is unavailable: {exc.reason}.{fix}"
+            raise retry_later("store_unavailable", message, self.settings.retry_after_s) from None
 
     def _check_upsert(self, body: UpsertRequest) -> list[Document]:
         s = self.settings

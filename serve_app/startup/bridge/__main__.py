@@ -13,14 +13,14 @@ from serve_app.startup.bridge.sockets import bind, bind_host, listening
 def resolve_address(args: Any) -> str | None:
     """Fill ``args.host`` and ``args.port`` from the settings; why the bridge must not start,
     or None."""
-    from serve_app.settings import get_settings, is_loopback  # only when not given
+    from serve_app.settings import get_settings, is_loopback, secret_value  # only when not given
 
     settings = get_settings()
     if not settings.bridge or settings.proxy != "haproxy":
         return "bridge: off (SERVE_APP_BRIDGE, SERVE_APP_PROXY)"
     args.host = bind_host(args.host or settings.host, settings.proxy)
     args.port = args.port or settings.port
-    if settings.api_token_value() is None and not is_loopback(args.host):
+    if secret_value(settings.api_token) is None and not is_loopback(args.host):
         return f"bridge: refusing to listen on {args.host} without SERVE_APP_API_TOKEN"
     return None
 

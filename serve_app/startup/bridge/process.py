@@ -108,11 +108,9 @@ class BridgeProcess:
         return self._loaded is not None and self._loaded.wait(timeout_s)
 
     def _send(self, line: str) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, ValueError):  # the bridge is gone already
             self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):  # the bridge is gone already
-            pass
 
     def configure(self, components: list[str], store: bool) -> None:
         """The config's models besides embeddings, and whether the bridge serves the store."""
