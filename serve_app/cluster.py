@@ -129,22 +129,22 @@ def node_ip(settings: Settings) -> str:
 @dataclass
 class LocalRayHead:
     """A Ray head node started with ``ray start`` in its own process session (Ctrl-C does not
-    reach it, so serve-app drains first). Without ``ports`` (settings) it is private to this
-    machine: free ports, loopback."""
+    reach it, so serve-app drains first). Without ``settings`` (their fixed ports) it is
+    private to this machine: free ports, loopback."""
 
     node_ip: str = "127.0.0.1"
     num_cpus: int | None = None
-    ports: Settings | None = None
+    settings: Settings | None = None
     pgid: int | None = field(default=None, init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.port = (self.ports.ray_port if self.ports else 0) or free_port()
+        self.port = (self.settings.ray_port if self.settings else 0) or free_port()
 
     def launch(self) -> None:
         """Run ``ray start --head`` in the background (it takes seconds: the caller does
         other work meanwhile, then calls :meth:`wait`)."""
-        client_port = self.ports.ray_client_server_port if self.ports else 0
+        client_port = self.settings.ray_client_server_port if self.settings else 0
         cmd = [
             *_ray_start_command(),
             "--head",
@@ -153,7 +153,7 @@ class LocalRayHead:
             # not the default 10001, which clashes between heads on one machine (unused: slim_head)
             f"--ray-client-server-port={client_port or free_port()}",
             "--include-dashboard=false",
-            *node_port_args(self.ports),
+            *node_port_args(self.settings),
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
@@ -217,7 +217,7 @@ class RayWorker:
     head_address: str
     node_ip: str | None = None
     num_cpus: int | None = None
-    ports: Settings | None = None
+    settings: Settings | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def command(self) -> list[str]:
@@ -226,7 +226,7 @@ class RayWorker:
             cmd.append(f"--node-ip-address={self.node_ip}")
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        return [*cmd, *node_port_args(self.ports)]
+        return [*cmd, *node_port_args(self.settings)]
 
     def start(self) -> subprocess.Popen:
         self.proc = subprocess.Popen(self.command(), start_new_session=True, env=_env())

@@ -31,7 +31,7 @@ def cmd_join(args: argparse.Namespace) -> int:
         address,
         node_ip=node_ip(settings),
         num_cpus=settings.ray_num_cpus,
-        ports=settings,
+        settings=settings,
     )
     stopping = threading.Event()
     stop_on_signals(stopping, "received {}; leaving the cluster ...")

@@ -77,7 +77,7 @@ def new_head(settings: Settings, head_node: bool) -> LocalRayHead:
     """A Ray head private to this machine, or with ``head_node`` one that worker nodes can
     join (fixed ports, the private address)."""
     if head_node:
-        return LocalRayHead(node_ip(settings), settings.ray_num_cpus, ports=settings)
+        return LocalRayHead(node_ip(settings), settings.ray_num_cpus, settings=settings)
     return LocalRayHead()
 
 

@@ -121,13 +121,13 @@ def test_host_port_helpers_bracket_ipv6():
 def test_ray_ports_become_ray_start_flags():
     from serve_app.cluster import RayWorker, node_port_args
 
-    ports = Settings()
-    flags = node_port_args(ports)
+    settings = Settings()
+    flags = node_port_args(settings)
     assert "--node-manager-port=6382" in flags and "--max-worker-port=10199" in flags
     assert node_port_args(None) == []  # a private head: Ray picks
     unset = node_port_args(Settings(ray_node_manager_port=0))
     assert not any(flag.startswith("--node-manager-port") for flag in unset)
-    cmd = RayWorker("[fdaa::3]:6380", node_ip="fdaa::4", num_cpus=2, ports=ports).command()
+    cmd = RayWorker("[fdaa::3]:6380", node_ip="fdaa::4", num_cpus=2, settings=settings).command()
     assert cmd[1] == "start"
     assert "--address=[fdaa::3]:6380" in cmd and "--block" in cmd
     assert "--node-ip-address=fdaa::4" in cmd and "--num-cpus=2" in cmd
